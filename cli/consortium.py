@@ -1,0 +1,69 @@
+"""Consortium commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from node.consortium import GENESIS_FILE, OrgSpec, init_consortium
+from storage.genesis import GenesisError
+
+
+@click.group()
+def consortium() -> None:
+    """Create and inspect a consortium."""
+
+
+@consortium.command("init")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--org",
+    "orgs",
+    multiple=True,
+    required=True,
+    help='"NAME:ROLE", e.g. "Hospital A:hospital". Repeat per member.',
+)
+@click.option("--chain-id", default=None, help="Chain id (default: medchain-<random>).")
+@click.option(
+    "--base-port", default=7100, show_default=True, help="First node's TCP port; the others follow."
+)
+@click.option("--json", "as_json", is_flag=True)
+def init(
+    directory: Path, orgs: tuple[str, ...], chain_id: str | None, base_port: int, as_json: bool
+) -> None:
+    """Create keys, node configs and the genesis for a new consortium."""
+    try:
+        specs = [OrgSpec.parse(o) for o in orgs]
+        genesis = init_consortium(directory, specs, chain_id=chain_id, base_port=base_port)
+    except GenesisError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "dir": str(directory),
+                    "chain_id": genesis.chain_id,
+                    "genesis_hash": genesis.hash().hex(),
+                    "organizations": [
+                        {
+                            "id": o.org_id,
+                            "name": o.name,
+                            "role": o.role,
+                            "node_key": o.node_key.hex(),
+                        }
+                        for o in genesis.organizations
+                    ],
+                }
+            )
+        )
+        return
+    click.echo(f"consortium {genesis.chain_id} in {directory}")
+    click.echo(f"  genesis   {directory / GENESIS_FILE}  hash {genesis.hash().hex()}")
+    for o in genesis.organizations:
+        click.echo(
+            f"  {o.org_id:<20} {o.role:<12} node key {o.node_key.hex()[:16]}…  {directory / o.org_id}/node.toml"
+        )
+    v = genesis.validators
+    click.echo(f"  {v.n} validators, tolerating f={v.f} faulty; quorum {v.quorum}")

@@ -1,0 +1,24 @@
+"""The ``medchain`` command."""
+
+from __future__ import annotations
+
+import click
+
+from cli.consortium import consortium
+from cli.demo import demo
+from cli.keys import keygen
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="medchain")
+def cli() -> None:
+    """medchain: a permissioned blockchain for sharing health records you can trust."""
+
+
+cli.add_command(keygen)
+cli.add_command(consortium)
+cli.add_command(demo)
+
+
+def main() -> None:
+    cli()

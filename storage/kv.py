@@ -1,0 +1,140 @@
+"""Ordered key-value stores: LevelDB (plyvel) and an in-memory twin.
+
+Both satisfy the same contract (tests/unit/test_kv.py runs against both):
+point reads, ordered prefix scans in both directions, and atomic write
+batches. ``write(..., sync=True)`` on LevelDB returns only once the batch is
+on disk, so a SIGKILL after it returns loses nothing and a SIGKILL before it
+returns leaves none of it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Protocol
+
+import plyvel
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used (locked, corrupt, missing)."""
+
+
+class KVStore(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def scan(
+        self, prefix: bytes, start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Items whose key starts with ``prefix``, in key order (or reversed).
+        ``start`` (a full key) skips keys before it (after it, when reversed)."""
+        ...
+
+    def write(self, puts: Mapping[bytes, bytes | None], sync: bool = True) -> None:
+        """Apply all puts (value None = delete) atomically."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class MemoryKV:
+    """In-memory twin of :class:`LevelDBKV` for unit and simulation tests."""
+
+    def __init__(self) -> None:
+        self._data: dict[bytes, bytes] = {}
+        self._keys: list[bytes] = []
+        self.closed = False
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._data.get(key)
+
+    def scan(
+        self, prefix: bytes, start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        keys = self._keys
+        lo = bisect.bisect_left(keys, prefix)
+        end = _prefix_end(prefix)
+        hi = len(keys) if end is None else bisect.bisect_left(keys, end)
+        if reverse:
+            if start is not None:
+                hi = min(hi, bisect.bisect_right(keys, start))
+            snapshot = keys[lo:hi][::-1]
+        else:
+            if start is not None:
+                lo = max(lo, bisect.bisect_left(keys, start))
+            snapshot = keys[lo:hi]
+        for k in snapshot:
+            v = self._data.get(k)
+            if v is not None:
+                yield k, v
+
+    def write(self, puts: Mapping[bytes, bytes | None], sync: bool = True) -> None:
+        for k, v in puts.items():
+            if v is None:
+                if k in self._data:
+                    del self._data[k]
+                    del self._keys[bisect.bisect_left(self._keys, k)]
+            else:
+                if k not in self._data:
+                    bisect.insort(self._keys, k)
+                self._data[k] = v
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class LevelDBKV:
+    """LevelDB through plyvel."""
+
+    def __init__(self, path: Path, create: bool = True) -> None:
+        try:
+            self._db = plyvel.DB(str(path), create_if_missing=create)
+        except plyvel.IOError as exc:
+            raise StoreError(
+                f"cannot open LevelDB at {path}: {exc} (is another node using it?)"
+            ) from None
+        except plyvel.Error as exc:
+            raise StoreError(f"cannot open LevelDB at {path}: {exc}") from None
+
+    def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self._db.get(key)
+        return value
+
+    def scan(
+        self, prefix: bytes, start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        end = _prefix_end(prefix)
+        if reverse:
+            stop = end if start is None else start
+            it = self._db.iterator(
+                start=prefix, stop=stop, include_stop=start is not None, reverse=True
+            )
+        else:
+            it = self._db.iterator(
+                start=start if start is not None and start > prefix else prefix, stop=end
+            )
+        with it:
+            yield from it
+
+    def write(self, puts: Mapping[bytes, bytes | None], sync: bool = True) -> None:
+        with self._db.write_batch(sync=sync) as wb:
+            for k, v in puts.items():
+                if v is None:
+                    wb.delete(k)
+                else:
+                    wb.put(k, v)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _prefix_end(prefix: bytes) -> bytes | None:
+    """Smallest key greater than every key starting with ``prefix`` (None: no bound)."""
+    p = bytearray(prefix)
+    while p:
+        if p[-1] < 0xFF:
+            p[-1] += 1
+            return bytes(p)
+        p.pop()
+    return None

@@ -1,0 +1,255 @@
+"""The ledger: blocks, certificates, tx index, chaincode state, indexes.
+
+Key layout (heights are 8-byte big-endian so keys sort by height)::
+
+    M genesis            genesis hash the data dir was created with
+    M tip                [height, block hash, state root]
+    B <h>                block bytes
+    C <h>                commit certificate
+    R <h>                state root after executing block h
+    H <block hash>       height
+    T <tx id>            [height, index, result]
+    S <state key>        chaincode state
+    X <index key>        secondary indexes chaincode or the node asks for
+
+Committing a block is one synced write batch holding all of the above for
+that block, so after a crash the ledger ends at a whole block.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from storage.block import Block, CommitCertificate
+from storage.codec import as_bytes, as_int, fields, pack, unpack
+from storage.genesis import Genesis
+from storage.kv import KVStore, LevelDBKV, MemoryKV
+from storage.state import TxResult, next_state_root
+
+_BE8 = struct.Struct(">Q")
+
+K_GENESIS = b"Mgenesis"
+K_TIP = b"Mtip"
+P_BLOCK = b"B"
+P_CERT = b"C"
+P_ROOT = b"R"
+P_HASH = b"H"
+P_TX = b"T"
+P_STATE = b"S"
+P_INDEX = b"X"
+
+
+def be8(n: int) -> bytes:
+    return _BE8.pack(n)
+
+
+class LedgerError(Exception):
+    """The ledger refuses an operation (inconsistent block, corrupt store)."""
+
+
+class GenesisMismatch(LedgerError):
+    """The data dir was created for a different chain."""
+
+
+@dataclass(frozen=True, slots=True)
+class TxLocation:
+    height: int
+    index: int
+    result: TxResult
+
+
+@dataclass
+class ExecutedBlock:
+    """A block with everything executing it produced, ready to commit."""
+
+    block: Block
+    results: Sequence[TxResult]
+    writes: Mapping[bytes, bytes | None]  # state key -> value (None deletes)
+    index_writes: Mapping[bytes, bytes | None] = field(default_factory=dict)
+
+
+class Ledger:
+    def __init__(self, store: KVStore, genesis: Genesis) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.validators = genesis.validators
+        self.genesis_hash = genesis.hash()
+        stored = store.get(K_GENESIS)
+        if stored is None:
+            store.write({K_GENESIS: self.genesis_hash}, sync=True)
+        elif stored != self.genesis_hash:
+            raise GenesisMismatch(
+                f"this data dir belongs to the chain with genesis {stored.hex()[:16]}…, "
+                f"not {self.genesis_hash.hex()[:16]}…; refusing to start with a different genesis"
+            )
+        tip = store.get(K_TIP)
+        if tip is None:
+            self.height = 0
+            self.last_hash = self.genesis_hash
+            self.state_root = genesis.initial_state_root()
+        else:
+            f = fields(unpack(tip, 256, "tip"), 3, "tip")
+            self.height = as_int(f[0], "tip.height")
+            self.last_hash = as_bytes(f[1], "tip.hash", 32)
+            self.state_root = as_bytes(f[2], "tip.root", 32)
+
+    @classmethod
+    def open(cls, path: Path, genesis: Genesis) -> Ledger:
+        return cls(LevelDBKV(path), genesis)
+
+    @classmethod
+    def in_memory(cls, genesis: Genesis) -> Ledger:
+        return cls(MemoryKV(), genesis)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- commit ----------------------------------------------------------------
+
+    def check_next(self, block: Block) -> None:
+        """Raise LedgerError unless ``block`` extends the tip exactly."""
+        h = block.header
+        if h.chain_id != self.chain_id:
+            raise LedgerError(f"block for chain {h.chain_id!r}, this is {self.chain_id!r}")
+        if h.height != self.height + 1:
+            raise LedgerError(f"block height {h.height}, expected {self.height + 1}")
+        if h.prev_hash != self.last_hash:
+            raise LedgerError(f"block {h.height} does not extend block {self.height}")
+        if h.state_root != self.state_root:
+            raise LedgerError(f"block {h.height} carries a state root that differs from ours")
+        if h.validator_set_hash != self.validators.hash():
+            raise LedgerError(f"block {h.height} names a different validator set")
+
+    def commit_block(self, executed: ExecutedBlock, certificate: CommitCertificate) -> bytes:
+        """Write the block and all its effects in one synced batch; return the new state root."""
+        block = executed.block
+        self.check_next(block)
+        if certificate.height != block.height or certificate.block_hash != block.hash:
+            raise LedgerError("certificate does not match the block")
+        if len(executed.results) != len(block.txs):
+            raise LedgerError("one result per transaction is required")
+        height = block.height
+        root = next_state_root(self.state_root, height, executed.writes, executed.results)
+        block_hash = block.hash
+        hb = be8(height)
+        batch: dict[bytes, bytes | None] = {
+            P_BLOCK + hb: block.encode(),
+            P_CERT + hb: certificate.encode(),
+            P_ROOT + hb: root,
+            P_HASH + block_hash: hb,
+            K_TIP: pack([height, block_hash, root]),
+        }
+        for i, (tx_id, result) in enumerate(zip(block.tx_ids(), executed.results, strict=True)):
+            key = P_TX + tx_id
+            # A transaction repeated (in this block or an earlier one) keeps
+            # its first location; the executor has failed the repeat as a replay.
+            if key not in batch and self.store.get(key) is None:
+                batch[key] = pack([height, i, result.to_wire()])
+        for k, v in executed.writes.items():
+            batch[P_STATE + k] = v
+        for k, v in executed.index_writes.items():
+            batch[P_INDEX + k] = v
+        self.store.write(batch, sync=True)
+        self.height, self.last_hash, self.state_root = height, block_hash, root
+        return root
+
+    # -- reads -------------------------------------------------------------------
+
+    def block_bytes(self, height: int) -> bytes | None:
+        return self.store.get(P_BLOCK + be8(height))
+
+    def block(self, height: int) -> Block | None:
+        data = self.block_bytes(height)
+        return None if data is None else Block.decode(data, check_txs=False)
+
+    def certificate(self, height: int) -> CommitCertificate | None:
+        data = self.store.get(P_CERT + be8(height))
+        return None if data is None else CommitCertificate.decode(data)
+
+    def state_root_at(self, height: int) -> bytes | None:
+        if height == 0:
+            return self.genesis.initial_state_root()
+        return self.store.get(P_ROOT + be8(height))
+
+    def height_of(self, block_hash: bytes) -> int | None:
+        data = self.store.get(P_HASH + block_hash)
+        return None if data is None else int(_BE8.unpack(data)[0])
+
+    def tx(self, tx_id: bytes) -> TxLocation | None:
+        data = self.store.get(P_TX + tx_id)
+        if data is None:
+            return None
+        f = fields(unpack(data, 2 * 1024 * 1024, "tx index"), 3, "tx index")
+        return TxLocation(as_int(f[0], "height"), as_int(f[1], "index"), TxResult.from_wire(f[2]))
+
+    def state_get(self, key: bytes) -> bytes | None:
+        return self.store.get(P_STATE + key)
+
+    def state_scan(
+        self, prefix: bytes, start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        n = len(P_STATE)
+        for k, v in self.store.scan(
+            P_STATE + prefix, None if start is None else P_STATE + start, reverse
+        ):
+            yield k[n:], v
+
+    def index_get(self, key: bytes) -> bytes | None:
+        return self.store.get(P_INDEX + key)
+
+    def index_scan(self, prefix: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        n = len(P_INDEX)
+        for k, v in self.store.scan(P_INDEX + prefix, None, reverse):
+            yield k[n:], v
+
+
+def verify_chain(ledger: Ledger, from_height: int = 1) -> list[str]:
+    """Check every stored block: structure, hash chain, state roots carried in
+    headers, commit certificates, tx index. Returns a list of problems (empty: sound)."""
+    problems: list[str] = []
+    prev_hash = ledger.genesis_hash if from_height == 1 else None
+    prev_root = ledger.state_root_at(from_height - 1)
+    for h in range(from_height, ledger.height + 1):
+        raw = ledger.block_bytes(h)
+        if raw is None:
+            problems.append(f"block {h} missing")
+            break
+        try:
+            block = Block.decode(raw)
+        except ValueError as exc:
+            problems.append(f"block {h} undecodable: {exc}")
+            break
+        if block.height != h:
+            problems.append(f"block stored at {h} says height {block.height}")
+        if prev_hash is not None and block.header.prev_hash != prev_hash:
+            problems.append(f"block {h} does not chain onto block {h - 1}")
+        if block.header.state_root != prev_root:
+            problems.append(
+                f"block {h} carries a state root that is not the root after block {h - 1}"
+            )
+        if ledger.height_of(block.hash) != h:
+            problems.append(f"block {h} missing from the hash index")
+        cert = ledger.certificate(h)
+        if cert is None:
+            problems.append(f"block {h} has no commit certificate")
+        else:
+            why = cert.verify(ledger.chain_id, ledger.validators, block.header)
+            if why:
+                problems.append(f"block {h} certificate invalid: {why}")
+        for i, tx_id in enumerate(block.tx_ids()):
+            loc = ledger.tx(tx_id)
+            if loc is None or (loc.height, loc.index) > (h, i):
+                problems.append(f"block {h} tx {i} missing from the tx index")
+        prev_hash = block.hash
+        prev_root = ledger.state_root_at(h)
+        if prev_root is None:
+            problems.append(f"block {h} has no state root")
+            break
+    tip_differs = prev_hash != ledger.last_hash or prev_root != ledger.state_root
+    if not problems and ledger.height >= from_height and tip_differs:
+        problems.append("the tip does not match the last block")
+    return problems
