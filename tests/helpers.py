@@ -1,0 +1,85 @@
+"""Shared builders for tests: a consortium of in-memory keys, signed txs, blocks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from contracts.kv import KVChaincode
+from contracts.runtime import Executor
+from node.chain import apply_block, propose_block
+from storage.block import Block, CommitCertificate, make_certificate
+from storage.crypto import Signer
+from storage.genesis import ConsensusParams, Genesis, Organization
+from storage.ledger import ExecutedBlock, Ledger
+from storage.tx import Transaction, make_tx
+
+ROLES = ["hospital", "hospital", "insurer", "regulator", "clinic", "exam-centre", "hospital"]
+
+
+@dataclass
+class Consortium:
+    genesis: Genesis
+    node_keys: list[Signer]
+    admin_keys: list[Signer]
+    nonces: dict[bytes, int] = field(default_factory=dict)
+
+    @classmethod
+    def make(
+        cls, n: int = 4, chain_id: str = "test-chain", seed: int = 1, **params: int
+    ) -> Consortium:
+        node_keys = [Signer(bytes([seed, 1, i]) + bytes(29)) for i in range(n)]
+        admin_keys = [Signer(bytes([seed, 2, i]) + bytes(29)) for i in range(n)]
+        orgs = tuple(
+            Organization(
+                f"org-{i}",
+                f"Org {i}",
+                ROLES[i % len(ROLES)],
+                node_keys[i].public_key,
+                admin_keys[i].public_key,
+            )
+            for i in range(n)
+        )
+        genesis = Genesis(chain_id, 1_700_000_000_000, orgs, ConsensusParams(**params))
+        return cls(genesis, node_keys, admin_keys)
+
+    @property
+    def chain_id(self) -> str:
+        return self.genesis.chain_id
+
+    def tx(
+        self,
+        signer: Signer,
+        contract: str = "kv",
+        method: str = "put",
+        args: object = None,
+        nonce: int | None = None,
+    ) -> Transaction:
+        if nonce is None:
+            nonce = self.nonces.get(signer.public_key, 0) + 1
+            self.nonces[signer.public_key] = nonce
+        if args is None:
+            args = {"key": f"k{nonce}", "value": f"v{nonce}"}
+        return make_tx(signer, self.chain_id, nonce, contract, method, args)
+
+    def executor(self) -> Executor:
+        return Executor(self.genesis, {"kv": KVChaincode()})
+
+    def certify(
+        self, block: Block, view: int = 0, signers: list[int] | None = None
+    ) -> CommitCertificate:
+        v = self.genesis.validators
+        idx = signers if signers is not None else list(range(v.quorum))
+        return make_certificate(
+            self.chain_id, view, block.header, [(i, self.node_keys[i]) for i in idx]
+        )
+
+    def commit(
+        self, ledger: Ledger, txs: list[bytes], timestamp_ms: int | None = None
+    ) -> ExecutedBlock:
+        ts = (
+            timestamp_ms
+            if timestamp_ms is not None
+            else self.genesis.genesis_time_ms + 1000 * (ledger.height + 1)
+        )
+        block = propose_block(ledger, txs, ts, self.node_keys[0].public_key)
+        return apply_block(ledger, self.executor(), block, self.certify(block))

@@ -1,0 +1,49 @@
+"""One contract, two stores: LevelDB (plyvel) and the in-memory twin."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from storage.kv import KVStore, LevelDBKV, MemoryKV, StoreError
+
+
+@pytest.fixture(params=["memory", "leveldb"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KVStore]:
+    s: KVStore = MemoryKV() if request.param == "memory" else LevelDBKV(tmp_path / "db")
+    yield s
+    s.close()
+
+
+def test_get_put_delete(store: KVStore) -> None:
+    assert store.get(b"a") is None
+    store.write({b"a": b"1", b"b": b"2"})
+    assert store.get(b"a") == b"1"
+    store.write({b"a": None, b"c": b"3"})
+    assert store.get(b"a") is None and store.get(b"c") == b"3"
+    store.write({b"zz": None})  # deleting a missing key is fine
+
+
+def test_scan_prefix_order_start_reverse(store: KVStore) -> None:
+    store.write({k: k.upper() for k in [b"a1", b"a2", b"a3", b"b1", b"a\xff", b"\xff\xff", b"a"]})
+    assert [k for k, _ in store.scan(b"a")] == [b"a", b"a1", b"a2", b"a3", b"a\xff"]
+    assert [k for k, _ in store.scan(b"a", reverse=True)] == [b"a\xff", b"a3", b"a2", b"a1", b"a"]
+    assert [k for k, _ in store.scan(b"a", start=b"a2")] == [b"a2", b"a3", b"a\xff"]
+    assert [k for k, _ in store.scan(b"a", start=b"a2", reverse=True)] == [b"a2", b"a1", b"a"]
+    assert [k for k, _ in store.scan(b"\xff")] == [b"\xff\xff"]
+    assert len(list(store.scan(b""))) == 7
+    assert dict(store.scan(b"b")) == {b"b1": b"B1"}
+
+
+def test_batch_is_atomic_unit(store: KVStore) -> None:
+    store.write({b"k%d" % i: b"v" for i in range(100)}, sync=True)
+    assert len(list(store.scan(b"k"))) == 100
+
+
+def test_leveldb_lock_gives_clear_error(tmp_path: Path) -> None:
+    db = LevelDBKV(tmp_path / "db")
+    with pytest.raises(StoreError, match="another node"):
+        LevelDBKV(tmp_path / "db")
+    db.close()

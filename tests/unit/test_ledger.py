@@ -1,0 +1,128 @@
+"""The ledger on both stores: commit, read back, refusals, verification."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from node.chain import propose_block, replay_ledger
+from storage.ledger import GenesisMismatch, Ledger, LedgerError, verify_chain
+from storage.state import FAILED
+from tests.helpers import Consortium
+
+
+@pytest.fixture(params=["memory", "leveldb"])
+def ledger(
+    request: pytest.FixtureRequest, tmp_path: Path, consortium: Consortium
+) -> Iterator[Ledger]:
+    led = (
+        Ledger.in_memory(consortium.genesis)
+        if request.param == "memory"
+        else Ledger.open(tmp_path / "db", consortium.genesis)
+    )
+    yield led
+    led.close()
+
+
+def test_commit_and_read_back(ledger: Ledger, consortium: Consortium) -> None:
+    c = consortium
+    txs = [c.tx(c.admin_keys[i % 4]) for i in range(6)]
+    ex = c.commit(ledger, [t.encode() for t in txs])
+    assert ledger.height == 1
+    block = ledger.block(1)
+    assert block is not None and block.hash == ex.block.hash and ledger.last_hash == block.hash
+    assert ledger.height_of(block.hash) == 1
+    cert = ledger.certificate(1)
+    assert cert is not None and cert.verify(c.chain_id, c.genesis.validators, block.header) is None
+    for i, t in enumerate(txs):
+        loc = ledger.tx(t.tx_id)
+        assert loc is not None and (loc.height, loc.index) == (1, i) and loc.result.ok
+    assert ledger.state_get(b"kv\x00k1") == b"v1"
+    assert ledger.state_root_at(1) == ledger.state_root != ledger.state_root_at(0)
+    c.commit(ledger, [])
+    assert ledger.height == 2 and ledger.block(2) is not None
+    assert ledger.block(2).header.state_root == ledger.state_root_at(1)  # type: ignore[union-attr]
+    assert verify_chain(ledger) == []
+    assert replay_ledger(ledger, c.executor()) == []
+
+
+def test_replay_and_failure_are_deterministic(ledger: Ledger, consortium: Consortium) -> None:
+    c = consortium
+    a = c.tx(c.admin_keys[0])
+    bad = c.tx(c.admin_keys[1], method="delete", args={"key": "missing"})
+    ex = c.commit(ledger, [a.encode(), bad.encode(), a.encode()])
+    assert [r.code for r in ex.results] == [0, FAILED, FAILED]
+    assert "no such key" in ex.results[1].data and "replayed" in ex.results[2].data
+    loc = ledger.tx(a.tx_id)
+    assert loc is not None and loc.index == 0 and loc.result.ok  # first location kept
+    ex = c.commit(ledger, [a.encode()])
+    assert "replayed" in ex.results[0].data
+    # same nonce, different content: still a replay of the nonce
+    again = c.tx(c.admin_keys[0], nonce=a.nonce, args={"key": "x", "value": "y"})
+    assert "replayed" in c.commit(ledger, [again.encode()]).results[0].data
+    # a failed transaction consumed its nonce too
+    assert "replayed" in c.commit(ledger, [bad.encode()]).results[0].data
+
+
+def test_refuses_blocks_that_do_not_extend_the_tip(ledger: Ledger, consortium: Consortium) -> None:
+    c = consortium
+    c.commit(ledger, [c.tx(c.admin_keys[0]).encode()])
+    good = propose_block(ledger, [], 5000, c.node_keys[0].public_key)
+    for bad_header, why in [
+        (replace(good.header, height=3), "height"),
+        (replace(good.header, prev_hash=b"\x00" * 32), "does not extend"),
+        (replace(good.header, state_root=b"\x00" * 32), "state root"),
+        (replace(good.header, chain_id="other"), "chain"),
+        (replace(good.header, validator_set_hash=b"\x00" * 32), "validator set"),
+    ]:
+        bad = type(good).build(bad_header, good.txs)
+        with pytest.raises(LedgerError, match=why):
+            ledger.check_next(bad)
+    executed = c.executor().execute(ledger, good)
+    other = propose_block(ledger, [c.tx(c.admin_keys[1]).encode()], 5000, c.node_keys[0].public_key)
+    with pytest.raises(LedgerError, match="certificate"):
+        ledger.commit_block(executed, c.certify(other))
+    assert ledger.height == 1
+
+
+def test_genesis_mismatch_refused(tmp_path: Path, consortium: Consortium) -> None:
+    Ledger.open(tmp_path / "db", consortium.genesis).close()
+    other = Consortium.make(chain_id="test-chain", seed=2).genesis
+    with pytest.raises(GenesisMismatch, match="refusing"):
+        Ledger.open(tmp_path / "db", other)
+    Ledger.open(tmp_path / "db", consortium.genesis).close()
+
+
+def test_reopen_keeps_everything(tmp_path: Path, consortium: Consortium) -> None:
+    c = consortium
+    led = Ledger.open(tmp_path / "db", c.genesis)
+    for _ in range(5):
+        c.commit(led, [c.tx(c.admin_keys[i]).encode() for i in range(4)])
+    tip = (led.height, led.last_hash, led.state_root)
+    led.close()
+    led = Ledger.open(tmp_path / "db", c.genesis)
+    assert (led.height, led.last_hash, led.state_root) == tip
+    assert verify_chain(led) == [] and replay_ledger(led, c.executor()) == []
+    led.close()
+
+
+def test_verify_chain_detects_tampering(tmp_path: Path, consortium: Consortium) -> None:
+    from storage.ledger import P_BLOCK, P_CERT, be8
+
+    c = consortium
+    led = Ledger.in_memory(c.genesis)
+    for _ in range(3):
+        c.commit(led, [c.tx(c.admin_keys[0]).encode()])
+    cert = led.certificate(2)
+    assert cert is not None
+    led.store.write({P_CERT + be8(2): replace(cert, votes=cert.votes[:1]).encode()})
+    assert any("certificate invalid" in p for p in verify_chain(led))
+    led.store.write({P_CERT + be8(2): cert.encode(), P_BLOCK + be8(2): led.block_bytes(3)})
+    assert verify_chain(led)
+    led2 = Ledger.in_memory(c.genesis)
+    c.commit(led2, [c.tx(c.admin_keys[0]).encode()])
+    led2.store.write({b"Skv\x00k999": b"forged"})
+    assert any("differ" in p for p in replay_ledger(led2, c.executor()))
