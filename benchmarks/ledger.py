@@ -58,7 +58,9 @@ def bench_commit(c: Consortium, txs: list[bytes], workdir: Path) -> tuple[float,
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--txs", type=int, default=10_000)
     ap.add_argument("--json", type=Path, default=None)
@@ -75,7 +77,9 @@ def main() -> None:
             tps, ms = bench_commit(c, txs, Path(d) / "db")
         commit.append(tps)
         per_block.append(ms)
-        print(f"run {run + 1}: sign {s:,.0f} tx/s  verify {verify[-1]:,.0f} tx/s  commit {tps:,.0f} tx/s ({ms:.1f} ms/block)")
+        print(
+            f"run {run + 1}: sign {s:,.0f} tx/s  verify {verify[-1]:,.0f} tx/s  commit {tps:,.0f} tx/s ({ms:.1f} ms/block)"
+        )
     result = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
         "runs": args.runs,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from storage.block import Block
 from storage.codec import DecodeError, as_value, canonical
@@ -32,6 +32,11 @@ class StateReader(Protocol):
     def state_scan(
         self, prefix: bytes, start: bytes | None = None, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+@runtime_checkable
+class IndexReader(Protocol):
+    def index_scan(self, prefix: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]: ...
 
 
 class ChaincodeError(Exception):
@@ -52,6 +57,9 @@ class Overlay:
     def __init__(self, base: StateReader) -> None:
         self.base = base
         self.writes: dict[bytes, bytes | None] = {}
+        # Secondary indexes (outside the state root): written by chaincode for
+        # queries, kept or dropped together with the transaction's writes.
+        self.index_writes: dict[bytes, bytes | None] = {}
 
     def get(self, key: bytes) -> bytes | None:
         if key in self.writes:
@@ -112,6 +120,20 @@ class Context:
         for k, v in self.state.state_scan(self._key(prefix), None, reverse):
             yield k[n:], v
 
+    def index_put(self, key: bytes, value: bytes = b"") -> None:
+        """Add a secondary-index entry (for queries; not part of the state root)."""
+        if self.read_only:
+            raise ChaincodeError("queries cannot write indexes")
+        self.state.index_writes[self._key(key)] = value
+
+    def index_scan(self, prefix: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        """Read secondary-index entries; only queries may, so execution depends on state alone."""
+        if not self.read_only or not isinstance(self.state.base, IndexReader):
+            raise ChaincodeError("indexes can only be read by queries")
+        n = len(self.namespace)
+        for k, v in self.state.base.index_scan(self._key(prefix), reverse):
+            yield k[n:], v
+
     def emit(self, name: str, attrs: Any) -> None:
         self.events.append(Event(self.contract, name, canonical(attrs, "event")))
 
@@ -131,7 +153,7 @@ class Executor:
         results: list[TxResult] = []
         for tx_id, raw in zip(block.tx_ids(), block.txs, strict=True):
             results.append(self._execute_tx(block_overlay, block, tx_id, raw))
-        return ExecutedBlock(block, results, block_overlay.writes)
+        return ExecutedBlock(block, results, block_overlay.writes, block_overlay.index_writes)
 
     def _execute_tx(
         self, block_overlay: Overlay, block: Block, tx_id: bytes, raw: bytes
@@ -170,6 +192,7 @@ class Executor:
         except Exception as exc:  # chaincode bug: fail this transaction only
             return TxResult(FAILED, f"chaincode error: {type(exc).__name__}: {exc}")
         block_overlay.writes.update(tx_overlay.writes)
+        block_overlay.index_writes.update(tx_overlay.index_writes)
         return TxResult(OK, data, tuple(events))
 
     def query(

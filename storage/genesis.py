@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
-from storage.block import ValidatorSet
-from storage.codec import pack
+from storage.block import MAX_VALIDATORS, ValidatorSet
+from storage.codec import DecodeError, as_bytes, as_int, as_list, as_str, fields, pack, unpack
 from storage.crypto import DOMAIN_GENESIS_STATE, PUBLIC_KEY_BYTES, sha256
 from storage.tx import MAX_TX_BYTES
 
@@ -42,7 +43,7 @@ class ConsensusParams:
     max_tx_bytes: int = MAX_TX_BYTES
 
     def validate(self) -> None:
-        for f in fields(self):
+        for f in dataclass_fields(self):
             v = getattr(self, f.name)
             if type(v) is not int or v <= 0:
                 raise GenesisError(f"consensus.{f.name} must be a positive integer, got {v!r}")
@@ -103,12 +104,44 @@ class Genesis:
                 self.chain_id,
                 self.genesis_time_ms,
                 [[o.org_id, o.name, o.role, o.node_key, o.admin_key] for o in self.organizations],
-                [getattr(self.consensus, f.name) for f in fields(self.consensus)],
+                [getattr(self.consensus, f.name) for f in dataclass_fields(self.consensus)],
             ]
         )
 
     def hash(self) -> bytes:
         return sha256(self.encode())
+
+    @classmethod
+    def decode(cls, data: bytes) -> Genesis:
+        f = fields(unpack(data, 1024 * 1024, "genesis"), 5, "genesis")
+        if f[0] != "medchain/genesis/v1":
+            raise DecodeError("genesis: unknown format tag")
+        orgs = []
+        for i, o in enumerate(as_list(f[3], "genesis.organizations", MAX_VALIDATORS)):
+            of = fields(o, 5, f"genesis.organizations[{i}]")
+            orgs.append(
+                Organization(
+                    as_str(of[0], "org.id", 48, 1),
+                    as_str(of[1], "org.name", 200, 1),
+                    as_str(of[2], "org.role", 32, 1),
+                    as_bytes(of[3], "org.node_key", PUBLIC_KEY_BYTES),
+                    as_bytes(of[4], "org.admin_key", PUBLIC_KEY_BYTES),
+                )
+            )
+        names = [x.name for x in dataclass_fields(ConsensusParams)]
+        pf = fields(f[4], len(names), "genesis.consensus")
+        params = ConsensusParams(
+            **{n: as_int(v, f"consensus.{n}") for n, v in zip(names, pf, strict=True)}
+        )
+        try:
+            return cls(
+                as_str(f[1], "genesis.chain_id", 64, 1),
+                as_int(f[2], "genesis.time"),
+                tuple(orgs),
+                params,
+            )
+        except GenesisError as exc:
+            raise DecodeError(f"genesis: {exc}") from None
 
     @property
     def validators(self) -> ValidatorSet:

@@ -7,6 +7,7 @@ import pytest
 
 from storage.block import Block, BlockHeader, CommitCertificate
 from storage.codec import DecodeError, as_value, canonical, pack, unpack
+from storage.genesis import Genesis
 from storage.state import Event, TxResult
 from storage.tx import MAX_TX_BYTES, Transaction
 from tests.helpers import Consortium
@@ -35,6 +36,8 @@ def test_header_certificate_result_round_trip(consortium: Consortium) -> None:
     assert CommitCertificate.decode(cert.encode()) == cert
     r = TxResult(1, "denied", (Event("consent", "checked", {"ok": False}),))
     assert TxResult.decode(r.encode()) == r
+    g = consortium.genesis
+    assert Genesis.decode(g.encode()) == g and Genesis.decode(g.encode()).hash() == g.hash()
 
 
 def test_block_round_trip(consortium: Consortium) -> None:

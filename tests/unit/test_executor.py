@@ -18,16 +18,22 @@ class Boom:
 
     def invoke(self, ctx: Context, method: str, args: Any) -> Any:
         ctx.put(b"written-before-failing", b"x")
+        ctx.index_put(b"attempted/" + method.encode())
         if method == "refuse":
             raise ChaincodeError("not allowed")
         if method == "crash":
             return 1 // 0
         if method == "float":
             return 0.5
+        ctx.index_put(b"by-method/" + method.encode())
         ctx.emit("ok", {"n": 1})
         return {"done": True}
 
     def query(self, ctx: Context, method: str, args: Any) -> Any:
+        if method == "index":
+            return [k.decode() for k, _ in ctx.index_scan(b"")]
+        if method == "write":
+            ctx.put(b"k", b"v")
         return ctx.get(b"written-before-failing")
 
 
@@ -50,6 +56,40 @@ def test_failing_tx_rolls_back_alone(consortium: Consortium) -> None:
     assert codes[5] == (1, "unknown contract 'missing'")
     state_keys = [k for k in out.writes if not k.startswith(b"_nonce")]
     assert state_keys == [b"boom\x00written-before-failing"]  # only the successful tx's write
+    assert sorted(out.index_writes) == [
+        b"boom\x00attempted/nope",
+        b"boom\x00attempted/ok",
+        b"boom\x00by-method/nope",
+        b"boom\x00by-method/ok",
+    ]
+
+
+def test_indexes_committed_outside_state_and_read_by_queries(consortium: Consortium) -> None:
+    import pytest
+
+    c = consortium
+    ex = Executor(c.genesis, {"boom": Boom()})
+    ledger = Ledger.in_memory(c.genesis)
+    block = propose_block(
+        ledger, [c.tx(c.admin_keys[0], "boom", "ok", None).encode()], 1, c.node_keys[0].public_key
+    )
+    ledger.commit_block(ex.execute(ledger, block), c.certify(block))
+    assert ex.query(ledger, "boom", "index", None, 1, 0) == ["attempted/ok", "by-method/ok"]
+    assert not any(k.startswith(b"boom\x00attempted") for k, _ in ledger.state_scan(b""))
+
+    # execution must not depend on indexes: reading one in a transaction fails it
+    class Peek(Boom):
+        def invoke(self, ctx: Context, method: str, args: Any) -> Any:
+            return list(ctx.index_scan(b""))
+
+    ex2 = Executor(c.genesis, {"boom": Peek()})
+    block = propose_block(
+        ledger, [c.tx(c.admin_keys[0], "boom", "x", None).encode()], 2, c.node_keys[0].public_key
+    )
+    res = ex2.execute(ledger, block).results[0]
+    assert not res.ok and "only be read by queries" in res.data
+    with pytest.raises(Exception, match="cannot write"):
+        ex2.query(ledger, "boom", "write", None, 1, 0)
 
 
 @settings(max_examples=30, deadline=None)

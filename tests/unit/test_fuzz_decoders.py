@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from storage.block import Block, BlockHeader, CommitCertificate
 from storage.codec import DecodeError
+from storage.genesis import Genesis
 from storage.state import TxResult
 from storage.tx import Transaction
 from tests.helpers import Consortium
@@ -30,6 +31,7 @@ DECODERS: dict[str, Callable[[bytes], Any]] = {
     "block": Block.decode,
     "certificate": CommitCertificate.decode,
     "result": TxResult.decode,
+    "genesis": Genesis.decode,
 }
 
 msgpack_values = st.recursive(
