@@ -183,20 +183,21 @@ def tx_root(txs: Sequence[bytes]) -> bytes:
     return merkle_root([sha256(t) for t in txs])
 
 
-def commit_sign_bytes(chain_id: str, view: int, height: int, block_hash: bytes) -> bytes:
-    """What a validator signs to commit a block; the PBFT commit vote."""
-    return sign_bytes(DOMAIN_COMMIT, chain_id, view, height, block_hash)
+def commit_sign_bytes(chain_id: str, view: int, seq: int, digest: bytes) -> bytes:
+    """What a validator signs to commit a batch: the PBFT commit vote for
+    (view, sequence number, digest), where a block's digest is its hash."""
+    return sign_bytes(DOMAIN_COMMIT, chain_id, view, seq, digest)
 
 
 @dataclass(frozen=True, slots=True)
 class CommitCertificate:
-    height: int
+    seq: int  # consensus sequence number (equals the height unless null batches were ordered)
     view: int
     block_hash: bytes
     votes: tuple[tuple[int, bytes], ...]  # (validator index, signature), sorted by index
 
     def encode(self) -> bytes:
-        return pack([self.height, self.view, self.block_hash, [list(v) for v in self.votes]])
+        return pack([self.seq, self.view, self.block_hash, [list(v) for v in self.votes]])
 
     @classmethod
     def decode(cls, data: bytes) -> CommitCertificate:
@@ -211,7 +212,7 @@ class CommitCertificate:
                 )
             )
         return cls(
-            height=as_int(f[0], "certificate.height", 1),
+            seq=as_int(f[0], "certificate.seq", 1),
             view=as_int(f[1], "certificate.view"),
             block_hash=as_bytes(f[2], "certificate.block_hash", HASH_BYTES),
             votes=tuple(votes),
@@ -221,12 +222,9 @@ class CommitCertificate:
         self, chain_id: str, validators: ValidatorSet, header: BlockHeader | None = None
     ) -> str | None:
         """None if the certificate proves the block committed, else the reason it does not."""
-        if header is not None:
-            if header.height != self.height:
-                return f"certificate is for height {self.height}, header is {header.height}"
-            if header.hash() != self.block_hash:
-                return "certificate is for a different block hash"
-        message = commit_sign_bytes(chain_id, self.view, self.height, self.block_hash)
+        if header is not None and header.hash() != self.block_hash:
+            return "certificate is for a different block hash"
+        message = commit_sign_bytes(chain_id, self.view, self.seq, self.block_hash)
         seen: set[int] = set()
         good = 0
         for index, sig in self.votes:
@@ -248,11 +246,13 @@ def make_certificate(
     view: int,
     header: BlockHeader,
     signers: Sequence[tuple[int, Signer]],
+    seq: int | None = None,
 ) -> CommitCertificate:
     """Assemble a certificate from (validator index, Signer) pairs (tests, demo, sim)."""
     block_hash = header.hash()
-    message = commit_sign_bytes(chain_id, view, header.height, block_hash)
+    seq = header.height if seq is None else seq
+    message = commit_sign_bytes(chain_id, view, seq, block_hash)
     votes = []
     for index, signer in sorted(signers, key=lambda p: p[0]):
         votes.append((index, signer.sign(message)))
-    return CommitCertificate(header.height, view, block_hash, tuple(votes))
+    return CommitCertificate(seq, view, block_hash, tuple(votes))
