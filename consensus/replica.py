@@ -531,7 +531,8 @@ class Replica:
         out.append(Persist(StableRecord(seq, root, proof)))
         for s in [s for s in self.slots if s <= seq]:
             del self.slots[s]
-        for d in (self.prepared_certs, self.certified, self.fetched, self.committed_ready):
+        # (fetched / committed_ready batches stay until delivered: we may still be behind.)
+        for d in (self.prepared_certs, self.certified):
             for s in [s for s in d if s <= seq]:
                 del d[s]
         for s in [s for s in self.checkpoint_votes if s <= seq]:

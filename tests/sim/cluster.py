@@ -9,7 +9,6 @@ from consensus.config import ReplicaConfig
 from consensus.events import Deliver
 from consensus.messages import (
     Commit,
-    Message,
     NewView,
     Prepare,
     PrePrepare,
@@ -19,7 +18,7 @@ from consensus.messages import (
 from tests.sim.network import LinkRules, Partition, SimNetwork
 from tests.sim.node import Ed25519Crypto, HmacCrypto, SimNode, decode_batch, encode_batch
 
-BYZANTINE_KINDS = ("silent", "equivocate", "forge", "wrong-view", "replay", "garbage")
+BYZANTINE_KINDS = ("silent", "slow", "equivocate", "forge", "wrong-view", "replay", "garbage")
 
 
 @dataclass
@@ -104,6 +103,12 @@ class Cluster:
 
     def route(self, src: int, dst: int, data: bytes, what: str) -> None:
         node = self.nodes[src]
+        if node.byzantine == "slow":
+            # Everything it sends arrives late: as a primary it stalls progress without being silent.
+            self.net.after(
+                4 * self.sc.view_change_timeout // 3, lambda: self._transmit(src, dst, data, what)
+            )
+            return
         if node.byzantine is not None:
             for dst2, data2, what2 in self._misbehave(node, dst, data, what):
                 self._transmit(src, dst2, data2, what2)
@@ -208,8 +213,8 @@ class Cluster:
     def done(self) -> bool:
         if len(self.submitted) < self.sc.requests:
             return False
-        wanted = set(self.submitted)
-        return all(not nd.crashed and wanted <= nd.disk.executed for nd in self.honest)
+        total = len(self.submitted)
+        return all(not nd.crashed and nd.done_count >= total for nd in self.honest)
 
     def run(self) -> Result:
         self.schedule()

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import TYPE_CHECKING
 
 import msgpack
@@ -139,9 +140,9 @@ class SimNode:
         self.byzantine: str | None = None
         self.reports: list[Report] = []
         self.halted: str | None = None
-        self.delivery_log: list[
-            tuple[int, bytes]
-        ] = []  # every Deliver ever carried out (seq, digest)
+        # every Deliver ever carried out: (seq, digest)
+        self.delivery_log: list[tuple[int, bytes]] = []
+        self.done_count = 0  # submitted requests executed
         self._boot(restored=None)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -288,6 +289,8 @@ class SimNode:
             for req in reqs:
                 if req not in self.disk.executed:
                     self.disk.executed.add(req)
+                    if req in self.cluster.submit_time:
+                        self.done_count += 1
                     root = hashlib.sha256(root + req).digest()
                 self.pool.pop(req, None)
                 self.proposed.discard(req)
@@ -308,17 +311,16 @@ class SimNode:
             # Proposals of an earlier view that were not delivered are abandoned: offer them again.
             self.proposed.clear()
             self.proposed_view = self.replica.view
-        fresh = [r for r in self.pool if r not in self.proposed]
-        if not fresh:
-            return
         size = self.cluster.batch_size
-        if len(fresh) < size and not force:
-            if not self.batch_timer_armed:
-                self.batch_timer_armed = True
-                self.set_timer(BATCH_TIMER, self.cluster.batch_timeout)
-            return
-        while fresh and self.replica.can_propose():
-            chunk, fresh = fresh[:size], fresh[size:]
+        while self.replica.can_propose():
+            chunk = list(islice((r for r in self.pool if r not in self.proposed), size))
+            if not chunk:
+                return
+            if len(chunk) < size and not force:
+                if not self.batch_timer_armed:
+                    self.batch_timer_armed = True
+                    self.set_timer(BATCH_TIMER, self.cluster.batch_timeout)
+                return
             self.proposed.update(chunk)
             self.propose(chunk)
 
