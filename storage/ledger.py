@@ -3,10 +3,11 @@
 Key layout (heights are 8-byte big-endian so keys sort by height)::
 
     M genesis            genesis hash the data dir was created with
-    M tip                [height, block hash, state root]
+    M tip                [height, block hash, state root, last consensus seq]
     B <h>                block bytes
     C <h>                commit certificate
     R <h>                state root after executing block h
+    Q <seq>              [height or 0 for a null batch, certificate] per consensus seq
     H <block hash>       height
     T <tx id>            [height, index, result]
     S <state key>        chaincode state
@@ -40,6 +41,7 @@ P_HASH = b"H"
 P_TX = b"T"
 P_STATE = b"S"
 P_INDEX = b"X"
+P_SEQ = b"Q"
 
 
 def be8(n: int) -> bytes:
@@ -91,11 +93,15 @@ class Ledger:
             self.height = 0
             self.last_hash = self.genesis_hash
             self.state_root = genesis.initial_state_root()
+            self.seq = 0  # last consensus sequence number delivered (blocks and null batches)
+            self.last_timestamp_ms = genesis.genesis_time_ms
         else:
-            f = fields(unpack(tip, 256, "tip"), 3, "tip")
+            f = fields(unpack(tip, 256, "tip"), 5, "tip")
             self.height = as_int(f[0], "tip.height")
             self.last_hash = as_bytes(f[1], "tip.hash", 32)
             self.state_root = as_bytes(f[2], "tip.root", 32)
+            self.seq = as_int(f[3], "tip.seq")
+            self.last_timestamp_ms = as_int(f[4], "tip.timestamp")
 
     @classmethod
     def open(cls, path: Path, genesis: Genesis) -> Ledger:
@@ -124,8 +130,15 @@ class Ledger:
         if h.validator_set_hash != self.validators.hash():
             raise LedgerError(f"block {h.height} names a different validator set")
 
-    def commit_block(self, executed: ExecutedBlock, certificate: CommitCertificate) -> bytes:
-        """Write the block and all its effects in one synced batch; return the new state root."""
+    def _tip(self, height: int, block_hash: bytes, root: bytes, seq: int, ts: int) -> bytes:
+        return pack([height, block_hash, root, seq, ts])
+
+    def commit_block(
+        self, executed: ExecutedBlock, certificate: CommitCertificate, seq: int | None = None
+    ) -> bytes:
+        """Write the block and all its effects in one synced batch; return the new state root.
+
+        ``seq`` is the consensus sequence number that ordered it (default: the next one)."""
         block = executed.block
         self.check_next(block)
         if certificate.block_hash != block.hash:
@@ -133,6 +146,9 @@ class Ledger:
         if len(executed.results) != len(block.txs):
             raise LedgerError("one result per transaction is required")
         height = block.height
+        seq = self.seq + 1 if seq is None else seq
+        if seq <= self.seq:
+            raise LedgerError(f"consensus seq {seq} already delivered (at {self.seq})")
         root = next_state_root(self.state_root, height, executed.writes, executed.results)
         block_hash = block.hash
         hb = be8(height)
@@ -141,7 +157,8 @@ class Ledger:
             P_CERT + hb: certificate.encode(),
             P_ROOT + hb: root,
             P_HASH + block_hash: hb,
-            K_TIP: pack([height, block_hash, root]),
+            P_SEQ + be8(seq): pack([height, certificate.encode()]),
+            K_TIP: self._tip(height, block_hash, root, seq, block.header.timestamp_ms),
         }
         for i, (tx_id, result) in enumerate(zip(block.tx_ids(), executed.results, strict=True)):
             key = P_TX + tx_id
@@ -155,7 +172,24 @@ class Ledger:
             batch[P_INDEX + k] = v
         self.store.write(batch, sync=True)
         self.height, self.last_hash, self.state_root = height, block_hash, root
+        self.seq, self.last_timestamp_ms = seq, block.header.timestamp_ms
         return root
+
+    def commit_null(self, seq: int, certificate: CommitCertificate) -> None:
+        """Record that consensus ordered a null batch at ``seq`` (no block, state unchanged)."""
+        if seq <= self.seq:
+            raise LedgerError(f"consensus seq {seq} already delivered (at {self.seq})")
+        tip = self._tip(self.height, self.last_hash, self.state_root, seq, self.last_timestamp_ms)
+        self.store.write({P_SEQ + be8(seq): pack([0, certificate.encode()]), K_TIP: tip}, sync=True)
+        self.seq = seq
+
+    def seq_entry(self, seq: int) -> tuple[int, CommitCertificate] | None:
+        """(height or 0 for a null batch, certificate) of a delivered consensus seq."""
+        data = self.store.get(P_SEQ + be8(seq))
+        if data is None:
+            return None
+        f = fields(unpack(data, 128 * 1024, "seq entry"), 2, "seq entry")
+        return as_int(f[0], "height"), CommitCertificate.decode(as_bytes(f[1], "certificate"))
 
     # -- reads -------------------------------------------------------------------
 

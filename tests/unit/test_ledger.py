@@ -126,3 +126,25 @@ def test_verify_chain_detects_tampering(tmp_path: Path, consortium: Consortium) 
     c.commit(led2, [c.tx(c.admin_keys[0]).encode()])
     led2.store.write({b"Skv\x00k999": b"forged"})
     assert any("differ" in p for p in replay_ledger(led2, c.executor()))
+
+
+def test_consensus_seq_and_null_batches(ledger: Ledger, consortium: Consortium) -> None:
+    c = consortium
+    c.commit(ledger, [c.tx(c.admin_keys[0]).encode()])
+    assert ledger.seq == 1 and ledger.seq_entry(1) is not None
+    block1 = ledger.block(1)
+    assert block1 is not None
+    null_cert = c.certify(block1)  # any certificate object; the ledger records it as given
+    ledger.commit_null(2, null_cert)
+    assert (ledger.height, ledger.seq) == (1, 2)
+    entry = ledger.seq_entry(2)
+    assert entry is not None and entry[0] == 0
+    block = propose_block(
+        ledger, [c.tx(c.admin_keys[1]).encode()], 9_999_999_999_999, c.node_keys[0].public_key
+    )
+    ledger.commit_block(c.executor().execute(ledger, block), c.certify(block), seq=3)
+    assert (ledger.height, ledger.seq, ledger.last_timestamp_ms) == (2, 3, 9_999_999_999_999)
+    assert ledger.seq_entry(3)[0] == 2  # type: ignore[index]
+    with pytest.raises(LedgerError, match="already delivered"):
+        ledger.commit_null(3, null_cert)
+    assert verify_chain(ledger) == []

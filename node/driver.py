@@ -1,0 +1,652 @@
+"""The consensus driver: the replica's hands.
+
+One task (``_main``) owns the replica and the ledger and processes one input
+at a time: verified messages, timers, proposals, executed blocks. For every
+``replica.handle`` it carries out the returned actions in order — Persist
+before the sends after it, Deliver by executing and committing the block in
+one synced write batch, FetchState by asking a peer. Signature checks and
+block execution run in worker threads so the event loop stays responsive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import trio
+
+from consensus.config import ReplicaConfig
+from consensus.events import (
+    Action,
+    BatchExecuted,
+    Broadcast,
+    CancelTimer,
+    Deliver,
+    Event,
+    FetchState,
+    Halt,
+    MessageReceived,
+    PendingWork,
+    Persist,
+    ProposeBatch,
+    Report,
+    Send,
+    SetTimer,
+    Start,
+    StateFetched,
+)
+from consensus.events import TimerFired as ReplicaTimer
+from consensus.messages import (
+    Commit,
+    CommittedEntry,
+    Message,
+    NewView,
+    PrePrepare,
+    StateReply,
+    StateRequest,
+    decode_message,
+)
+from consensus.replica import Replica, Restored
+from consensus.verify import Ed25519Verifier, verify_message
+from contracts.runtime import NONCE_NS, Executor, nonce_key
+from node.chain import propose_block
+from node.consensus_store import ConsensusStore
+from node.events import EventHub
+from node.metrics import Metrics
+from node.pool import PoolReject, TxPool, check_tx
+from node.transport import CHANNEL_CONSENSUS, CHANNEL_SYNC, CHANNEL_TXS, Incoming, Transport
+from node.validation import block_digest, check_proposal, decode_and_verify_block
+from storage.block import Block, CommitCertificate
+from storage.codec import DecodeError
+from storage.crypto import Signer, sha256
+from storage.genesis import Genesis
+from storage.ledger import Ledger, LedgerError
+from storage.state import TxResult
+from storage.tx import Transaction
+
+log = logging.getLogger("medchain.driver")
+
+BATCH_TIMER = "batch"
+
+
+@dataclass(frozen=True)
+class DriverConfig:
+    pool_max_txs: int = 200_000
+    pool_max_bytes: int = 256 * 1024 * 1024
+    forward_interval_ms: int = 5
+    max_state_entries: int = 64
+    max_state_bytes: int = 16 * 1024 * 1024
+    max_inflight: int = 1  # a block's header needs its predecessor's state root
+    offload: bool = True  # execute and commit in worker threads
+
+
+def commits_from_certificate(cert: CommitCertificate) -> tuple[Commit, ...]:
+    return tuple(Commit(cert.view, cert.seq, cert.block_hash, i, sig) for i, sig in cert.votes)
+
+
+def certificate_from_commits(commits: tuple[Commit, ...]) -> CommitCertificate:
+    c0 = commits[0]
+    votes = tuple(sorted((c.sender, c.signature) for c in commits))
+    return CommitCertificate(c0.seq, c0.view, c0.digest, votes)
+
+
+class Driver:
+    def __init__(
+        self,
+        genesis: Genesis,
+        ledger: Ledger,
+        executor: Executor,
+        signer: Signer,
+        transport: Transport,
+        config: DriverConfig | None = None,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        self.genesis = genesis
+        self.ledger = ledger
+        self.executor = executor
+        self.signer = signer
+        self.transport = transport
+        self.cfg = config or DriverConfig()
+        self.clock = clock or (lambda: int(time.time() * 1000))
+        validators = genesis.validators
+        index = validators.index_of(signer.public_key)
+        if index is None:
+            raise ValueError("this node's key is not a validator in the genesis")
+        self.index = index
+        self.n = validators.n
+        self.peers = [i for i in range(self.n) if i != index]
+        self.verifier = Ed25519Verifier(validators.keys)
+        p = genesis.consensus
+        self.replica_cfg = ReplicaConfig(
+            chain_id=genesis.chain_id,
+            n=validators.n,
+            index=index,
+            checkpoint_interval=p.checkpoint_interval,
+            log_window=p.log_window,
+            max_inflight=self.cfg.max_inflight,
+            view_change_timeout_ms=p.view_change_timeout_ms,
+            max_clock_drift_ms=p.max_clock_drift_ms,
+            digest_fn=block_digest,
+        )
+        self.store = ConsensusStore(ledger.store)
+        self.replica = Replica(self.replica_cfg, signer.sign, self._restored())
+        self.pool = TxPool(self.cfg.pool_max_txs, self.cfg.pool_max_bytes, self._nonce_used)
+        self.events = EventHub()
+        self.metrics = Metrics()
+        self.halted: str | None = None
+        self._inbox_send, self._inbox = trio.open_memory_channel[tuple[str, Any]](100_000)
+        self._timers: dict[str, float] = {}  # name -> trio deadline
+        self._timers_changed = trio.Event()
+        self._proposed: set[bytes] = set()
+        self._proposed_view = -1
+        self._pending_pp: dict[int, tuple[PrePrepare, Block]] = {}
+        self._forward: list[bytes] = []
+        self._forward_wake = trio.Event()
+        self._pending_flag = False
+        self._fetch_peer = 0
+        self._recent_rejects: dict[bytes, str] = {}
+        self._commit_waiters: dict[bytes, trio.Event] = {}
+
+    def _restored(self) -> Restored | None:
+        persisted = self.store.load()
+        if (
+            self.ledger.seq == 0
+            and persisted.view == 0
+            and not persisted.slots
+            and persisted.stable_seq == 0
+        ):
+            return None
+        proof: tuple[Commit, ...] = ()
+        entry = self.ledger.seq_entry(self.ledger.seq) if self.ledger.seq else None
+        if entry is not None:
+            proof = commits_from_certificate(entry[1])
+        return Restored(persisted, self.ledger.seq, proof, self.ledger.last_timestamp_ms)
+
+    def _nonce_used(self, sender: bytes, nonce: int) -> bool:
+        return self.ledger.state_get(nonce_key(sender, nonce)) is not None
+
+    # -- running ------------------------------------------------------------------
+
+    async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._receive_loop)
+            nursery.start_soon(self._timer_loop)
+            nursery.start_soon(self._forward_loop)
+            await self._apply(Start())
+            task_status.started()
+            await self._main()
+
+    async def _main(self) -> None:
+        while True:
+            kind, item = await self._inbox.receive()
+            if self.halted:
+                continue
+            if kind == "event":
+                await self._apply(item)
+            elif kind == "pp":
+                pp, block = item
+                self._pending_pp[pp.seq] = (pp, block)
+                await self._validate_pending()
+            elif kind == "state":
+                await self._consume_state(item)
+            elif kind == "poke":
+                pass
+            await self._after_input()
+
+    async def _after_input(self) -> None:
+        pending = len(self.pool) > 0
+        if pending != self._pending_flag:
+            self._pending_flag = pending
+            await self._apply(PendingWork(pending))
+        await self._maybe_propose()
+
+    def post(self, kind: str, item: Any = None) -> None:
+        try:
+            self._inbox_send.send_nowait((kind, item))
+        except trio.WouldBlock:
+            log.warning("driver inbox full; dropping %s", kind)
+
+    # -- replica actions ----------------------------------------------------------
+
+    async def _apply(self, event: Event) -> None:
+        actions = self.replica.handle(event, self.clock())
+        await self._carry_out(actions)
+
+    async def _carry_out(self, actions: list[Action]) -> None:
+        for a in actions:
+            if isinstance(a, Persist):
+                self.store.save(a.record)  # type: ignore[arg-type]
+            elif isinstance(a, Broadcast):
+                self.transport.broadcast(self.peers, CHANNEL_CONSENSUS, a.msg.encode())
+            elif isinstance(a, Send):
+                self.transport.send(a.to, CHANNEL_CONSENSUS, a.msg.encode())
+            elif isinstance(a, SetTimer):
+                self._set_timer(a.name, a.delay_ms)
+            elif isinstance(a, CancelTimer):
+                self._timers.pop(a.name, None)
+            elif isinstance(a, Deliver):
+                await self._deliver(a)
+            elif isinstance(a, FetchState):
+                self._fetch(a.from_seq, a.to_seq)
+            elif isinstance(a, Report):
+                self._report(a)
+            elif isinstance(a, Halt):
+                self.halted = a.reason
+                log.critical("HALT: %s", a.reason, extra={"event": "halt", "reason": a.reason})
+
+    def _report(self, r: Report) -> None:
+        level = {"info": logging.INFO, "warning": logging.WARNING}.get(r.level, logging.ERROR)
+        extra: dict[str, Any] = {"event": "consensus"}
+        if r.offender is not None:
+            extra["offender"] = self.genesis.organizations[r.offender].org_id
+        log.log(level, r.text, extra=extra)
+        if r.offender is not None:
+            self.metrics.offenses[r.offender] = self.metrics.offenses.get(r.offender, 0) + 1
+
+    def _set_timer(self, name: str, delay_ms: int) -> None:
+        self._timers[name] = trio.current_time() + delay_ms / 1000
+        self._timers_changed.set()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            self._timers_changed = trio.Event()
+            deadline = min(self._timers.values(), default=float("inf"))
+            with trio.move_on_at(deadline):
+                await self._timers_changed.wait()
+                continue
+            now = trio.current_time()
+            for name, at in list(self._timers.items()):
+                if at <= now:
+                    del self._timers[name]
+                    if name == BATCH_TIMER:
+                        self.post("poke")
+                    else:
+                        self.post("event", ReplicaTimer(name))
+
+    # -- delivery: execute and commit ---------------------------------------------
+
+    async def _deliver(self, d: Deliver) -> None:
+        cert = certificate_from_commits(d.certificate)
+        started = time.perf_counter()
+        if d.is_null:
+            self.ledger.commit_null(d.seq, cert)
+            await self._apply(BatchExecuted(d.seq, self.ledger.state_root))
+            return
+        try:
+            block = Block.decode(d.batch, check_txs=False)
+            self.ledger.check_next(block)
+        except (DecodeError, LedgerError) as exc:
+            # A certified block that does not extend our ledger: our state diverged.
+            self.halted = f"committed block at seq {d.seq} does not apply: {exc}"
+            log.critical("HALT: %s", self.halted, extra={"event": "halt"})
+            return
+        if self.cfg.offload:
+            executed = await trio.to_thread.run_sync(self.executor.execute, self.ledger, block)
+            await trio.to_thread.run_sync(self.ledger.commit_block, executed, cert, d.seq)
+        else:
+            executed = self.executor.execute(self.ledger, block)
+            self.ledger.commit_block(executed, cert, d.seq)
+        now = self.clock()
+        tx_ids = block.tx_ids()
+        for tx_id in tx_ids:
+            pooled = self.pool.get(tx_id)
+            if pooled is not None:
+                self.metrics.observe_commit(now - pooled.received_ms)
+        self.pool.remove(tx_ids)
+        n = len(NONCE_NS)
+        self.pool.remove_committed_nonces(
+            (k[n : n + 32], int.from_bytes(k[n + 32 :], "big"))
+            for k in executed.writes
+            if k.startswith(NONCE_NS)
+        )
+        self._proposed.difference_update(tx_ids)
+        self.metrics.blocks += 1
+        self.metrics.txs += len(tx_ids)
+        self.metrics.block_exec_ms.append((time.perf_counter() - started) * 1000)
+        self._publish(block, tx_ids, executed.results)
+        for tx_id in tx_ids:
+            ev = self._commit_waiters.pop(tx_id, None)
+            if ev is not None:
+                ev.set()
+        await self._apply(BatchExecuted(d.seq, self.ledger.state_root))
+        await self._validate_pending()
+
+    def _publish(self, block: Block, tx_ids: list[bytes], results: Any) -> None:
+        if not self.events.subscribers:
+            return
+        h = block.header
+        self.events.publish(
+            {
+                "kind": "block",
+                "height": h.height,
+                "hash": block.hash.hex(),
+                "txs": len(tx_ids),
+                "timestamp_ms": h.timestamp_ms,
+                "state_root": self.ledger.state_root.hex(),
+            }
+        )
+        for tx_id, res in zip(tx_ids, results, strict=True):
+            assert isinstance(res, TxResult)
+            for e in res.events:
+                self.events.publish(
+                    {
+                        "kind": "event",
+                        "contract": e.contract,
+                        "name": e.name,
+                        "attrs": e.attrs,
+                        "tx_id": tx_id.hex(),
+                        "height": h.height,
+                    }
+                )
+
+    # -- proposals (primary) --------------------------------------------------------
+
+    async def _maybe_propose(self) -> None:
+        r = self.replica
+        if self.halted or not r.can_propose() or r.delivered != self.ledger.seq:
+            return
+        if self._proposed_view != r.view:
+            self._proposed.clear()  # proposals of an earlier view were abandoned: offer them again
+            self._proposed_view = r.view
+        params = self.genesis.consensus
+        batch = self.pool.take(params.batch_max_txs, params.batch_max_bytes, self._proposed)
+        if not batch:
+            return
+        now = self.clock()
+        if len(batch) < params.batch_max_txs:
+            waited = now - min(p.received_ms for p in batch)
+            if waited < params.batch_timeout_ms:
+                if BATCH_TIMER not in self._timers:
+                    self._set_timer(BATCH_TIMER, params.batch_timeout_ms - waited)
+                return
+        ts = max(now, self.ledger.last_timestamp_ms + 1, r.last_proposed_ts() + 1)
+        block = propose_block(self.ledger, [p.raw for p in batch], ts, self.signer.public_key)
+        self._proposed.update(p.tx_id for p in batch)
+        self.metrics.proposed += 1
+        await self._apply(ProposeBatch(block.encode(), ts))
+
+    async def _validate_pending(self) -> None:
+        """Feed the replica the pre-prepare that extends our ledger, once we can check it."""
+        while True:
+            seq = self.ledger.seq + 1
+            item = self._pending_pp.pop(seq, None)
+            for s in [s for s in self._pending_pp if s < seq]:
+                del self._pending_pp[s]
+            if item is None:
+                return
+            pp, block = item
+            proposer = self.genesis.validators.keys[pp.sender]
+            why = check_proposal(pp, block, self.ledger, proposer)
+            if why:
+                org = self.genesis.organizations[pp.sender].org_id
+                log.warning(
+                    "rejected proposal %d from %s: %s",
+                    pp.seq,
+                    org,
+                    why,
+                    extra={"event": "bad-proposal", "offender": org},
+                )
+                self.metrics.offenses[pp.sender] = self.metrics.offenses.get(pp.sender, 0) + 1
+                continue
+            await self._apply(MessageReceived(pp))
+
+    # -- network input ------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        async with trio.open_nursery() as nursery:
+            while True:
+                msg = await self.transport.receive()
+                if msg.channel == CHANNEL_CONSENSUS:
+                    self._on_consensus_frame(msg, nursery)
+                elif msg.channel == CHANNEL_TXS:
+                    nursery.start_soon(self._on_forwarded_txs, msg)
+                elif msg.channel == CHANNEL_SYNC:
+                    nursery.start_soon(self._on_sync_frame, msg)
+
+    def _decode_from(self, msg: Incoming) -> Message | None:
+        try:
+            m = decode_message(msg.payload)
+        except DecodeError as exc:
+            self._garbage(msg.peer, f"undecodable consensus message: {exc}")
+            return None
+        if m.sender != msg.peer and not isinstance(m, NewView):
+            self._garbage(msg.peer, f"message claims to be from replica {m.sender}")
+            return None
+        return m
+
+    def _garbage(self, peer: int, why: str) -> None:
+        org = self.genesis.organizations[peer].org_id
+        self.metrics.offenses[peer] = self.metrics.offenses.get(peer, 0) + 1
+        log.warning("from %s: %s", org, why, extra={"event": "bad-message", "offender": org})
+
+    def _on_consensus_frame(self, msg: Incoming, nursery: trio.Nursery) -> None:
+        m = self._decode_from(msg)
+        if m is None:
+            return
+        nursery.start_soon(self._verify_and_post, msg.peer, m)
+
+    async def _verify_and_post(self, peer: int, m: Message) -> None:
+        chain = self.genesis.chain_id
+        if isinstance(m, PrePrepare):
+            known = self.pool
+            try:
+                why = verify_message(m, chain, self.verifier)
+                if why is None:
+                    block = await trio.to_thread.run_sync(
+                        decode_and_verify_block, m.batch, self.genesis, _Known(known)
+                    )
+            except DecodeError as exc:
+                why = f"invalid proposal: {exc}"
+            if why:
+                self._garbage(peer, why)
+                return
+            self.post("pp", (m, block))
+            return
+        why = (
+            await trio.to_thread.run_sync(verify_message, m, chain, self.verifier)
+            if _heavy(m)
+            else verify_message(m, chain, self.verifier)
+        )
+        if why:
+            self._garbage(peer, why)
+            return
+        self.post("event", MessageReceived(m))
+
+    # -- transactions ---------------------------------------------------------------
+
+    async def submit(self, raw: bytes) -> bytes:
+        """Admit a client's transaction: checks, pool, forward to peers. Raises PoolReject."""
+        try:
+            tx = check_tx(raw, self.genesis.chain_id, self.genesis.consensus.max_tx_bytes)
+            if not await trio.to_thread.run_sync(tx.verify_signature):
+                raise PoolReject("bad-signature", "transaction signature does not verify")
+            tx_id = self.pool.admit(tx, raw, self.clock())
+        except PoolReject as exc:
+            self._remember_reject(sha256(raw), f"{exc.code}: {exc}")
+            raise
+        if self.ledger.tx(tx_id) is not None:
+            self.pool.remove([tx_id])
+            raise PoolReject("duplicate", "transaction is already committed")
+        self._forward.append(raw)
+        self._forward_wake.set()
+        self.post("poke")
+        return tx_id
+
+    def _remember_reject(self, tx_id: bytes, why: str) -> None:
+        self._recent_rejects[tx_id] = why
+        if len(self._recent_rejects) > 10_000:
+            del self._recent_rejects[next(iter(self._recent_rejects))]
+
+    def rejection(self, tx_id: bytes) -> str | None:
+        return self._recent_rejects.get(tx_id)
+
+    async def wait_committed(self, tx_id: bytes, timeout_s: float) -> bool:
+        if self.ledger.tx(tx_id) is not None:
+            return True
+        ev = self._commit_waiters.setdefault(tx_id, trio.Event())
+        with trio.move_on_after(timeout_s):
+            await ev.wait()
+        return self.ledger.tx(tx_id) is not None
+
+    async def _forward_loop(self) -> None:
+        while True:
+            await self._forward_wake.wait()
+            self._forward_wake = trio.Event()
+            await trio.sleep(self.cfg.forward_interval_ms / 1000)
+            batch, self._forward = self._forward, []
+            if batch:
+                data: bytes = msgpack.packb(batch, use_bin_type=True)
+                self.transport.broadcast(self.peers, CHANNEL_TXS, data)
+
+    async def _on_forwarded_txs(self, msg: Incoming) -> None:
+        try:
+            raws = msgpack.unpackb(msg.payload, raw=False, max_array_len=1_000_000)
+            if type(raws) is not list or not all(type(r) is bytes for r in raws):
+                raise ValueError("expected a list of transactions")
+        except Exception as exc:
+            self._garbage(msg.peer, f"undecodable transaction batch: {exc}")
+            return
+        chain, limit = self.genesis.chain_id, self.genesis.consensus.max_tx_bytes
+
+        def check_all() -> list[tuple[Transaction, bytes] | str]:
+            out: list[tuple[Transaction, bytes] | str] = []
+            for raw in raws:
+                try:
+                    tx = check_tx(raw, chain, limit)
+                except PoolReject as exc:
+                    out.append(str(exc))
+                    continue
+                out.append((tx, raw) if tx.verify_signature() else "bad signature")
+            return out
+
+        bad = 0
+        for item in await trio.to_thread.run_sync(check_all):
+            if isinstance(item, str):
+                bad += 1
+                continue
+            tx, raw = item
+            # Already have it, already committed, or full: the origin node still has it.
+            with contextlib.suppress(PoolReject):
+                self.pool.admit(tx, raw, self.clock())
+        if bad:
+            self._garbage(msg.peer, f"forwarded {bad} invalid transactions")
+        self.post("poke")
+
+    # -- state transfer -------------------------------------------------------------
+
+    def _fetch(self, from_seq: int, to_seq: int) -> None:
+        peers = sorted(self.transport.connected()) or self.peers
+        if not peers:
+            return
+        self._fetch_peer = (self._fetch_peer + 1) % len(peers)
+        peer = peers[self._fetch_peer]
+        req = StateRequest(from_seq, to_seq, self.index).signed(
+            self.genesis.chain_id, self.signer.sign
+        )
+        self.transport.send(peer, CHANNEL_SYNC, req.encode())
+
+    async def _on_sync_frame(self, msg: Incoming) -> None:
+        m = self._decode_from(msg)
+        if m is None:
+            return
+        if isinstance(m, StateRequest):
+            if verify_message(m, self.genesis.chain_id, self.verifier) is None:
+                self._serve_state(m)
+        elif isinstance(m, StateReply):
+            why = await trio.to_thread.run_sync(
+                verify_message, m, self.genesis.chain_id, self.verifier
+            )
+            if why:
+                self._garbage(msg.peer, why)
+                return
+            self.post("state", m)
+
+    def _serve_state(self, req: StateRequest) -> None:
+        last = self.ledger.seq
+        hi = last if req.to_seq == 0 else min(req.to_seq, last)
+        hi = min(hi, req.from_seq + self.cfg.max_state_entries - 1)
+        entries: list[CommittedEntry] = []
+        size = 0
+        for seq in range(max(1, req.from_seq), hi + 1):
+            item = self.ledger.seq_entry(seq)
+            if item is None:
+                break
+            height, cert = item
+            batch = b"" if height == 0 else (self.ledger.block_bytes(height) or b"")
+            entries.append(CommittedEntry(seq, batch, commits_from_certificate(cert)))
+            size += len(batch)
+            if size >= self.cfg.max_state_bytes:
+                break
+        reply = StateReply(last, tuple(entries), self.index).signed(
+            self.genesis.chain_id, self.signer.sign
+        )
+        self.transport.send(req.sender, CHANNEL_SYNC, reply.encode())
+
+    async def _consume_state(self, reply: StateReply) -> None:
+        before = self.ledger.seq
+        for e in reply.entries:
+            await self._apply(StateFetched(e))
+        after = self.ledger.seq
+        if after > before:
+            self.metrics.state_transfer_batches += after - before
+            log.info(
+                "state transfer: applied seq %d..%d from %s",
+                before + 1,
+                after,
+                self.genesis.organizations[reply.sender].org_id,
+                extra={"event": "state-transfer"},
+            )
+            if reply.last_seq > after:
+                req = StateRequest(after + 1, 0, self.index).signed(
+                    self.genesis.chain_id, self.signer.sign
+                )
+                self.transport.send(reply.sender, CHANNEL_SYNC, req.encode())
+
+    # -- status ---------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        r = self.replica
+        return {
+            "chain_id": self.genesis.chain_id,
+            "org": self.genesis.organizations[self.index].org_id,
+            "height": self.ledger.height,
+            "seq": self.ledger.seq,
+            "view": r.view,
+            "view_changing": not r.normal,
+            "primary": self.genesis.organizations[r.primary].org_id,
+            "is_primary": r.is_primary,
+            "state_root": self.ledger.state_root.hex(),
+            "last_block_hash": self.ledger.last_hash.hex(),
+            "peers": sorted(
+                self.genesis.organizations[i].org_id for i in self.transport.connected()
+            ),
+            "pool": len(self.pool),
+            "halted": self.halted,
+        }
+
+
+class _Known:
+    """Membership test against the pool (transactions whose signatures we checked)."""
+
+    def __init__(self, pool: TxPool) -> None:
+        self.pool = pool
+
+    def __contains__(self, tx_id: object) -> bool:
+        return isinstance(tx_id, bytes) and tx_id in self.pool
+
+    def __len__(self) -> int:
+        return len(self.pool)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(())
+
+
+def _heavy(m: Message) -> bool:
+    from consensus.messages import ViewChange
+
+    return isinstance(m, ViewChange | NewView | StateReply)

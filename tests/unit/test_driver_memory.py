@@ -1,0 +1,97 @@
+"""The driver with four nodes over the in-memory transport (no sockets)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from node.driver import Driver, DriverConfig
+from node.pool import PoolReject
+from node.transport import MemoryHub
+from storage.ledger import Ledger
+from tests.helpers import Consortium
+
+
+async def start_cluster(nursery: trio.Nursery, c: Consortium, hub: MemoryHub) -> list[Driver]:
+    drivers = []
+    for i in range(c.genesis.validators.n):
+        ledger = Ledger.in_memory(c.genesis)
+        d = Driver(
+            c.genesis,
+            ledger,
+            c.executor(),
+            c.node_keys[i],
+            hub.transport(i),
+            DriverConfig(offload=False),
+        )
+        await nursery.start(d.run)
+        drivers.append(d)
+    return drivers
+
+
+async def wait_height(drivers: list[Driver], height: int, timeout: float = 10) -> None:
+    with trio.fail_after(timeout):
+        while min(d.ledger.height for d in drivers) < height:
+            await trio.sleep(0.01)
+
+
+@pytest.mark.trio
+async def test_four_drivers_commit_the_same_blocks() -> None:
+    c = Consortium.make(batch_timeout_ms=5)
+    hub = MemoryHub()
+    async with trio.open_nursery() as nursery:
+        drivers = await start_cluster(nursery, c, hub)
+        ids = []
+        for k in range(40):
+            tx = c.tx(c.admin_keys[k % 4])
+            ids.append(await drivers[k % 4].submit(tx.encode()))
+        for d in drivers:
+            for tx_id in ids:
+                assert await d.wait_committed(tx_id, 10)
+        heights = {d.ledger.height for d in drivers}
+        h = min(heights)
+        await wait_height(drivers, h)
+        for height in range(1, h + 1):
+            assert len({d.ledger.block(height).hash for d in drivers}) == 1  # type: ignore[union-attr]
+            assert len({d.ledger.state_root_at(height) for d in drivers}) == 1
+        # replays and duplicates are refused at the door
+        with pytest.raises(PoolReject) as info:
+            await drivers[1].submit(c.tx(c.admin_keys[0], nonce=1).encode())
+        assert info.value.code == "replayed"
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_primary_down_view_change_and_catch_up() -> None:
+    c = Consortium.make(
+        batch_timeout_ms=5, view_change_timeout_ms=300, checkpoint_interval=5, log_window=10
+    )
+    hub = MemoryHub()
+    async with trio.open_nursery() as nursery:
+        drivers = await start_cluster(nursery, c, hub)
+        first = c.tx(c.admin_keys[1])
+        tid = await drivers[1].submit(first.encode())
+        assert await drivers[2].wait_committed(tid, 10)
+        hub.nodes[0].down = True  # the primary of view 0 disappears
+        ids = [
+            await drivers[1 + k % 3].submit(c.tx(c.admin_keys[k % 4]).encode()) for k in range(30)
+        ]
+        for tx_id in ids:
+            assert await drivers[2].wait_committed(tx_id, 20)
+        assert drivers[2].replica.view >= 1
+        hub.nodes[0].down = False  # it comes back and catches up by state transfer
+        more = [await drivers[1].submit(c.tx(c.admin_keys[2]).encode()) for _ in range(20)]
+        for tx_id in more:
+            assert await drivers[0].wait_committed(tx_id, 30)
+        await wait_height(drivers, drivers[1].ledger.height)
+        assert (
+            len(
+                {
+                    d.ledger.state_root
+                    for d in drivers
+                    if d.ledger.height == drivers[1].ledger.height
+                }
+            )
+            == 1
+        )
+        nursery.cancel_scope.cancel()
