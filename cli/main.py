@@ -7,6 +7,7 @@ import click
 from cli.consortium import consortium
 from cli.demo import demo
 from cli.keys import keygen
+from cli.node_cmd import node
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,6 +19,7 @@ def cli() -> None:
 cli.add_command(keygen)
 cli.add_command(consortium)
 cli.add_command(demo)
+cli.add_command(node)
 
 
 def main() -> None:

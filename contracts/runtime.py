@@ -203,15 +203,16 @@ class Executor:
         args: Any,
         height: int,
         timestamp_ms: int,
+        caller: bytes = b"",
     ) -> Any:
-        """Read-only call against committed state."""
+        """Read-only call against committed state (``caller``: who asks, as claimed)."""
         chaincode = self.chaincodes.get(contract)
         if chaincode is None:
             raise ChaincodeError(f"unknown contract {contract!r}")
         ctx = Context(
             namespace=contract.encode() + b"\x00",
             state=Overlay(state),
-            sender=b"",
+            sender=caller,
             tx_id=b"",
             height=height,
             timestamp_ms=timestamp_ms,

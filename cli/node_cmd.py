@@ -1,0 +1,45 @@
+"""``medchain node start``: run one node in the foreground."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.group("node")
+def node() -> None:
+    """Run a node."""
+
+
+@node.command("start")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+)
+def start(config: Path) -> None:
+    """Run the node daemon in the foreground (SIGTERM or Ctrl-C stops it cleanly)."""
+    from node.config import ConfigError
+    from node.daemon import NodeError, run_node
+    from storage.genesis import GenesisError
+    from storage.keyfile import KeyFileError
+    from storage.kv import StoreError
+    from storage.ledger import GenesisMismatch
+
+    try:
+        code = run_node(config)
+    except (
+        ConfigError,
+        NodeError,
+        GenesisError,
+        KeyFileError,
+        StoreError,
+        GenesisMismatch,
+        OSError,
+    ) as exc:
+        click.echo(f"medchain node: {exc}", err=True)
+        sys.exit(2)
+    sys.exit(code)

@@ -1,0 +1,138 @@
+"""The node daemon: one process per member institution.
+
+Wires the ledger (LevelDB), the executor (chaincode), the consensus driver,
+the libp2p transport and the RPC server, and shuts them down cleanly on
+SIGTERM or SIGINT. A divergence halt stops the process with exit code 3.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from contracts.kv import KVChaincode
+from contracts.runtime import Chaincode, Executor
+from node.api import register
+from node.config import NodeConfig
+from node.driver import Driver, DriverConfig
+from node.p2p import Libp2pTransport, P2PConfig, PeerAddress
+from node.rpc import RpcServer
+from storage.genesis import Genesis
+from storage.keyfile import load_key
+from storage.ledger import Ledger
+
+log = logging.getLogger("medchain.node")
+
+EXIT_HALTED = 3
+
+
+class NodeError(Exception):
+    """The node cannot start, with the reason."""
+
+
+def build_executor(genesis: Genesis) -> Executor:
+    chaincodes: dict[str, Chaincode] = {"kv": KVChaincode()}
+    return Executor(genesis, chaincodes)
+
+
+class Node:
+    def __init__(self, config: NodeConfig, faults: dict[str, Any] | None = None) -> None:
+        self.config = config
+        self.genesis = Genesis.load(config.genesis_file)
+        self.signer = load_key(config.key_file)
+        org = self.genesis.org_by_node_key(self.signer.public_key)
+        if org is None:
+            raise NodeError(
+                f"the key in {config.key_file} is not a node key of this consortium's genesis"
+            )
+        if org.org_id != config.org_id:
+            raise NodeError(
+                f"the key in {config.key_file} belongs to {org.org_id}, but the config says {config.org_id}"
+            )
+        self.org = org
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(config.data_dir, 0o700)
+        self.ledger = Ledger.open(config.data_dir / "ledger", self.genesis)
+        validators = self.genesis.validators
+        index = validators.index_of(self.signer.public_key)
+        assert index is not None
+        by_key = {p.node_key: p for p in config.peers}
+        peers = []
+        for i, o in enumerate(self.genesis.organizations):
+            if i == index:
+                continue
+            pc = by_key.get(o.node_key)
+            if pc is None:
+                raise NodeError(f"node config lists no address for member {o.org_id}")
+            peers.append(PeerAddress(i, o.org_id, o.node_key, pc.address))
+        self.transport = Libp2pTransport(
+            self.signer, index, config.listen, peers, validators.keys, P2PConfig()
+        )
+        self.driver = Driver(
+            self.genesis,
+            self.ledger,
+            build_executor(self.genesis),
+            self.signer,
+            self.transport,
+            DriverConfig(),
+        )
+        self.rpc = RpcServer(config.rpc_socket)
+        register(self.rpc, self.driver)
+        self.faults = faults or {}
+
+    async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> int:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._signals, nursery.cancel_scope)
+                await nursery.start(self.transport.run)
+                await nursery.start(self.driver.run)
+                await nursery.start(self.rpc.serve)
+                nursery.start_soon(self._watch_halt, nursery.cancel_scope)
+                log.info(
+                    "node %s ready: height %d, view %d",
+                    self.org.org_id,
+                    self.ledger.height,
+                    self.driver.replica.view,
+                    extra={"event": "ready", "height": self.ledger.height},
+                )
+                task_status.started()
+        finally:
+            self.ledger.close()
+            log.info(
+                "node %s stopped at height %d",
+                self.org.org_id,
+                self.ledger.height,
+                extra={"event": "stopped"},
+            )
+        return EXIT_HALTED if self.driver.halted else 0
+
+    async def _signals(self, scope: trio.CancelScope) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for sig in signals:
+                log.info(
+                    "received %s; shutting down",
+                    signal.Signals(sig).name,
+                    extra={"event": "shutdown"},
+                )
+                scope.cancel()
+                return
+
+    async def _watch_halt(self, scope: trio.CancelScope) -> None:
+        while not self.driver.halted:
+            await trio.sleep(0.2)
+        log.critical("node halted: %s", self.driver.halted, extra={"event": "halt"})
+        scope.cancel()
+
+
+def run_node(config_path: Path) -> int:
+    from node.logs import setup_logging
+
+    config = NodeConfig.load(config_path)
+    setup_logging(config.org_id, config.log_level, config.log_file)
+    node = Node(config)
+    return trio.run(node.run)
