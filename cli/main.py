@@ -7,7 +7,9 @@ import click
 from cli.consortium import consortium
 from cli.demo import demo
 from cli.keys import keygen
+from cli.net_cmd import net
 from cli.node_cmd import node
+from cli.status_cmds import block, status, tx
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +22,10 @@ cli.add_command(keygen)
 cli.add_command(consortium)
 cli.add_command(demo)
 cli.add_command(node)
+cli.add_command(net)
+cli.add_command(status)
+cli.add_command(tx)
+cli.add_command(block)
 
 
 def main() -> None:

@@ -251,7 +251,7 @@ class Libp2pTransport:
             )
             raise self._L["HandshakeFailure"]("peer is not a consortium member")
 
-    def _probe_port(self) -> None:
+    def probe_port(self) -> None:
         """libp2p binds with SO_REUSEPORT and ignores bind errors: check the port ourselves."""
         ma = multiaddr.Multiaddr(self.listen)
         host = ma.value_for_protocol("ip4")
@@ -259,8 +259,12 @@ class Libp2pTransport:
         if port == 0:
             return
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(
+            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+        )  # TIME_WAIT is fine, a listener is not
         try:
             s.bind((host, port))
+            s.listen(1)
         except OSError as exc:
             raise OSError(
                 exc.errno,
@@ -270,7 +274,7 @@ class Libp2pTransport:
             s.close()
 
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        self._probe_port()
+        self.probe_port()
         self.host = self._make_host()
         L = self._L
         for proto in PROTOCOLS.values():

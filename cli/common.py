@@ -1,0 +1,99 @@
+"""Helpers shared by the CLI commands: finding the node's socket, output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def socket_options(fn: F) -> F:
+    """--socket PATH, or --config node.toml (its rpc_socket), or $MEDCHAIN_SOCKET."""
+    fn = click.option(
+        "--config",
+        "config",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Node config whose RPC socket to use.",
+    )(fn)
+    fn = click.option(
+        "--socket",
+        "socket_path",
+        type=click.Path(path_type=Path),
+        default=None,
+        envvar="MEDCHAIN_SOCKET",
+        help="Node RPC socket.",
+    )(fn)
+    return fn
+
+
+def json_option(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(fn)
+
+
+def resolve_socket(socket_path: Path | None, config: Path | None) -> Path:
+    if socket_path is not None:
+        return socket_path
+    if config is not None:
+        from node.config import NodeConfig
+
+        return NodeConfig.load(config).rpc_socket
+    raise click.UsageError(
+        "say which node: --socket PATH, --config node.toml, or set MEDCHAIN_SOCKET"
+    )
+
+
+def connect(socket_path: Path | None, config: Path | None) -> Any:
+    from node.client import RpcClient
+
+    path = resolve_socket(socket_path, config)
+    try:
+        return RpcClient(path)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot reach the node at {path}: {exc.strerror or exc} (is it running?)"
+        ) from None
+
+
+def rpc_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from node.client import RpcError
+
+        try:
+            return fn(*args, **kwargs)
+        except RpcError as exc:
+            raise click.ClickException(f"node refused: {exc.message}") from None
+        except (ConnectionError, TimeoutError) as exc:
+            raise click.ClickException(f"lost the connection to the node: {exc}") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def org_dirs(directory: Path) -> list[Path]:
+    """The organization directories of a consortium made by ``consortium init``, in genesis order."""
+    from storage.genesis import Genesis
+
+    g = Genesis.load(directory / "genesis.toml")
+    return [directory / o.org_id for o in g.organizations]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
