@@ -48,6 +48,7 @@ def init_consortium(
     host: str = "127.0.0.1",
     consensus: ConsensusParams | None = None,
     passphrase: str | None = None,
+    ports: list[int] | None = None,
 ) -> Genesis:
     """Write genesis.toml and, per organization, node.key, admin.key and node.toml."""
     directory = Path(directory).resolve()
@@ -79,7 +80,10 @@ def init_consortium(
         consensus=consensus or ConsensusParams(),
     )
     genesis.save(directory / GENESIS_FILE)
-    addresses = {o.org_id: f"/ip4/{host}/tcp/{base_port + i}" for i, o in enumerate(orgs)}
+    if ports is not None and len(ports) != len(orgs):
+        raise GenesisError("give one port per organization")
+    port_of = ports or [base_port + i for i in range(len(orgs))]
+    addresses = {o.org_id: f"/ip4/{host}/tcp/{port_of[i]}" for i, o in enumerate(orgs)}
     for spec in orgs:
         org_dir = directory / spec.org_id
         config = NodeConfig(

@@ -322,6 +322,9 @@ class Libp2pTransport:
             try:
                 with trio.fail_after(self.cfg.connect_timeout_s):
                     await self.host.connect(L["PeerInfo"](pid, [addr]))
+            except (trio.TooSlowError, Exception) as exc:  # libp2p raises many kinds
+                log.debug("dial %s failed: %s", info.name, type(exc).__name__)
+            if self._is_connected(pid):
                 self._connected.add(peer)
                 log.info(
                     "connected to %s", info.name, extra={"event": "peer-up", "peer": info.name}
@@ -329,10 +332,12 @@ class Libp2pTransport:
                 delay = self.cfg.reconnect_min_s
                 for ch in PROTOCOLS:
                     self._outboxes[(peer, ch)].wake.set()
-            except (trio.TooSlowError, Exception) as exc:  # libp2p raises many kinds
-                log.debug("dial %s failed: %s", info.name, type(exc).__name__)
-                await trio.sleep(delay)
-                delay = min(delay * 2, self.cfg.reconnect_max_s)
+                continue
+            # connect() can return at once on a dead connection libp2p still holds:
+            # drop it, and always back off (never spin).
+            await self._hard_disconnect(peer, reconnect=False)
+            await trio.sleep(delay)
+            delay = min(delay * 2, self.cfg.reconnect_max_s)
 
     def _is_connected(self, pid: Any) -> bool:
         try:
@@ -341,7 +346,7 @@ class Libp2pTransport:
             return False
         return any(not getattr(c, "is_closed", False) for c in conns)
 
-    async def _hard_disconnect(self, peer: int) -> None:
+    async def _hard_disconnect(self, peer: int, reconnect: bool = True) -> None:
         """Tear down connections to a peer that stopped reading: socket first (Yamux
         would block sending GO_AWAY into a full socket)."""
         pid = self.peer_ids[peer]
@@ -352,7 +357,8 @@ class Libp2pTransport:
                     await c.muxed_conn.secured_conn.close()
         with contextlib.suppress(Exception), trio.move_on_after(2):
             await self.host.disconnect(pid)
-        self._want_reconnect[peer].set()
+        if reconnect:
+            self._want_reconnect[peer].set()
 
     # -- outbound ---------------------------------------------------------------------
 
