@@ -62,7 +62,10 @@ class E2ECluster:
     def __post_init__(self) -> None:
         self.dir = self.root / "c"
         self.genesis: Genesis = init_consortium(
-            self.dir, [OrgSpec.parse(x) for x in NAMES[: self.n]], consensus=self.params, ports=free_ports(self.n)
+            self.dir,
+            [OrgSpec.parse(x) for x in NAMES[: self.n]],
+            consensus=self.params,
+            ports=free_ports(self.n),
         )
         self.nodes: list[LocalNode] = local_nodes(self.dir)
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -137,7 +140,9 @@ class E2ECluster:
                 for t in tx_ids:
                     left = max(0.1, deadline - time.monotonic())
                     r = c.wait(t, int(left * 1000))
-                    assert r["status"] in ("committed", "failed"), f"{self.nodes[i].org_id}: {t} is {r}"
+                    assert r["status"] in ("committed", "failed"), (
+                        f"{self.nodes[i].org_id}: {t} is {r}"
+                    )
 
     def wait_height(self, height: int, nodes: list[int], timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -158,7 +163,9 @@ class E2ECluster:
             for h in range(1, top + 1):
                 blocks = [c.call("block.get", {"height": h}) for c in clients]
                 assert len({b["hash"] for b in blocks}) == 1, f"block hashes differ at {h}"
-                assert len({b["state_root_after"] for b in blocks}) == 1, f"state roots differ at {h}"
+                assert len({b["state_root_after"] for b in blocks}) == 1, (
+                    f"state roots differ at {h}"
+                )
         finally:
             for c in clients:
                 c.close()
@@ -195,7 +202,9 @@ class Load:
             try:
                 if i not in clients:
                     clients[i] = self.cluster.client(i)
-                tx = self.cluster.builders[i % self.cluster.n].build("kv", "put", {"key": f"load{k}", "value": "x"})
+                tx = self.cluster.builders[i % self.cluster.n].build(
+                    "kv", "put", {"key": f"load{k}", "value": "x"}
+                )
                 self.acked.append(clients[i].submit(tx)["tx_id"])
             except (OSError, RpcError, ConnectionError) as exc:
                 self.errors.append(f"{i}: {exc}")
@@ -206,7 +215,9 @@ class Load:
 
 
 @contextlib.contextmanager
-def cluster(n: int = 4, start: bool = True, on_fail: Callable[[E2ECluster], None] | None = None) -> Iterator[E2ECluster]:
+def cluster(
+    n: int = 4, start: bool = True, on_fail: Callable[[E2ECluster], None] | None = None
+) -> Iterator[E2ECluster]:
     c = E2ECluster(n)
     try:
         if start:
@@ -219,7 +230,12 @@ def cluster(n: int = 4, start: bool = True, on_fail: Callable[[E2ECluster], None
         if spy.exists():
             for i, p in c.procs.items():
                 if p.poll() is None:
-                    r = subprocess.run([str(spy), "dump", "--pid", str(p.pid)], capture_output=True, text=True, timeout=30)
+                    r = subprocess.run(
+                        [str(spy), "dump", "--pid", str(p.pid)],
+                        capture_output=True,
+                        text=True,
+                        timeout=30,
+                    )
                     print(f"--- py-spy dump of {c.nodes[i].org_id}\n{r.stdout[-4000:]}")
         raise
     finally:

@@ -8,7 +8,7 @@ from tests.sim.cluster import BYZANTINE_KINDS, Scenario
 from tests.sim.network import LinkRules, Partition
 
 
-def generate(seed: int, n: int | None = None) -> Scenario:
+def generate(seed: int, n: int | None = None, kinds: tuple[str, ...] = BYZANTINE_KINDS) -> Scenario:
     rng = random.Random(seed * 7919 + 17)
     if n is None:
         n = rng.choice([4, 4, 4, 7, 7]) if seed % 10 else 1
@@ -43,7 +43,7 @@ def generate(seed: int, n: int | None = None) -> Scenario:
     # Byzantine replicas (never more than f in all, counting crashes that overlap).
     byz = rng.randint(0, budget) if rng.random() < 0.5 else 0
     for i in rng.sample(range(n), byz):
-        sc.byzantine[i] = rng.choice(BYZANTINE_KINDS)
+        sc.byzantine[i] = rng.choice(kinds)
     budget -= byz
     # Partitions that heal: a minority cut off for a while.
     if rng.random() < 0.4:
