@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,17 +186,28 @@ class Driver:
             kind, item = await self._inbox.receive()
             if self.halted:
                 continue
-            if kind == "event":
-                await self._apply(item)
-            elif kind == "pp":
-                pp, block = item
-                self._pending_pp[pp.seq] = (pp, block)
-                await self._validate_pending()
-            elif kind == "state":
-                await self._consume_state(item)
-            elif kind == "poke":
-                pass
-            await self._after_input()
+            try:
+                await self._process(kind, item)
+            except LedgerError as exc:
+                # The ledger refused a write: never carry on with state we cannot keep.
+                self.halted = f"ledger error: {exc}"
+                log.critical("HALT: %s", self.halted, extra={"event": "halt"})
+            except Exception:
+                # A bug triggered by one input must not take the node down: drop it, say so.
+                log.exception(
+                    "driver failed on a %s input; dropped", kind, extra={"event": "driver-error"}
+                )
+
+    async def _process(self, kind: str, item: Any) -> None:
+        if kind == "event":
+            await self._apply(item)
+        elif kind == "pp":
+            pp, block = item
+            self._pending_pp[pp.seq] = (pp, block)
+            await self._validate_pending()
+        elif kind == "state":
+            await self._consume_state(item)
+        await self._after_input()
 
     async def _after_input(self) -> None:
         pending = len(self.pool) > 0
@@ -404,9 +415,9 @@ class Driver:
                 if msg.channel == CHANNEL_CONSENSUS:
                     self._on_consensus_frame(msg, nursery)
                 elif msg.channel == CHANNEL_TXS:
-                    nursery.start_soon(self._on_forwarded_txs, msg)
+                    nursery.start_soon(_guarded, self._on_forwarded_txs, msg)
                 elif msg.channel == CHANNEL_SYNC:
-                    nursery.start_soon(self._on_sync_frame, msg)
+                    nursery.start_soon(_guarded, self._on_sync_frame, msg)
 
     def _decode_from(self, msg: Incoming) -> Message | None:
         try:
@@ -428,7 +439,7 @@ class Driver:
         m = self._decode_from(msg)
         if m is None:
             return
-        nursery.start_soon(self._verify_and_post, msg.peer, m)
+        nursery.start_soon(_guarded, self._verify_and_post, msg.peer, m)
 
     async def _verify_and_post(self, peer: int, m: Message) -> None:
         chain = self.genesis.chain_id
@@ -650,3 +661,11 @@ def _heavy(m: Message) -> bool:
     from consensus.messages import ViewChange
 
     return isinstance(m, ViewChange | NewView | StateReply)
+
+
+async def _guarded(fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+    """Run a per-message task; an unexpected error is logged, never fatal to the node."""
+    try:
+        await fn(*args)
+    except Exception:
+        log.exception("failed handling a network message; dropped", extra={"event": "driver-error"})

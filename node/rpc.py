@@ -113,10 +113,16 @@ class RpcServer:
     async def _handle_stream(self, stream: trio.SocketStream) -> None:
         conn = Connection(self, stream)
         self.connections += 1
+        # One client's troubles never reach the server: a client that went away is
+        # normal, anything else is logged; only cancellation (shutdown) propagates.
         try:
             await conn.run()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
-            pass  # the client went away: nothing to do
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        except* Exception as group:
+            log.error(
+                "RPC connection failed: %r", group.exceptions[0], extra={"event": "rpc-error"}
+            )
         finally:
             self.connections -= 1
             conn.close_subscriptions()
