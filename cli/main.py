@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from cli.bench_cmd import bench
 from cli.consortium import consortium
 from cli.demo import demo
 from cli.keys import keygen
@@ -26,6 +27,7 @@ cli.add_command(net)
 cli.add_command(status)
 cli.add_command(tx)
 cli.add_command(block)
+cli.add_command(bench)
 
 
 def main() -> None:

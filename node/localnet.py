@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,15 @@ from node.config import NodeConfig
 from storage.genesis import Genesis
 
 PID_FILE = "node.pid"
+DEFAULT_ORGS = [
+    "Hospital A:hospital",
+    "Hospital B:hospital",
+    "Insurer:insurer",
+    "Regulator:regulator",
+    "Clinic C:clinic",
+    "Exam Centre:exam-centre",
+    "Hospital D:hospital",
+]
 OUT_FILE = "node.out"
 
 
@@ -42,6 +52,19 @@ class LocalNode:
         except (OSError, ValueError):
             return None
         return pid if _alive(pid) else None
+
+
+def free_ports(n: int) -> list[int]:
+    """n TCP ports free on 127.0.0.1 right now."""
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
 
 
 def local_nodes(directory: Path) -> list[LocalNode]:

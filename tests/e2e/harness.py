@@ -7,7 +7,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -19,19 +18,11 @@ from typing import Any
 
 from node.client import RpcClient, RpcError, TxBuilder
 from node.consortium import OrgSpec, init_consortium
-from node.localnet import LocalNode, local_nodes, spawn, wait_ready
+from node.localnet import DEFAULT_ORGS, LocalNode, free_ports, local_nodes, spawn, wait_ready
 from storage.genesis import ConsensusParams, Genesis
 from storage.keyfile import load_key
 
-NAMES = [
-    "Hospital A:hospital",
-    "Hospital B:hospital",
-    "Insurer:insurer",
-    "Regulator:regulator",
-    "Clinic C:clinic",
-    "Exam Centre:exam-centre",
-    "Hospital D:hospital",
-]
+NAMES = DEFAULT_ORGS
 
 TEST_PARAMS = ConsensusParams(
     checkpoint_interval=10,
@@ -39,18 +30,6 @@ TEST_PARAMS = ConsensusParams(
     batch_timeout_ms=10,
     view_change_timeout_ms=1000,
 )
-
-
-def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 @dataclass

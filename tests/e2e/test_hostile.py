@@ -37,13 +37,24 @@ def test_outsider_cannot_connect_or_inject() -> None:
 
         async def attack() -> set[int]:
             # It pretends to be validator 3 but holds another key: Noise proves who it is.
-            t = Libp2pTransport(outsider, 3, f"/ip4/127.0.0.1/tcp/{free_ports(1)[0]}", _peer_addresses(c, 3), members, P2PConfig(connect_timeout_s=2))
-            t.member_ids[t._L["ID"].from_pubkey(t._L["Ed25519PublicKey"].from_bytes(outsider.public_key))] = 3
+            t = Libp2pTransport(
+                outsider,
+                3,
+                f"/ip4/127.0.0.1/tcp/{free_ports(1)[0]}",
+                _peer_addresses(c, 3),
+                members,
+                P2PConfig(connect_timeout_s=2),
+            )
+            t.member_ids[
+                t._L["ID"].from_pubkey(t._L["Ed25519PublicKey"].from_bytes(outsider.public_key))
+            ] = 3
             async with trio.open_nursery() as n:
                 await n.start(t.run)
                 for _ in range(20):
                     for p in (0, 1, 2):
-                        t.send(p, CHANNEL_CONSENSUS, Prepare(0, 1, bytes(32), 3, bytes(64)).encode())
+                        t.send(
+                            p, CHANNEL_CONSENSUS, Prepare(0, 1, bytes(32), 3, bytes(64)).encode()
+                        )
                     await trio.sleep(0.2)
                 connected = t.connected()
                 n.cancel_scope.cancel()
@@ -65,7 +76,14 @@ def test_member_sending_garbage_and_forgeries_is_ignored_and_logged() -> None:
         chain = c.genesis.chain_id
 
         async def attack() -> None:
-            t = Libp2pTransport(key, 3, c.nodes[3].config.listen, _peer_addresses(c, 3), members, P2PConfig(connect_timeout_s=2))
+            t = Libp2pTransport(
+                key,
+                3,
+                c.nodes[3].config.listen,
+                _peer_addresses(c, 3),
+                members,
+                P2PConfig(connect_timeout_s=2),
+            )
             other = Signer.generate()
             async with trio.open_nursery() as n:
                 await n.start(t.run)
@@ -75,14 +93,24 @@ def test_member_sending_garbage_and_forgeries_is_ignored_and_logged() -> None:
                 for _ in range(30):
                     for p in (0, 1, 2):
                         t.send(p, CHANNEL_CONSENSUS, b"\x93garbage that is not msgpack")
-                        t.send(p, CHANNEL_CONSENSUS, Prepare(0, 5, bytes(32), 3).signed(chain, other.sign).encode())  # forged signature
-                        t.send(p, CHANNEL_CONSENSUS, Commit(0, 5, bytes(32), 1).signed(chain, key.sign).encode())  # claims to be replica 1
+                        t.send(
+                            p,
+                            CHANNEL_CONSENSUS,
+                            Prepare(0, 5, bytes(32), 3).signed(chain, other.sign).encode(),
+                        )  # forged signature
+                        t.send(
+                            p,
+                            CHANNEL_CONSENSUS,
+                            Commit(0, 5, bytes(32), 1).signed(chain, key.sign).encode(),
+                        )  # claims to be replica 1
                         t.send(p, CHANNEL_TXS, b"\x91\xa3not-a-tx")
                         t.send(p, CHANNEL_SYNC, b"\xc1")
                     await trio.sleep(0.05)
                 # A frame header announcing 3 GB: refused before anything is buffered.
                 L = t._L
-                stream = await t.host.new_stream(t.peer_ids[0], [L["TProtocol"]("/medchain/consensus/1")])
+                stream = await t.host.new_stream(
+                    t.peer_ids[0], [L["TProtocol"]("/medchain/consensus/1")]
+                )
                 await stream.write(b"\xc0\x00\x00\x00" + b"x" * 100)
                 await trio.sleep(1)
                 n.cancel_scope.cancel()
@@ -132,8 +160,8 @@ def test_rpc_garbage_never_disturbs_a_running_node() -> None:
         s = _raw(path)
         for line, code in [
             (b"\x00\x01\x02 binary junk\n", -32700),
-            (b"{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": \"nope\"}\n", -32601),
-            (b"{\"jsonrpc\": \"2.0\", \"id\": 2, \"method\": \"tx.submit\", \"params\": {\"tx\": 17}}\n", -32602),
+            (b'{"jsonrpc": "2.0", "id": 1, "method": "nope"}\n', -32601),
+            (b'{"jsonrpc": "2.0", "id": 2, "method": "tx.submit", "params": {"tx": 17}}\n', -32602),
             (b"[]\n", -32600),
             (b"42\n", -32600),
         ]:
@@ -141,19 +169,19 @@ def test_rpc_garbage_never_disturbs_a_running_node() -> None:
             r = _read_json(s)
             assert isinstance(r, dict) and r["error"]["code"] == code, (line, r)
         big = _raw(path)
-        big.sendall(b"{\"x\":\"" + b"a" * (1024 * 1024 + 100))
+        big.sendall(b'{"x":"' + b"a" * (1024 * 1024 + 100))
         r = _read_json(big)
         assert isinstance(r, dict) and r["error"]["code"] == -32600
         half = _raw(path)
-        half.sendall(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"me")
+        half.sendall(b'{"jsonrpc":"2.0","id":1,"me')
         half.close()
         for _ in range(50):
             abrupt = _raw(path)
-            abrupt.sendall(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"node.status\"}\n")
+            abrupt.sendall(b'{"jsonrpc":"2.0","id":1,"method":"node.status"}\n')
             abrupt.close()  # gone before the answer
         ids = [c.submit(1, 1, f"rpc-after-{k}") for k in range(5)]
         c.wait_committed(ids, [0, 1, 2, 3])
-        s.sendall(b"{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"node.status\"}\n")
+        s.sendall(b'{"jsonrpc":"2.0","id":9,"method":"node.status"}\n')
         r = _read_json(s)
         assert isinstance(r, dict) and r["result"]["org"] == "hospital-b"
         import os

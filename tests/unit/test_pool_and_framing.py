@@ -75,3 +75,14 @@ def test_oversized_frame_refused_from_its_header() -> None:
     assert reader.feed(encode_frame(b"x" * 100)) == [b"x" * 100]
     with pytest.raises(FrameTooLarge, match="exceeds the limit of 100"):
         reader.feed(b"\x00\x00\x00\x65")  # 101 announced: refused before any payload arrives
+
+
+def test_token_bucket_limits_rate() -> None:
+    import time
+
+    from node.p2p import TokenBucket
+
+    b = TokenBucket(rate=100, burst=10)
+    assert sum(b.take(1) for _ in range(50)) == 10  # the burst, then refused
+    time.sleep(0.05)
+    assert 3 <= sum(b.take(1) for _ in range(50)) <= 7  # ~5 refilled in 50 ms

@@ -1,0 +1,94 @@
+"""A load generator process: signs transactions with its own key and submits
+them over RPC at a steady rate (open loop), in JSON-RPC batches.
+
+    python -m benchmarks.loadgen --sockets A.sock,B.sock --chain CHAIN --rate 500
+        --duration 20 --seed 1 --out results.jsonl [--kind kv|anchor]
+
+Transactions are signed before the clock starts, so the generator's own CPU
+use during the run is small. Writes one JSON line per accepted transaction:
+{"tx": id, "t": submit time}, plus a summary line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from node.client import RpcClient, TxBuilder
+from storage.crypto import Signer
+
+
+def make_args(kind: str, i: int, seed: int) -> tuple[str, str, Any]:
+    """(contract, method, args) of a ~300-byte transaction."""
+    digest = hashlib.sha256(b"%d/%d" % (seed, i)).hexdigest()
+    if kind == "kv":
+        return "kv", "put", {"key": f"anchor/{seed}/{i}", "value": digest + "f" * 80}
+    raise ValueError(f"unknown transaction kind {kind!r}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sockets", required=True)
+    ap.add_argument("--chain", required=True)
+    ap.add_argument(
+        "--rate", type=float, required=True, help="transactions per second from this process"
+    )
+    ap.add_argument("--duration", type=float, required=True)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=25)
+    ap.add_argument("--kind", default="kv")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument(
+        "--start-at", type=float, default=0.0, help="wall-clock time to begin (to align generators)"
+    )
+    args = ap.parse_args()
+
+    builder = TxBuilder(Signer(hashlib.sha256(b"loadgen %d" % args.seed).digest()), args.chain)
+    total = int(args.rate * args.duration)
+    payloads = []
+    for i in range(total):
+        contract, method, a = make_args(args.kind, i, args.seed)
+        raw = builder.build(contract, method, a).encode()
+        payloads.append((hashlib.sha256(raw).hexdigest(), base64.b64encode(raw).decode()))
+    clients = [RpcClient(s, timeout=60) for s in args.sockets.split(",")]
+    if args.start_at:
+        time.sleep(max(0.0, args.start_at - time.time()))
+    start = time.time()
+    sent = busy = rejected = 0
+    out = args.out.open("w")
+    k = 0
+    while sent < total:
+        due = min(total, int((time.time() - start) * args.rate) + 1)
+        while sent < due:
+            chunk = payloads[sent : min(due, sent + args.batch)]
+            client = clients[k % len(clients)]
+            k += 1
+            t = time.time()
+            results = client.batch([("tx.submit", {"tx": b64}) for _, b64 in chunk])
+            for (tx_id, _), res in zip(chunk, results, strict=True):
+                if isinstance(res, Exception):
+                    if getattr(res, "code", 0) == -32001:
+                        busy += 1
+                    else:
+                        rejected += 1
+                    continue
+                out.write(json.dumps({"tx": tx_id, "t": t}) + "\n")
+            sent += len(chunk)
+        time.sleep(0.005)
+    elapsed = time.time() - start
+    out.write(
+        json.dumps(
+            {"summary": True, "sent": sent, "busy": busy, "rejected": rejected, "seconds": elapsed}
+        )
+        + "\n"
+    )
+    out.close()
+
+
+if __name__ == "__main__":
+    main()
