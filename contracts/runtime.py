@@ -4,26 +4,42 @@ The executor runs a block's transactions in order against the committed
 state. Each transaction sees its own overlay: if it raises, its writes are
 dropped and its failure reason recorded; if it succeeds, its writes join the
 block's write set. Every (sender, nonce) pair is recorded in state, so a
-replayed transaction fails deterministically on every node.
+replayed transaction fails deterministically on every node. Chaincode sees
+the caller's verified identity, the block height and consensus time (never
+the wall clock), its own namespace, and may call other chaincodes.
 
-State keys are ``<namespace> 0x00 <key>``; each chaincode sees only its own
-namespace.
+State keys are ``<namespace> 0x00 <key>``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from contracts.identity import ANONYMOUS_IDENTITY, Identity, resolve
+from contracts.loader import (
+    DEFAULT_STEP_BUDGET,
+    LoadedModule,
+    StepBudgetExceeded,
+    load_module,
+    source_hash,
+    with_budget,
+)
+from contracts.sdk import Reject
 from storage.block import Block
-from storage.codec import DecodeError, as_value, canonical
+from storage.codec import DecodeError, as_value, canonical, pack, unpack
 from storage.genesis import Genesis
 from storage.ledger import ExecutedBlock
 from storage.state import FAILED, OK, Event, TxResult
 from storage.tx import Transaction
 
 NONCE_NS = b"_nonce\x00"
+LIFECYCLE = "lifecycle"
+MAX_CALL_DEPTH = 4
+MAX_VALUE_BYTES = 4 * 1024 * 1024
+
+ChaincodeError = Reject  # one refusal type for native and loaded chaincode
 
 
 class StateReader(Protocol):
@@ -37,10 +53,6 @@ class StateReader(Protocol):
 @runtime_checkable
 class IndexReader(Protocol):
     def index_scan(self, prefix: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]: ...
-
-
-class ChaincodeError(Exception):
-    """A transaction refused by chaincode; the message is recorded as its failure reason."""
 
 
 class Chaincode(Protocol):
@@ -81,61 +93,190 @@ class Overlay:
             if v is not None:
                 yield k, v
 
+    def root(self) -> StateReader:
+        base = self.base
+        while isinstance(base, Overlay):
+            base = base.base
+        return base
+
 
 @dataclass
 class Context:
     """What chaincode sees: its namespace, the caller, block height and time."""
 
-    namespace: bytes
+    executor: Executor
+    contract: str
     state: Overlay
-    sender: bytes
+    caller: Identity
     tx_id: bytes
     height: int
     timestamp_ms: int
-    genesis: Genesis
     events: list[Event]
-    contract: str
     read_only: bool = False
+    origin: str | None = None  # the contract that called this one, if any
+    depth: int = 0
+    namespace: bytes = field(init=False)
 
-    def _key(self, key: bytes) -> bytes:
-        return self.namespace + key
+    def __post_init__(self) -> None:
+        self.namespace = self.contract.encode() + b"\x00"
+
+    @property
+    def genesis(self) -> Genesis:
+        return self.executor.genesis
+
+    @property
+    def sender(self) -> bytes:
+        return self.caller.key
+
+    # -- state ---------------------------------------------------------------------
 
     def get(self, key: bytes) -> bytes | None:
-        return self.state.get(self._key(key))
+        return self.state.get(self.namespace + key)
 
     def put(self, key: bytes, value: bytes) -> None:
         if self.read_only:
-            raise ChaincodeError("queries cannot write state")
+            raise Reject("queries cannot write state")
         if type(key) is not bytes or type(value) is not bytes:
-            raise ChaincodeError("state keys and values are bytes")
-        self.state.writes[self._key(key)] = value
+            raise Reject("state keys and values are bytes")
+        if len(value) > MAX_VALUE_BYTES:
+            raise Reject("state value too large")
+        self.state.writes[self.namespace + key] = value
 
     def delete(self, key: bytes) -> None:
         if self.read_only:
-            raise ChaincodeError("queries cannot write state")
-        self.state.writes[self._key(key)] = None
+            raise Reject("queries cannot write state")
+        self.state.writes[self.namespace + key] = None
 
     def scan(self, prefix: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
         n = len(self.namespace)
-        for k, v in self.state.state_scan(self._key(prefix), None, reverse):
+        for k, v in self.state.state_scan(self.namespace + prefix, None, reverse):
             yield k[n:], v
+
+    def get_obj(self, key: bytes) -> Any:
+        """A canonical value stored with ``put_obj`` (None if absent)."""
+        raw = self.get(key)
+        return None if raw is None else _decode_value(raw)
+
+    def put_obj(self, key: bytes, value: Any) -> None:
+        try:
+            data = pack(canonical(value, "state value"))
+        except TypeError as exc:
+            raise Reject(str(exc)) from None
+        self.put(key, data)
+
+    def scan_obj(
+        self, prefix: bytes, reverse: bool = False, limit: int = 10_000
+    ) -> list[tuple[bytes, Any]]:
+        out = []
+        for k, v in self.scan(prefix, reverse):
+            out.append((k, _decode_value(v)))
+            if len(out) >= limit:
+                break
+        return out
+
+    def read(self, contract: str, key: bytes) -> Any:
+        """Read another chaincode's stored value (read-only)."""
+        raw = self.state.get(contract.encode() + b"\x00" + key)
+        return None if raw is None else _decode_value(raw)
+
+    # -- indexes (outside the state root; queries only may read them) ------------------
 
     def index_put(self, key: bytes, value: bytes = b"") -> None:
-        """Add a secondary-index entry (for queries; not part of the state root)."""
         if self.read_only:
-            raise ChaincodeError("queries cannot write indexes")
-        self.state.index_writes[self._key(key)] = value
+            raise Reject("queries cannot write indexes")
+        self.state.index_writes[self.namespace + key] = value
 
     def index_scan(self, prefix: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
-        """Read secondary-index entries; only queries may, so execution depends on state alone."""
-        if not self.read_only or not isinstance(self.state.base, IndexReader):
-            raise ChaincodeError("indexes can only be read by queries")
+        base = self.state.root()
+        if not self.read_only or not isinstance(base, IndexReader):
+            raise Reject("indexes can only be read by queries")
         n = len(self.namespace)
-        for k, v in self.state.base.index_scan(self._key(prefix), reverse):
+        for k, v in base.index_scan(self.namespace + prefix, reverse):
             yield k[n:], v
 
+    # -- identity, events, other chaincodes ------------------------------------------
+
+    def identity(self, key: bytes) -> Identity:
+        return resolve(self.state.get, self.executor.genesis, key)
+
     def emit(self, name: str, attrs: Any) -> None:
-        self.events.append(Event(self.contract, name, canonical(attrs, "event")))
+        if self.read_only:
+            return
+        try:
+            self.events.append(Event(self.contract, name, canonical(attrs, "event")))
+        except TypeError as exc:
+            raise Reject(str(exc)) from None
+
+    def call(self, contract: str, method: str, args: Any) -> Any:
+        """Invoke another chaincode in this transaction (same caller, same overlay);
+        the callee sees ``ctx.origin`` = this contract."""
+        if self.depth >= MAX_CALL_DEPTH:
+            raise Reject("chaincode calls nested too deeply")
+        cc = self.executor.chaincode(self.state, contract)
+        if cc is None:
+            raise Reject(f"unknown contract {contract!r}")
+        sub = Context(
+            self.executor,
+            contract,
+            self.state,
+            self.caller,
+            self.tx_id,
+            self.height,
+            self.timestamp_ms,
+            self.events,
+            self.read_only,
+            self.contract,
+            self.depth + 1,
+        )
+        result = cc.query(sub, method, args) if self.read_only else cc.invoke(sub, method, args)
+        return canonical(result, "result")
+
+    def query(self, contract: str, method: str, args: Any) -> Any:
+        """Call another chaincode's read-only query (allowed inside transactions too)."""
+        cc = self.executor.chaincode(self.state, contract)
+        if cc is None:
+            raise Reject(f"unknown contract {contract!r}")
+        sub = Context(
+            self.executor,
+            contract,
+            self.state,
+            self.caller,
+            self.tx_id,
+            self.height,
+            self.timestamp_ms,
+            [],
+            True,
+            self.contract,
+            self.depth + 1,
+        )
+        return canonical(cc.query(sub, method, args), "result")
+
+
+def _decode_value(raw: bytes) -> Any:
+    try:
+        return as_value(unpack(raw, MAX_VALUE_BYTES, "state value"), "state value")
+    except DecodeError as exc:
+        raise Reject(f"corrupt state value: {exc}") from None
+
+
+class LoadedChaincode:
+    """A checked, instrumented chaincode module behind the Chaincode interface."""
+
+    def __init__(self, module: LoadedModule) -> None:
+        self.module = module
+        self.name = module.name
+
+    def invoke(self, ctx: Context, method: str, args: Any) -> Any:
+        fn = self.module.transactions.get(method)
+        if fn is None:
+            raise Reject(f"{self.name} has no transaction {method!r}")
+        return fn(ctx, args)
+
+    def query(self, ctx: Context, method: str, args: Any) -> Any:
+        fn = self.module.queries.get(method)
+        if fn is None:
+            raise Reject(f"{self.name} has no query {method!r}")
+        return fn(ctx, args)
 
 
 def nonce_key(sender: bytes, nonce: int) -> bytes:
@@ -143,9 +284,58 @@ def nonce_key(sender: bytes, nonce: int) -> bytes:
 
 
 class Executor:
-    def __init__(self, genesis: Genesis, chaincodes: Mapping[str, Chaincode]) -> None:
+    """Runs blocks. ``natives``: trusted built-in chaincodes (kv, lifecycle);
+    ``bundled``: chaincode sources shipped with this release, accepted only if
+    their hashes are the ones in the genesis; upgrades come from the lifecycle
+    chaincode's state, so every node runs exactly the approved code."""
+
+    def __init__(
+        self,
+        genesis: Genesis,
+        natives: Mapping[str, Chaincode],
+        bundled: Mapping[str, str] | None = None,
+        step_budget: int = DEFAULT_STEP_BUDGET,
+    ) -> None:
         self.genesis = genesis
-        self.chaincodes = dict(chaincodes)
+        self.natives = dict(natives)
+        self.step_budget = step_budget
+        self._modules: dict[bytes, LoadedChaincode] = {}
+        self._bundled: dict[str, bytes] = {}
+        expected = dict(genesis.chaincodes)
+        for name, source in (bundled or {}).items():
+            h = source_hash(source)
+            if expected.get(name) != h:
+                continue  # not part of this chain's genesis (or another version): not used
+            self._modules[h] = LoadedChaincode(load_module(source, name))
+            self._bundled[name] = h
+        missing = sorted(set(expected) - set(self._bundled))
+        self.missing = missing  # genesis chaincodes this node does not have (node refuses to start)
+
+    @property
+    def chaincodes(self) -> dict[str, Chaincode]:  # for tests and status
+        out: dict[str, Chaincode] = dict(self.natives)
+        for name, h in self._bundled.items():
+            out[name] = self._modules[h]
+        return out
+
+    def chaincode(self, state: StateReader, name: str) -> Chaincode | None:
+        native = self.natives.get(name)
+        if native is not None:
+            return native
+        active = state.state_get(LIFECYCLE.encode() + b"\x00active/" + name.encode())
+        if active is not None:
+            rec = _decode_value(active)
+            h = rec["hash"]
+            mod = self._modules.get(h)
+            if mod is None:
+                src = state.state_get(LIFECYCLE.encode() + b"\x00src/" + h)
+                if src is None:
+                    raise Reject(f"source of chaincode {name!r} is missing from state")
+                mod = LoadedChaincode(load_module(src.decode(), name))
+                self._modules[h] = mod
+            return mod
+        h2 = self._bundled.get(name)
+        return None if h2 is None else self._modules[h2]
 
     def execute(self, state: StateReader, block: Block) -> ExecutedBlock:
         """Execute ``block`` on top of ``state``; returns results and the write set."""
@@ -168,27 +358,33 @@ class Executor:
         if block_overlay.get(nkey) is not None:
             return TxResult(FAILED, "replayed: this sender already used this nonce")
         block_overlay.writes[nkey] = tx_id
-        chaincode = self.chaincodes.get(tx.contract)
-        if chaincode is None:
-            return TxResult(FAILED, f"unknown contract {tx.contract!r}")
         tx_overlay = Overlay(block_overlay)
         events: list[Event] = []
-        ctx = Context(
-            namespace=tx.contract.encode() + b"\x00",
-            state=tx_overlay,
-            sender=tx.sender,
-            tx_id=tx_id,
-            height=block.height,
-            timestamp_ms=block.header.timestamp_ms,
-            genesis=self.genesis,
-            events=events,
-            contract=tx.contract,
-        )
         try:
-            data = canonical(chaincode.invoke(ctx, tx.method, tx.args), "result")
-            as_value(data, "result")
-        except ChaincodeError as exc:
+            chaincode = self.chaincode(block_overlay, tx.contract)
+            if chaincode is None:
+                return TxResult(FAILED, f"unknown contract {tx.contract!r}")
+            caller = resolve(tx_overlay.get, self.genesis, tx.sender)
+            if caller.status in ("revoked", "suspended"):
+                return TxResult(FAILED, f"the signing key is {caller.status}")
+            ctx = Context(
+                self,
+                tx.contract,
+                tx_overlay,
+                caller,
+                tx_id,
+                block.height,
+                block.header.timestamp_ms,
+                events,
+            )
+            data = with_budget(self.step_budget, lambda: chaincode.invoke(ctx, tx.method, tx.args))
+            data = canonical(data, "result")
+        except Reject as exc:
             return TxResult(FAILED, str(exc))
+        except StepBudgetExceeded as exc:
+            return TxResult(FAILED, str(exc))
+        except RecursionError:
+            return TxResult(FAILED, "chaincode error: recursion too deep")
         except Exception as exc:  # chaincode bug: fail this transaction only
             return TxResult(FAILED, f"chaincode error: {type(exc).__name__}: {exc}")
         block_overlay.writes.update(tx_overlay.writes)
@@ -203,22 +399,24 @@ class Executor:
         args: Any,
         height: int,
         timestamp_ms: int,
-        caller: bytes = b"",
+        caller: bytes | Identity = b"",
     ) -> Any:
-        """Read-only call against committed state (``caller``: who asks, as claimed)."""
-        chaincode = self.chaincodes.get(contract)
+        """Read-only call against committed state. ``caller``: an identity the node
+        authenticated (a signed query), or a bare key, or nothing (anonymous)."""
+        overlay = Overlay(state)
+        chaincode = self.chaincode(overlay, contract)
         if chaincode is None:
-            raise ChaincodeError(f"unknown contract {contract!r}")
-        ctx = Context(
-            namespace=contract.encode() + b"\x00",
-            state=Overlay(state),
-            sender=caller,
-            tx_id=b"",
-            height=height,
-            timestamp_ms=timestamp_ms,
-            genesis=self.genesis,
-            events=[],
-            contract=contract,
-            read_only=True,
+            raise Reject(f"unknown contract {contract!r}")
+        who = (
+            caller
+            if isinstance(caller, Identity)
+            else (resolve(overlay.get, self.genesis, caller) if caller else ANONYMOUS_IDENTITY)
         )
-        return canonical(chaincode.query(ctx, method, args), "result")
+        ctx = Context(self, contract, overlay, who, b"", height, timestamp_ms, [], read_only=True)
+        try:
+            return canonical(
+                with_budget(self.step_budget * 5, lambda: chaincode.query(ctx, method, args)),
+                "result",
+            )
+        except StepBudgetExceeded as exc:
+            raise Reject(str(exc)) from None

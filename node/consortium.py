@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from contracts.bundle import bundled_hashes
 from node.config import NodeConfig, PeerConfig
 from storage.crypto import Signer
 from storage.genesis import ROLES, ConsensusParams, Genesis, GenesisError, Organization
@@ -78,6 +79,7 @@ def init_consortium(
         genesis_time_ms=int(time.time() * 1000),
         organizations=tuple(members),
         consensus=consensus or ConsensusParams(),
+        chaincodes=bundled_hashes(),
     )
     genesis.save(directory / GENESIS_FILE)
     if ports is not None and len(ports) != len(orgs):

@@ -15,8 +15,8 @@ from typing import Any
 
 import trio
 
-from contracts.kv import KVChaincode
-from contracts.runtime import Chaincode, Executor
+from contracts.bundle import make_executor
+from contracts.runtime import Executor
 from node.api import register
 from node.config import NodeConfig
 from node.driver import Driver, DriverConfig
@@ -36,8 +36,13 @@ class NodeError(Exception):
 
 
 def build_executor(genesis: Genesis) -> Executor:
-    chaincodes: dict[str, Chaincode] = {"kv": KVChaincode()}
-    return Executor(genesis, chaincodes)
+    executor = make_executor(genesis)
+    if executor.missing:
+        raise NodeError(
+            f"this node's chaincode differs from the consortium's genesis for: {', '.join(executor.missing)} "
+            "(run the same medchain release as the other members)"
+        )
+    return executor
 
 
 class Node:
@@ -57,6 +62,7 @@ class Node:
         self.org = org
         config.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(config.data_dir, 0o700)
+        self.executor = build_executor(self.genesis)
         self.ledger = Ledger.open(config.data_dir / "ledger", self.genesis)
         validators = self.genesis.validators
         index = validators.index_of(self.signer.public_key)
@@ -76,7 +82,7 @@ class Node:
         self.driver = Driver(
             self.genesis,
             self.ledger,
-            build_executor(self.genesis),
+            self.executor,
             self.signer,
             self.transport,
             DriverConfig(),

@@ -66,6 +66,8 @@ class Genesis:
     genesis_time_ms: int
     organizations: tuple[Organization, ...]
     consensus: ConsensusParams = field(default_factory=ConsensusParams)
+    # Chaincode installed at genesis: (name, SHA-256 of its source), sorted by name.
+    chaincodes: tuple[tuple[str, bytes], ...] = ()
 
     def __post_init__(self) -> None:
         self.validate()
@@ -96,6 +98,14 @@ class Genesis:
                     raise GenesisError(f"organization {org.org_id}: key {k.hex()[:12]} used twice")
                 seen_keys.add(k)
         self.consensus.validate()
+        names = [n for n, _ in self.chaincodes]
+        if names != sorted(set(names)):
+            raise GenesisError("chaincodes must be sorted by name, each once")
+        for name, h in self.chaincodes:
+            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name) or len(h) != 32:
+                raise GenesisError(
+                    f"chaincode {name!r}: a name of [a-z0-9_-] and a 32-byte source hash"
+                )
 
     def encode(self) -> bytes:
         return pack(
@@ -105,6 +115,7 @@ class Genesis:
                 self.genesis_time_ms,
                 [[o.org_id, o.name, o.role, o.node_key, o.admin_key] for o in self.organizations],
                 [getattr(self.consensus, f.name) for f in dataclass_fields(self.consensus)],
+                [[n, h] for n, h in self.chaincodes],
             ]
         )
 
@@ -113,7 +124,7 @@ class Genesis:
 
     @classmethod
     def decode(cls, data: bytes) -> Genesis:
-        f = fields(unpack(data, 1024 * 1024, "genesis"), 5, "genesis")
+        f = fields(unpack(data, 1024 * 1024, "genesis"), 6, "genesis")
         if f[0] != "medchain/genesis/v1":
             raise DecodeError("genesis: unknown format tag")
         orgs = []
@@ -133,12 +144,19 @@ class Genesis:
         params = ConsensusParams(
             **{n: as_int(v, f"consensus.{n}") for n, v in zip(names, pf, strict=True)}
         )
+        ccs = []
+        for i, cc in enumerate(as_list(f[5], "genesis.chaincodes", 256)):
+            cf = fields(cc, 2, f"genesis.chaincodes[{i}]")
+            ccs.append(
+                (as_str(cf[0], "chaincode.name", 32, 1), as_bytes(cf[1], "chaincode.hash", 32))
+            )
         try:
             return cls(
                 as_str(f[1], "genesis.chain_id", 64, 1),
                 as_int(f[2], "genesis.time"),
                 tuple(orgs),
                 params,
+                tuple(ccs),
             )
         except GenesisError as exc:
             raise DecodeError(f"genesis: {exc}") from None
@@ -170,6 +188,7 @@ class Genesis:
             "chain_id": self.chain_id,
             "genesis_time_ms": self.genesis_time_ms,
             "consensus": asdict(self.consensus),
+            "chaincodes": {n: h.hex() for n, h in self.chaincodes},
             "organizations": [
                 {
                     "id": o.org_id,
@@ -202,6 +221,9 @@ class Genesis:
                 )
                 for o in doc["organizations"]
             )
+            ccs = tuple(
+                sorted((str(n), bytes.fromhex(h)) for n, h in doc.get("chaincodes", {}).items())
+            )
             chain_id = doc["chain_id"]
             genesis_time_ms = doc["genesis_time_ms"]
         except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -210,7 +232,7 @@ class Genesis:
             raise GenesisError(
                 "invalid genesis file: chain_id must be a string, genesis_time_ms an integer"
             )
-        return cls(chain_id, genesis_time_ms, orgs, params)
+        return cls(chain_id, genesis_time_ms, orgs, params, ccs)
 
     def save(self, path: Path) -> None:
         Path(path).write_text(self.to_toml())

@@ -1,0 +1,228 @@
+"""records: the notary. One anchor per off-chain record version: record id,
+patient pseudonym, custodian organization, category (FHIR resource type),
+clinical date, SHA-256 of the canonical content, a Merkle root over salted
+fields (for selective disclosure), the authoring practitioner and their
+signature. Only the custodian's practitioners (or its admin, for imports)
+anchor; an amendment adds a version that supersedes the previous one and
+never overwrites it.
+
+State: rec/<record id>/<version> -> anchor; head/<record id> -> latest
+version; pat/<patient>/<clinical day>/<record id> -> "" (the timeline).
+"""
+
+from __future__ import annotations
+
+from contracts.sdk import (
+    Any,
+    Reject,
+    anchor_sign_bytes,
+    arg_bytes,
+    arg_id,
+    arg_int,
+    arg_list,
+    arg_str,
+    args_dict,
+    be4,
+    day_of,
+    query,
+    require,
+    transaction,
+    verify_signature,
+)
+
+MAX_BULK = 2000
+
+
+def head(ctx: Any, record_id: str) -> Any:
+    return ctx.get_obj(b"head/" + record_id.encode())
+
+
+def write_anchor(ctx: Any, a: Any, version: int, supersedes: int) -> Any:
+    who = ctx.caller
+    custodian = who.org
+    record_id = arg_id(a, "record_id")
+    patient = arg_id(a, "patient")
+    category = arg_str(a, "category", 64)
+    clinical_date = arg_str(a, "clinical_date", 32)
+    day = day_of(clinical_date)
+    content_hash = arg_bytes(a, "content_hash", 32)
+    fields_root = arg_bytes(a, "fields_root", 32)
+    author = arg_bytes(a, "author", 32)
+    author_sig = arg_bytes(a, "author_sig", 64)
+    pat = ctx.read("registry", b"pat/" + patient.encode())
+    require(pat is not None and pat["status"] == "active", f"patient {patient} is not registered")
+    writer = ctx.identity(author)
+    require(
+        writer.is_practitioner_of(custodian),
+        f"the author is not an active practitioner of {custodian}",
+    )
+    message = anchor_sign_bytes(
+        ctx.genesis.chain_id,
+        record_id,
+        version,
+        patient,
+        custodian,
+        category,
+        clinical_date,
+        content_hash,
+        fields_root,
+    )
+    require(
+        verify_signature(author, message, author_sig),
+        f"the author's signature on {record_id} does not verify",
+    )
+    anchor = {
+        "record_id": record_id,
+        "version": version,
+        "supersedes": supersedes,
+        "patient": patient,
+        "custodian": custodian,
+        "category": category,
+        "clinical_date": clinical_date[:10],
+        "content_hash": content_hash,
+        "fields_root": fields_root,
+        "author": author,
+        "author_id": writer.id,
+        "author_sig": author_sig,
+        "height": ctx.height,
+        "timestamp_ms": ctx.timestamp_ms,
+        "tx_id": ctx.tx_id,
+    }
+    ctx.put_obj(b"rec/" + record_id.encode() + b"/" + be4(version), anchor)
+    ctx.put_obj(
+        b"head/" + record_id.encode(),
+        {"version": version, "custodian": custodian, "patient": patient},
+    )
+    if version == 1:
+        ctx.put(b"pat/" + patient.encode() + b"/" + be4(day) + b"/" + record_id.encode(), b"")
+    return anchor
+
+
+def require_custodian_writer(ctx: Any) -> None:
+    who = ctx.caller
+    require(
+        who.kind in ("practitioner", "org-admin") and who.active,
+        "only practitioners or admins of the custodian anchor records",
+    )
+    require(
+        who.org_role in ("hospital", "clinic", "exam-centre"),
+        "only care providers are custodians of records",
+    )
+
+
+@transaction
+def anchor(ctx: Any, args: Any) -> Any:
+    a = args_dict(args)
+    require_custodian_writer(ctx)
+    record_id = arg_id(a, "record_id")
+    require(
+        head(ctx, record_id) is None, f"record {record_id} is already anchored; amend it instead"
+    )
+    rec = write_anchor(ctx, a, 1, 0)
+    ctx.emit(
+        "anchored",
+        {
+            "record": record_id,
+            "patient": rec["patient"],
+            "custodian": rec["custodian"],
+            "category": rec["category"],
+        },
+    )
+    return {"record_id": record_id, "version": 1}
+
+
+@transaction
+def amend(ctx: Any, args: Any) -> Any:
+    a = args_dict(args)
+    require_custodian_writer(ctx)
+    record_id = arg_id(a, "record_id")
+    h = head(ctx, record_id)
+    require(h is not None, f"record {record_id} is not anchored")
+    require(
+        h["custodian"] == ctx.caller.org,
+        f"only the custodian ({h['custodian']}) may amend {record_id}",
+    )
+    require(arg_id(a, "patient") == h["patient"], "an amendment cannot change the patient")
+    expected = arg_int(a, "supersedes", 1)
+    require(expected == h["version"], f"{record_id} is at version {h['version']}, not {expected}")
+    rec = write_anchor(ctx, a, h["version"] + 1, h["version"])
+    ctx.emit(
+        "amended",
+        {
+            "record": record_id,
+            "patient": rec["patient"],
+            "custodian": rec["custodian"],
+            "version": rec["version"],
+        },
+    )
+    return {"record_id": record_id, "version": rec["version"]}
+
+
+@transaction
+def anchor_bulk(ctx: Any, args: Any) -> Any:
+    """Many anchors in one transaction (imports). Idempotent: a record already
+    anchored with the same content is reported as "exists", not anchored again."""
+    a = args_dict(args)
+    require_custodian_writer(ctx)
+    items = arg_list(a, "anchors", MAX_BULK)
+    results = []
+    anchored = 0
+    patients: dict[str, int] = {}
+    for item in items:
+        it = args_dict(item)
+        record_id = arg_id(it, "record_id")
+        h = head(ctx, record_id)
+        if h is not None:
+            cur = ctx.get_obj(b"rec/" + record_id.encode() + b"/" + be4(h["version"]))
+            same = (
+                cur is not None
+                and cur["content_hash"] == it.get("content_hash")
+                and h["custodian"] == ctx.caller.org
+            )
+            results.append({"record_id": record_id, "status": "exists" if same else "conflict"})
+            continue
+        rec = write_anchor(ctx, it, 1, 0)
+        anchored += 1
+        patients[rec["patient"]] = patients.get(rec["patient"], 0) + 1
+        results.append({"record_id": record_id, "status": "anchored"})
+    for p in sorted(patients):
+        ctx.emit("anchored-bulk", {"patient": p, "custodian": ctx.caller.org, "count": patients[p]})
+    return {"anchored": anchored, "results": results}
+
+
+# -- queries ------------------------------------------------------------------------
+
+
+@query
+def get(ctx: Any, args: Any) -> Any:
+    a = args_dict(args)
+    record_id = arg_id(a, "record_id")
+    h = head(ctx, record_id)
+    if h is None:
+        raise Reject(f"record {record_id} is not anchored")
+    version = arg_int(a, "version", 1, optional=True) or h["version"]
+    rec = ctx.get_obj(b"rec/" + record_id.encode() + b"/" + be4(version))
+    if rec is None:
+        raise Reject(f"record {record_id} has no version {version}")
+    rec["latest_version"] = h["version"]
+    return rec
+
+
+@query
+def history(ctx: Any, args: Any) -> Any:
+    record_id = arg_id(args_dict(args), "record_id")
+    return [v for _, v in ctx.scan_obj(b"rec/" + record_id.encode() + b"/")]
+
+
+@query
+def by_patient(ctx: Any, args: Any) -> Any:
+    """Every record of a patient across custodians, in clinical-date order (latest versions)."""
+    patient = arg_id(args_dict(args), "patient")
+    prefix = b"pat/" + patient.encode() + b"/"
+    out = []
+    for k, _ in ctx.scan(prefix):
+        record_id = k[len(prefix) + 5 :].decode()
+        h = head(ctx, record_id)
+        rec = ctx.get_obj(b"rec/" + record_id.encode() + b"/" + be4(h["version"]))
+        out.append(rec)
+    return out
