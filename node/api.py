@@ -11,6 +11,7 @@ from node.driver import Driver
 from node.jsonval import from_json, to_json
 from node.pool import PoolReject
 from node.rpc import (
+    INVALID_PARAMS,
     NOT_FOUND,
     Connection,
     RpcError,
@@ -25,6 +26,7 @@ from node.rpc import (
 )
 from storage.block import Block
 from storage.crypto import sha256
+from storage.signed_query import verify_query
 from storage.state import OK
 
 
@@ -99,7 +101,14 @@ def register(server: RpcServer, driver: Driver) -> None:
     async def state_query(conn: Connection, params: dict[str, Any]) -> Any:
         contract, method = param_str(params, "contract"), param_str(params, "method")
         args = from_json(params.get("args"))
-        caller = param_hex(params, "caller", 32) if "caller" in params else b""
+        caller = b""
+        if params.get("auth") is not None:
+            try:
+                caller = verify_query(
+                    params["auth"], d.genesis.chain_id, contract, method, args, d.clock()
+                )
+            except ValueError as exc:
+                raise RpcError(INVALID_PARAMS, f"signed query refused: {exc}") from None
         try:
             result = d.executor.query(
                 d.ledger,

@@ -23,6 +23,7 @@ from typing import Any
 
 from storage.crypto import Signer
 from storage.keyfile import load_key
+from storage.signed_query import sign_query
 from storage.tx import Transaction, make_tx
 
 
@@ -132,12 +133,10 @@ class RpcClient:
         return result
 
     def query(
-        self, contract: str, method: str, args: Any = None, caller: bytes | None = None
+        self, contract: str, method: str, args: Any = None, signer: TxBuilder | None = None
     ) -> Any:
-        params: dict[str, Any] = {"contract": contract, "method": method, "args": args}
-        if caller is not None:
-            params["caller"] = caller.hex()
-        return self.call("state.query", params)
+        """A read-only chaincode call; with ``signer``, signed so chaincode knows who asks."""
+        return self.call("state.query", query_params(contract, method, args, signer))
 
     def subscribe(self, **flt: Any) -> str:
         sid: str = self.call("events.subscribe", flt)["subscription"]
@@ -160,6 +159,22 @@ class RpcClient:
                 return
             if isinstance(msg, dict) and "method" in msg:
                 self._notes.append(msg)
+
+
+def query_params(contract: str, method: str, args: Any, signer: TxBuilder | None) -> dict[str, Any]:
+    from node.jsonval import from_json, to_json
+
+    params: dict[str, Any] = {"contract": contract, "method": method, "args": to_json(args)}
+    if signer is not None:
+        params["auth"] = sign_query(
+            signer.signer,
+            signer.chain_id,
+            contract,
+            method,
+            from_json(to_json(args)),
+            int(time.time() * 1000),
+        )
+    return params
 
 
 class AsyncRpcClient:
@@ -222,6 +237,11 @@ class AsyncRpcClient:
         )
         await self._writer.drain()
         return _raise_for(await fut)
+
+    async def query(
+        self, contract: str, method: str, args: Any = None, signer: TxBuilder | None = None
+    ) -> Any:
+        return await self.call("state.query", query_params(contract, method, args, signer))
 
     async def submit(self, tx: Transaction | bytes, wait: bool = False) -> dict[str, Any]:
         raw = tx.encode() if isinstance(tx, Transaction) else tx

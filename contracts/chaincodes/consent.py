@@ -188,7 +188,9 @@ def evaluate(ctx: Any, requester: Any, record: Any, purpose: str) -> Any:
     today = day_of_ms(now)
     clinical = day_of(record["clinical_date"])
     prefix = b"pat/" + record["patient"].encode() + b"/"
-    misses = []
+    # Checks go from the record's scope to the consent's state, so that among several
+    # near misses the reason reported is that of the consent closest to permitting.
+    best = (0, "the patient has not consented to this requester")
     for k, _ in ctx.scan(prefix):
         c = load(ctx, k[len(prefix) :].decode())
         if c["grantee_kind"] == "org":
@@ -196,34 +198,35 @@ def evaluate(ctx: Any, requester: Any, record: Any, purpose: str) -> Any:
                 continue
         elif requester.kind != "practitioner" or c["grantee"] != requester.id:
             continue
-        if c["status"] != "active":
-            misses.append("the consent was revoked")
-            continue
-        if c["expires_ms"] <= now:
-            misses.append("the consent expired")
-            continue
-        if c["purpose"] != purpose:
-            misses.append(f"the consent is for {c['purpose']}, not {purpose}")
-            continue
+        miss = None
         if c["records"]:
             if record["record_id"] not in c["records"]:
-                misses.append("the record is not among those the consent names")
-                continue
+                miss = (1, "the record is not among those the consent names")
         elif "*" not in c["categories"] and record["category"] not in c["categories"]:
-            misses.append(f"the consent does not cover {record['category']} records")
-            continue
+            miss = (1, f"the consent does not cover {record['category']} records")
         period = c["period"]
-        if "last_days" in period:
-            if clinical < today - period["last_days"]:
-                misses.append(
-                    f"the record is older than the consent's window of {period['last_days']} days"
-                )
-                continue
-        elif not period["from_day"] <= clinical <= period["to_day"]:
-            misses.append("the record is outside the consent's data period")
-            continue
-        return {"decision": "permit", "reason": "consented", "consent_id": c["id"]}
-    reason = misses[-1] if misses else "the patient has not consented to this requester"
+        if miss is None and "last_days" in period and clinical < today - period["last_days"]:
+            miss = (
+                2,
+                f"the record is older than the consent's window of {period['last_days']} days",
+            )
+        elif (
+            miss is None
+            and "last_days" not in period
+            and not period["from_day"] <= clinical <= period["to_day"]
+        ):
+            miss = (2, "the record is outside the consent's data period")
+        if miss is None and c["purpose"] != purpose:
+            miss = (3, f"the consent is for {c['purpose']}, not {purpose}")
+        if miss is None and c["status"] != "active":
+            miss = (4, "the consent was revoked")
+        if miss is None and c["expires_ms"] <= now:
+            miss = (4, "the consent expired")
+        if miss is None:
+            return {"decision": "permit", "reason": "consented", "consent_id": c["id"]}
+        if miss[0] >= best[0]:
+            best = miss
+    reason = best[1]
     return {"decision": "deny", "reason": reason, "consent_id": None}
 
 
