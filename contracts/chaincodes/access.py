@@ -15,6 +15,7 @@ from contracts.sdk import (
     arg_choice,
     arg_id,
     arg_int,
+    arg_list,
     args_dict,
     be8,
     query,
@@ -26,22 +27,42 @@ PURPOSES = ("treatment", "payment", "research")
 MAX_LIST = 5000
 
 
+REQUESTERS = ("practitioner", "org-admin", "patient")
+MAX_RECORDS = 500
+
+
 @transaction
 def request(ctx: Any, args: Any) -> Any:
-    """Decide and log one access by the caller (a practitioner or admin)."""
+    """Decide and log one access by the caller (a practitioner, an admin, or the patient)."""
     a = args_dict(args)
-    who = ctx.caller
     require(
-        who.kind in ("practitioner", "org-admin"),
-        "only practitioners and organization admins request records",
+        ctx.caller.kind in REQUESTERS,
+        "only practitioners, organization admins and patients request records",
     )
-    record_id = arg_id(a, "record_id")
+    return decide(ctx, arg_id(a, "record_id"), arg_choice(a, "purpose", PURPOSES))
+
+
+@transaction
+def request_many(ctx: Any, args: Any) -> Any:
+    """Decide and log access to several records at once (one decision, one entry each)."""
+    a = args_dict(args)
+    require(
+        ctx.caller.kind in REQUESTERS,
+        "only practitioners, organization admins and patients request records",
+    )
     purpose = arg_choice(a, "purpose", PURPOSES)
+    records = arg_list(a, "records", MAX_RECORDS)
+    require(records, "name at least one record")
+    return [decide(ctx, arg_id({"r": r}, "r"), purpose) for r in records]
+
+
+def decide(ctx: Any, record_id: str, purpose: str) -> Any:
+    who = ctx.caller
     h = ctx.read("records", b"head/" + record_id.encode())
     require(h is not None, f"record {record_id} is not anchored")
     verdict = ctx.query("consent", "check", {"record_id": record_id, "purpose": purpose})
     entry = {
-        "access_id": ctx.tx_id.hex()[:24],
+        "access_id": ctx.tx_id.hex()[:24] + "-" + record_id,
         "patient": h["patient"],
         "record_id": record_id,
         "custodian": h["custodian"],
@@ -56,10 +77,9 @@ def request(ctx: Any, args: Any) -> Any:
         "height": ctx.height,
         "tx_id": ctx.tx_id,
     }
-    ctx.put_obj(
-        b"log/" + h["patient"].encode() + b"/" + be8(ctx.timestamp_ms) + b"/" + ctx.tx_id, entry
-    )
-    ctx.put(b"all/" + be8(ctx.timestamp_ms) + b"/" + ctx.tx_id, h["patient"].encode())
+    entry_key = be8(ctx.timestamp_ms) + b"/" + ctx.tx_id + record_id.encode()
+    ctx.put_obj(b"log/" + h["patient"].encode() + b"/" + entry_key, entry)
+    ctx.put(b"all/" + entry_key, h["patient"].encode())
     ctx.emit(
         "access",
         {
@@ -72,6 +92,7 @@ def request(ctx: Any, args: Any) -> Any:
         },
     )
     return {
+        "record_id": record_id,
         "access_id": entry["access_id"],
         "decision": verdict["decision"],
         "reason": verdict["reason"],

@@ -172,6 +172,8 @@ def close_for_referral(ctx: Any, args: Any) -> Any:
 
 def evaluate(ctx: Any, requester: Any, record: Any, purpose: str) -> Any:
     """permit/deny for one requester, record and purpose, with the reason and consent id."""
+    if requester.kind == "patient" and requester.active and requester.id == record["patient"]:
+        return {"decision": "permit", "reason": "the patient's own record", "consent_id": None}
     if not requester.active or requester.kind not in ("practitioner", "org-admin"):
         return {
             "decision": "deny",

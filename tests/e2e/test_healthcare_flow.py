@@ -112,6 +112,7 @@ def test_patient_journey_across_the_consortium() -> None:
             B, doc_b, "access", "request", {"record_id": "a-cond-1", "purpose": "treatment"}
         )
         assert permitted == {
+            "record_id": "a-cond-1",
             "access_id": permitted["access_id"],
             "decision": "permit",
             "reason": "consented",

@@ -140,13 +140,28 @@ def test_every_access_decision_is_logged_and_emitted() -> None:
     cid = grant(c, pk)
     permitted = c.ok(doc_b, "access", "request", {"record_id": "cond-new", "purpose": "treatment"})
     assert permitted["decision"] == "permit" and permitted["consent_id"] == cid
+    stranger, _ = c.patient()
     assert "only practitioners" in c.fails(
-        pk, "access", "request", {"record_id": "cond-new", "purpose": "treatment"}
+        c.key(), "access", "request", {"record_id": "cond-new", "purpose": "treatment"}
     )
+    assert (
+        c.ok(stranger, "access", "request", {"record_id": "cond-new", "purpose": "treatment"})[
+            "decision"
+        ]
+        == "deny"
+    )
+    own = c.ok(
+        pk, "access", "request_many", {"records": ["cond-new", "med-new"], "purpose": "treatment"}
+    )
+    assert [(x["record_id"], x["decision"], x["reason"]) for x in own] == [
+        ("cond-new", "permit", "the patient's own record"),
+        ("med-new", "permit", "the patient's own record"),
+    ]
     assert "not anchored" in c.fails(
         doc_b, "access", "request", {"record_id": "nope", "purpose": "treatment"}
     )
     log = c.q("access", "by_patient", {"patient": patient}, caller=pk)
+    log = [e for e in log if e["requester_kind"] == "practitioner"]
     assert [(e["decision"], e["requester_org"], e["consent_id"]) for e in log] == [
         ("deny", "hospital-b", None),
         ("permit", "hospital-b", cid),
@@ -154,7 +169,7 @@ def test_every_access_decision_is_logged_and_emitted() -> None:
     assert all(e["record_id"] == "cond-new" and e["purpose"] == "treatment" for e in log)
     with pytest.raises(Reject, match="only the patient"):
         c.q("access", "by_patient", {"patient": patient}, caller=doc_b)
-    assert len(c.q("access", "by_patient", {"patient": patient}, caller=c.admins["regulator"])) == 2
-    assert len(c.q("access", "all_accesses", {}, caller=c.admins["regulator"])) == 2
+    assert len(c.q("access", "by_patient", {"patient": patient}, caller=c.admins["regulator"])) == 5
+    assert len(c.q("access", "all_accesses", {}, caller=c.admins["regulator"])) == 5
     with pytest.raises(Reject, match="only a regulator"):
         c.q("access", "all_accesses", {}, caller=c.admins["hospital-a"])

@@ -1,0 +1,199 @@
+"""FHIR resources as evidence: canonical bytes, salted field commitments, and
+selective-disclosure proofs.
+
+- Canonical content: JSON with sorted keys, no insignificant whitespace, UTF-8
+  (the shape of RFC 8785); its SHA-256 is the ``content_hash`` anchored on chain.
+- Salted fields: each top-level field ``k`` of the resource becomes a leaf
+  ``"medchain/field/v1" 0 k 0 salt_k canonical(value)`` with
+  ``salt_k = HMAC-SHA256(salt_seed, k)[:16]``; the RFC 6962 Merkle root over
+  the leaves in field-name order is the ``fields_root`` anchored on chain.
+  Revealing one field with its salt and Merkle path proves it without
+  revealing the others (the salts keep them from being guessed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from storage.merkle import inclusion_proof, merkle_root, verify_inclusion
+
+SALT_BYTES = 16
+
+
+class FhirError(ValueError):
+    """Not a FHIR resource we can notarize, with the reason."""
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+def content_hash(resource: dict[str, Any]) -> bytes:
+    return hashlib.sha256(canonical_json(resource)).digest()
+
+
+def field_salt(salt_seed: bytes, field: str) -> bytes:
+    return hmac.new(salt_seed, field.encode(), hashlib.sha256).digest()[:SALT_BYTES]
+
+
+def field_leaf(field: str, salt: bytes, value: Any) -> bytes:
+    return b"medchain/field/v1\x00" + field.encode() + b"\x00" + salt + canonical_json(value)
+
+
+def field_leaves(resource: dict[str, Any], salt_seed: bytes) -> tuple[list[str], list[bytes]]:
+    names = sorted(resource)
+    return names, [field_leaf(k, field_salt(salt_seed, k), resource[k]) for k in names]
+
+
+def fields_root(resource: dict[str, Any], salt_seed: bytes) -> bytes:
+    return merkle_root(field_leaves(resource, salt_seed)[1])
+
+
+@dataclass(frozen=True)
+class Disclosure:
+    """One field of a notarized record, provable against the anchor's fields_root."""
+
+    record_id: str
+    version: int
+    field: str
+    value: Any
+    salt: bytes
+    index: int
+    size: int
+    path: tuple[bytes, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "medchain_disclosure": 1,
+            "record_id": self.record_id,
+            "version": self.version,
+            "field": self.field,
+            "value": self.value,
+            "salt": self.salt.hex(),
+            "index": self.index,
+            "size": self.size,
+            "path": [p.hex() for p in self.path],
+        }
+
+    @classmethod
+    def from_json(cls, doc: Any) -> Disclosure:
+        try:
+            if doc.get("medchain_disclosure") != 1:
+                raise ValueError("not a medchain disclosure proof")
+            return cls(
+                str(doc["record_id"]),
+                int(doc["version"]),
+                str(doc["field"]),
+                doc["value"],
+                bytes.fromhex(doc["salt"]),
+                int(doc["index"]),
+                int(doc["size"]),
+                tuple(bytes.fromhex(p) for p in doc["path"]),
+            )
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise FhirError(f"malformed disclosure proof: {exc}") from None
+
+    def verify(self, anchored_fields_root: bytes) -> bool:
+        leaf = field_leaf(self.field, self.salt, self.value)
+        return verify_inclusion(leaf, self.index, self.size, self.path, anchored_fields_root)
+
+
+def disclose(
+    record_id: str, version: int, resource: dict[str, Any], salt_seed: bytes, field: str
+) -> Disclosure:
+    names, leaves = field_leaves(resource, salt_seed)
+    if field not in resource:
+        raise FhirError(f"the record has no field {field!r} (it has {', '.join(names)})")
+    i = names.index(field)
+    return Disclosure(
+        record_id,
+        version,
+        field,
+        resource[field],
+        field_salt(salt_seed, field),
+        i,
+        len(leaves),
+        tuple(inclusion_proof(leaves, i)),
+    )
+
+
+# -- what a resource says about itself -----------------------------------------------
+
+DATE_FIELDS = (
+    "onsetDateTime",
+    "recordedDate",
+    "authoredOn",
+    "performedDateTime",
+    "occurrenceDateTime",
+    "effectiveDateTime",
+    "issued",
+    "date",
+)
+
+
+def clinical_date(resource: dict[str, Any]) -> str:
+    """The date the record is about (ISO yyyy-mm-dd)."""
+    for k in DATE_FIELDS:
+        v = resource.get(k)
+        if isinstance(v, str) and len(v) >= 10:
+            return v[:10]
+    for k in ("performedPeriod", "period", "effectivePeriod"):
+        v = resource.get(k)
+        if isinstance(v, dict) and isinstance(v.get("start"), str):
+            return str(v["start"][:10])
+    ctx = resource.get("context")
+    if (
+        isinstance(ctx, dict)
+        and isinstance(ctx.get("period"), dict)
+        and isinstance(ctx["period"].get("start"), str)
+    ):
+        return str(ctx["period"]["start"][:10])
+    raise FhirError(f"{resource.get('resourceType')}/{resource.get('id')} has no clinical date")
+
+
+def reference_id(ref: Any) -> str | None:
+    """The id in a FHIR reference like ``{"reference": "Patient/123"}`` (or a list of them)."""
+    if isinstance(ref, list):
+        ref = ref[0] if ref else None
+    if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
+        return str(ref["reference"]).rsplit("/", 1)[-1].split(":")[-1]
+    return None
+
+
+def subject_id(resource: dict[str, Any]) -> str | None:
+    return reference_id(resource.get("subject") or resource.get("patient"))
+
+
+def encounter_id(resource: dict[str, Any]) -> str | None:
+    if resource.get("resourceType") == "Encounter":
+        return str(resource.get("id"))
+    enc = resource.get("encounter")
+    if enc is None and isinstance(resource.get("context"), dict):
+        enc = resource["context"].get("encounter")
+    return reference_id(enc)
+
+
+def summary(resource: dict[str, Any]) -> str:
+    """A one-line human description (the code's display, or the type)."""
+    for k in ("code", "medicationCodeableConcept", "vaccineCode", "type"):
+        v = resource.get(k)
+        if isinstance(v, list):
+            v = v[0] if v else None
+        if isinstance(v, dict):
+            if isinstance(v.get("text"), str):
+                return str(v["text"])
+            codings = v.get("coding")
+            if (
+                isinstance(codings, list)
+                and codings
+                and isinstance(codings[0], dict)
+                and codings[0].get("display")
+            ):
+                return str(codings[0]["display"])
+    return str(resource.get("resourceType", "record"))

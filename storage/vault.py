@@ -1,0 +1,136 @@
+"""The off-chain record vault: the FHIR resources this node is custodian of.
+
+Each record is encrypted at rest with its own random key (XChaCha20-Poly1305,
+the record id as associated data so entries cannot be swapped), and that key
+is wrapped with the node's master key (also XChaCha20-Poly1305). The master
+key is derived from the node's Ed25519 seed (BLAKE2b, personalised), so no
+second secret has to be kept. Plaintext never touches disk: it exists only
+in memory while the node serves a request.
+
+Stored per record: the canonical JSON, the salt seed of its field
+commitments, the content hash and the anchor metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nacl.encoding
+import nacl.hash
+import nacl.utils
+from nacl.bindings import (
+    crypto_aead_xchacha20poly1305_ietf_decrypt,
+    crypto_aead_xchacha20poly1305_ietf_encrypt,
+)
+from nacl.exceptions import CryptoError
+
+from storage.codec import DecodeError, as_bytes, as_int, as_value, fields, pack, unpack
+from storage.crypto import sha256
+from storage.kv import KVStore, LevelDBKV, MemoryKV
+
+NONCE = 24
+KEY = 32
+P_RECORD = b"R"
+FORMAT = 1
+
+
+class VaultIntegrityError(Exception):
+    """A vault entry that does not decrypt or does not match its hash: named, never silent."""
+
+    def __init__(self, record_id: str, why: str) -> None:
+        super().__init__(f"integrity error in vault record {record_id}: {why}")
+        self.record_id = record_id
+
+
+@dataclass(frozen=True)
+class VaultRecord:
+    record_id: str
+    content: bytes  # canonical JSON
+    salt_seed: bytes
+    content_hash: bytes
+    meta: dict[str, Any]  # patient, category, clinical_date, fields_root
+
+
+def master_key_from_seed(seed: bytes) -> bytes:
+    key: bytes = nacl.hash.blake2b(
+        seed, digest_size=KEY, person=b"medchain-vault", encoder=nacl.encoding.RawEncoder
+    )
+    return key
+
+
+class Vault:
+    def __init__(self, store: KVStore, master_key: bytes) -> None:
+        if len(master_key) != KEY:
+            raise ValueError("the vault master key is 32 bytes")
+        self.store = store
+        self._master = master_key
+
+    @classmethod
+    def open(cls, path: Path, master_key: bytes) -> Vault:
+        return cls(LevelDBKV(path), master_key)
+
+    @classmethod
+    def in_memory(cls, master_key: bytes) -> Vault:
+        return cls(MemoryKV(), master_key)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def put(self, record_id: str, content: bytes, salt_seed: bytes, meta: dict[str, Any]) -> bytes:
+        """Encrypt and store; returns the content hash. Synced to disk."""
+        rid = record_id.encode()
+        record_key = nacl.utils.random(KEY)
+        wrap_nonce, nonce = nacl.utils.random(NONCE), nacl.utils.random(NONCE)
+        wrapped = crypto_aead_xchacha20poly1305_ietf_encrypt(
+            record_key, rid, wrap_nonce, self._master
+        )
+        h = sha256(content)
+        plaintext = pack([content, salt_seed, h, meta])
+        sealed = crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, rid, nonce, record_key)
+        self.store.write(
+            {P_RECORD + rid: pack([FORMAT, wrap_nonce, wrapped, nonce, sealed])}, sync=True
+        )
+        return h
+
+    def has(self, record_id: str) -> bool:
+        return self.store.get(P_RECORD + record_id.encode()) is not None
+
+    def get(self, record_id: str) -> VaultRecord | None:
+        rid = record_id.encode()
+        raw = self.store.get(P_RECORD + rid)
+        if raw is None:
+            return None
+        try:
+            f = fields(unpack(raw, 64 * 1024 * 1024, "vault entry"), 5, "vault entry")
+            if as_int(f[0], "format") != FORMAT:
+                raise DecodeError("vault entry: unknown format")
+            record_key = crypto_aead_xchacha20poly1305_ietf_decrypt(
+                as_bytes(f[2], "wrapped key"), rid, as_bytes(f[1], "nonce", NONCE), self._master
+            )
+            plaintext = crypto_aead_xchacha20poly1305_ietf_decrypt(
+                as_bytes(f[4], "ciphertext"), rid, as_bytes(f[3], "nonce", NONCE), record_key
+            )
+            p = fields(unpack(plaintext, 64 * 1024 * 1024, "vault record"), 4, "vault record")
+        except (DecodeError, CryptoError, ValueError) as exc:
+            raise VaultIntegrityError(
+                record_id, f"does not decrypt ({type(exc).__name__})"
+            ) from None
+        content, salt_seed, h = (
+            as_bytes(p[0], "content"),
+            as_bytes(p[1], "salt"),
+            as_bytes(p[2], "hash", 32),
+        )
+        if sha256(content) != h:
+            raise VaultIntegrityError(record_id, "content does not match its hash")
+        meta = as_value(p[3], "meta")
+        return VaultRecord(record_id, content, salt_seed, h, meta if isinstance(meta, dict) else {})
+
+    def record_ids(self) -> Iterator[str]:
+        for k, _ in self.store.scan(P_RECORD):
+            yield k[len(P_RECORD) :].decode()
+
+    def count(self) -> int:
+        return sum(1 for _ in self.store.scan(P_RECORD))
