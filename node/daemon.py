@@ -18,13 +18,16 @@ import trio
 from contracts.bundle import make_executor
 from contracts.runtime import Executor
 from node.api import register
+from node.api_records import register_records
 from node.config import NodeConfig
 from node.driver import Driver, DriverConfig
 from node.p2p import Libp2pTransport, P2PConfig, PeerAddress
+from node.records import RecordService
 from node.rpc import RpcServer
 from storage.genesis import Genesis
 from storage.keyfile import load_key
 from storage.ledger import Ledger
+from storage.vault import Vault, master_key_from_seed
 
 log = logging.getLogger("medchain.node")
 
@@ -87,8 +90,11 @@ class Node:
             self.transport,
             DriverConfig(),
         )
+        self.vault = Vault.open(config.data_dir / "vault", master_key_from_seed(self.signer.seed))
+        self.records = RecordService(self.driver, self.vault)
         self.rpc = RpcServer(config.rpc_socket)
         register(self.rpc, self.driver)
+        register_records(self.rpc, self.records)
         self.faults = faults or {}
 
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> int:
@@ -109,6 +115,7 @@ class Node:
                 task_status.started()
         finally:
             self.ledger.close()
+            self.vault.close()
             log.info(
                 "node %s stopped at height %d",
                 self.org.org_id,

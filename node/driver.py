@@ -151,6 +151,8 @@ class Driver:
         self._fetch_peer = 0
         self._recent_rejects: dict[bytes, str] = {}
         self._commit_waiters: dict[bytes, trio.Event] = {}
+        # Other services on the transport (the record fetch protocol) register here.
+        self.channel_handlers: dict[str, Callable[[Incoming], Awaitable[None]]] = {}
 
     def _restored(self) -> Restored | None:
         persisted = self.store.load()
@@ -418,6 +420,8 @@ class Driver:
                     nursery.start_soon(_guarded, self._on_forwarded_txs, msg)
                 elif msg.channel == CHANNEL_SYNC:
                     nursery.start_soon(_guarded, self._on_sync_frame, msg)
+                elif msg.channel in self.channel_handlers:
+                    nursery.start_soon(_guarded, self.channel_handlers[msg.channel], msg)
 
     def _decode_from(self, msg: Incoming) -> Message | None:
         try:

@@ -36,7 +36,14 @@ import nacl.signing
 import trio
 
 from node.framing import FrameReader, FrameTooLarge, encode_frames
-from node.transport import CHANNEL_CONSENSUS, CHANNEL_SYNC, CHANNEL_TXS, Incoming, TransportStats
+from node.transport import (
+    CHANNEL_CONSENSUS,
+    CHANNEL_RECORDS,
+    CHANNEL_SYNC,
+    CHANNEL_TXS,
+    Incoming,
+    TransportStats,
+)
 from storage.crypto import Signer
 
 log = logging.getLogger("medchain.p2p")
@@ -45,6 +52,7 @@ PROTOCOLS = {
     CHANNEL_CONSENSUS: "/medchain/consensus/1",
     CHANNEL_TXS: "/medchain/txs/1",
     CHANNEL_SYNC: "/medchain/sync/1",
+    CHANNEL_RECORDS: "/medchain/records/1",
 }
 CHANNEL_OF = {v: k for k, v in PROTOCOLS.items()}
 
@@ -64,7 +72,12 @@ class P2PConfig:
 
     def frame_limit(self, channel: str) -> int:
         limits = self.max_frame or {}
-        default = {CHANNEL_CONSENSUS: 64 << 20, CHANNEL_TXS: 16 << 20, CHANNEL_SYNC: 128 << 20}
+        default = {
+            CHANNEL_CONSENSUS: 64 << 20,
+            CHANNEL_TXS: 16 << 20,
+            CHANNEL_SYNC: 128 << 20,
+            CHANNEL_RECORDS: 64 << 20,
+        }
         return limits.get(channel, default[channel])
 
 

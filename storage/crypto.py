@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nacl.bindings import (
+    crypto_box_seal,
+    crypto_box_seal_open,
     crypto_sign,
+    crypto_sign_ed25519_pk_to_curve25519,
+    crypto_sign_ed25519_sk_to_curve25519,
     crypto_sign_open,
     crypto_sign_seed_keypair,
 )
@@ -66,6 +70,13 @@ class Signer:
         signed: bytes = crypto_sign(message, self._secret)
         return signed[:SIGNATURE_BYTES]
 
+    def unseal(self, box: bytes) -> bytes:
+        """Open a box sealed to this key with :func:`seal_to` (X25519 of the same key pair)."""
+        pk = crypto_sign_ed25519_pk_to_curve25519(self.public_key)
+        sk = crypto_sign_ed25519_sk_to_curve25519(self._secret)
+        opened: bytes = crypto_box_seal_open(box, pk, sk)
+        return opened
+
     def __repr__(self) -> str:
         return f"Signer(public_key={self.public_key.hex()[:16]}…)"
 
@@ -79,6 +90,13 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     except (BadSignatureError, CryptoError, ValueError, TypeError):
         return False
     return True
+
+
+def seal_to(public_key: bytes, data: bytes) -> bytes:
+    """Encrypt ``data`` so only the holder of the Ed25519 ``public_key``'s private key can
+    read it (libsodium sealed box to the key's X25519 form)."""
+    sealed: bytes = crypto_box_seal(data, crypto_sign_ed25519_pk_to_curve25519(public_key))
+    return sealed
 
 
 def short(key: bytes) -> str:

@@ -1,0 +1,177 @@
+"""RPC methods for records: put, fetch, disclose, timeline, evidence."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from contracts.runtime import ChaincodeError
+from node.jsonval import to_json
+from node.records import RecordService
+from node.rpc import (
+    INVALID_PARAMS,
+    NOT_FOUND,
+    Connection,
+    RpcError,
+    RpcServer,
+    param_b64,
+    param_str,
+)
+from storage.block import Block
+from storage.evidence import Evidence
+from storage.fhirdoc import FhirError, disclose
+
+
+def register_records(server: RpcServer, svc: RecordService) -> None:
+    d = svc.driver
+
+    def query(contract: str, method: str, args: Any) -> Any:
+        try:
+            return d.executor.query(
+                d.ledger, contract, method, args, d.ledger.height, d.ledger.last_timestamp_ms
+            )
+        except ChaincodeError as exc:
+            raise RpcError(NOT_FOUND, str(exc)) from None
+
+    @server.method("records.put")
+    async def put(conn: Connection, params: dict[str, Any]) -> Any:
+        """Store FHIR resources in this node's vault (this node's organization is their custodian).
+        params: {items: [{resource, patient, record_id?}]} or a FHIR Bundle as {bundle, patient}."""
+        items = params.get("items")
+        if items is None and isinstance(params.get("bundle"), dict):
+            entries = params["bundle"].get("entry") or []
+            items = [
+                {"resource": e.get("resource"), "patient": params.get("patient")}
+                for e in entries
+                if isinstance(e, dict)
+            ]
+        if not isinstance(items, list) or not items or len(items) > 5000:
+            raise RpcError(INVALID_PARAMS, "items must be a list of 1 to 5000 {resource, patient}")
+        out = []
+        for it in items:
+            if not isinstance(it, dict) or not isinstance(it.get("patient"), str):
+                out.append(
+                    {
+                        "status": "invalid",
+                        "reason": "each item needs a resource and the patient's pseudonym",
+                    }
+                )
+                continue
+            try:
+                r = svc.put(it.get("resource"), it["patient"], it.get("record_id"))
+            except FhirError as exc:
+                out.append({"status": "invalid", "reason": str(exc)})
+                continue
+            out.append(to_json(r))
+        return out
+
+    @server.method("records.fetch")
+    async def fetch(conn: Connection, params: dict[str, Any]) -> Any:
+        """Fetch records from their custodian with a signed access.request_many transaction.
+        Returns each record sealed to the signer (base64), or the reason it was denied."""
+        reply = await svc.fetch(param_b64(params, "tx"))
+        return {
+            "tx_id": reply.tx_id.hex(),
+            "error": reply.error or None,
+            "items": [
+                {
+                    "record_id": i.record_id,
+                    "status": i.status,
+                    "reason": i.reason,
+                    "sealed": base64.b64encode(i.sealed).decode() if i.sealed else None,
+                }
+                for i in reply.items
+            ],
+        }
+
+    @server.method("records.disclose")
+    async def disclose_field(conn: Connection, params: dict[str, Any]) -> Any:
+        """The custodian's proof revealing one field of a record it holds (its member
+        systems decide, with the patient's consent, when to ask)."""
+        rid, field = param_str(params, "record_id"), param_str(params, "field")
+        rec = svc.vault.get(rid) if svc.vault.has(rid) else None
+        if rec is None:
+            raise RpcError(NOT_FOUND, f"{rid} is not in this node's vault")
+        import json
+
+        anchor = query("records", "get", {"record_id": rid})
+        try:
+            proof = disclose(rid, anchor["version"], json.loads(rec.content), rec.salt_seed, field)
+        except FhirError as exc:
+            raise RpcError(INVALID_PARAMS, str(exc)) from None
+        return proof.to_json()
+
+    @server.method("records.timeline")
+    async def timeline(conn: Connection, params: dict[str, Any]) -> Any:
+        """Every anchor of a patient across custodians in clinical-date order, with whether
+        ``requester`` (a public key, hex) may read each."""
+        patient = param_str(params, "patient")
+        requester = params.get("requester")
+        anchors = query("records", "by_patient", {"patient": patient})
+        out = []
+        for a in anchors:
+            row = {
+                k: to_json(a[k])
+                for k in (
+                    "record_id",
+                    "version",
+                    "custodian",
+                    "category",
+                    "clinical_date",
+                    "content_hash",
+                    "author_id",
+                    "height",
+                )
+            }
+            if isinstance(requester, str):
+                try:
+                    who = bytes.fromhex(requester)
+                except ValueError:
+                    raise RpcError(
+                        INVALID_PARAMS, "requester must be a public key in hex"
+                    ) from None
+                verdict = query(
+                    "consent",
+                    "check",
+                    {
+                        "record_id": a["record_id"],
+                        "purpose": params.get("purpose", "treatment"),
+                        "requester": who,
+                    },
+                )
+                row.update(decision=verdict["decision"], reason=verdict["reason"])
+            out.append(row)
+        return out
+
+    @server.method("evidence.get")
+    async def evidence(conn: Connection, params: dict[str, Any]) -> Any:
+        """A self-contained evidence certificate (base64) for a record version."""
+        rid = param_str(params, "record_id")
+        args: dict[str, Any] = {"record_id": rid}
+        if isinstance(params.get("version"), int):
+            args["version"] = params["version"]
+        anchor = query("records", "get", args)
+        loc = d.ledger.tx(anchor["tx_id"])
+        block = d.ledger.block(anchor["height"])
+        cert = d.ledger.certificate(anchor["height"])
+        if loc is None or block is None or cert is None:
+            raise RpcError(NOT_FOUND, f"the anchoring block of {rid} is not in this node's ledger")
+        full = Block.decode(d.ledger.block_bytes(anchor["height"]) or b"", check_txs=False)
+        ev = Evidence(
+            genesis=d.genesis.encode(),
+            header=full.header_bytes,
+            certificate=cert.encode(),
+            tx=full.txs[loc.index],
+            tx_index=loc.index,
+            tx_count=len(full.txs),
+            path=tuple(full.inclusion_proof(loc.index)),
+            record_id=rid,
+            version=anchor["version"],
+        )
+        return {
+            "evidence": base64.b64encode(ev.encode()).decode(),
+            "height": anchor["height"],
+            "genesis_hash": d.genesis.hash().hex(),
+        }
+
+    del put, fetch, disclose_field, timeline, evidence

@@ -1,0 +1,253 @@
+"""Bulk import of FHIR NDJSON (e.g. Synthea bulk exports) into a consortium.
+
+Each record goes to the custodian named by its encounter's ``serviceProvider``
+(mapped to consortium organizations by a table), is stored in that
+custodian's vault through its node, and is anchored on chain in bulk, signed
+by the custodian's import system (a practitioner of role "system"). Import is
+idempotent: re-running it anchors nothing twice. Everything skipped is
+reported with its reason.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import tomllib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from contracts.sdk import anchor_sign_bytes
+from node.client import RpcClient, TxBuilder
+from node.jsonval import from_json
+from storage.fhirdoc import FhirError, clinical_date, encounter_id, subject_id
+
+REFERENCE_TYPES = {
+    "Patient",
+    "Organization",
+    "Practitioner",
+    "PractitionerRole",
+    "Location",
+    "Medication",
+}
+SKIP_INVALID = "invalid JSON"
+SKIP_UNKNOWN_PATIENT = "unknown patient"
+SKIP_UNMAPPED = "unmapped institution"
+SKIP_NO_ENCOUNTER = "no encounter, so no custodian"
+SKIP_REFERENCE = "reference data, not a patient record"
+SKIP_NO_DATE = "no clinical date"
+DATE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})(.*)$")
+
+
+@dataclass
+class ProviderMap:
+    """serviceProvider display name (or identifier value) -> organization id."""
+
+    table: dict[str, str]
+
+    @classmethod
+    def load(cls, path: Path) -> ProviderMap:
+        doc = tomllib.loads(Path(path).read_text())
+        return cls({str(k): str(v) for k, v in doc.get("providers", {}).items()})
+
+    def org_for(self, provider: dict[str, Any]) -> str | None:
+        display = provider.get("display")
+        if isinstance(display, str) and display in self.table:
+            return self.table[display]
+        ref = str(provider.get("reference", ""))
+        key = ref.rsplit("|", 1)[-1] if "|" in ref else ref.rsplit("/", 1)[-1]
+        return self.table.get(key)
+
+
+@dataclass
+class Plan:
+    by_org: dict[str, list[tuple[dict[str, Any], str]]] = field(default_factory=dict)
+    skipped: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)  # reason -> first file:line
+
+    def skip(self, reason: str, where: str) -> None:
+        self.skipped[reason] += 1
+        self.examples.setdefault(reason, where)
+
+    @property
+    def total(self) -> int:
+        return sum(len(v) for v in self.by_org.values())
+
+
+def shift_dates(value: Any, days: int) -> Any:
+    """Move every ISO date / date-time string in a resource by ``days`` (synthetic data only)."""
+    if days == 0:
+        return value
+    if isinstance(value, dict):
+        return {k: shift_dates(v, days) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shift_dates(v, days) for v in value]
+    if isinstance(value, str):
+        m = DATE_RE.match(value)
+        if m:
+            try:
+                d = datetime.date.fromisoformat(m.group(1)) + datetime.timedelta(days=days)
+            except ValueError:
+                return value
+            return d.isoformat() + m.group(2)
+    return value
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                yield n, line
+
+
+def latest_date(source: Path) -> datetime.date | None:
+    best = None
+    for path in sorted(source.glob("*.ndjson")):
+        if path.name.startswith(("log", "Patient", "Organization", "Practitioner", "Location")):
+            continue
+        for _, line in _lines(path):
+            try:
+                d = clinical_date(json.loads(line))
+            except (ValueError, FhirError, AttributeError):
+                continue
+            try:
+                day = datetime.date.fromisoformat(d)
+            except ValueError:
+                continue
+            best = day if best is None or day > best else best
+    return best
+
+
+def plan_import(
+    source: Path, providers: ProviderMap, patients: dict[str, str], shift_days: int = 0
+) -> Plan:
+    """Read NDJSON files, decide each record's custodian and patient, or why it is skipped."""
+    plan = Plan()
+    encounters: dict[str, str | None] = {}
+    files = sorted(p for p in Path(source).glob("*.ndjson") if not p.name.startswith("log"))
+    for path in files:
+        if not path.name.startswith("Encounter"):
+            continue
+        for _, line in _lines(path):
+            try:
+                e = json.loads(line)
+                encounters[str(e["id"])] = providers.org_for(e.get("serviceProvider") or {})
+            except (ValueError, KeyError, TypeError):
+                continue
+    for path in files:
+        for n, line in _lines(path):
+            where = f"{path.name}:{n}"
+            try:
+                r = json.loads(line)
+                if not isinstance(r, dict) or not isinstance(r.get("resourceType"), str):
+                    raise ValueError("not a resource")
+            except ValueError:
+                plan.skip(SKIP_INVALID, where)
+                continue
+            if r["resourceType"] in REFERENCE_TYPES:
+                plan.skip(SKIP_REFERENCE, where)
+                continue
+            pseudonym = patients.get(subject_id(r) or "")
+            if pseudonym is None:
+                plan.skip(SKIP_UNKNOWN_PATIENT, where)
+                continue
+            enc = encounter_id(r)
+            if enc is None or enc not in encounters:
+                plan.skip(SKIP_NO_ENCOUNTER, where)
+                continue
+            org = encounters[enc]
+            if org is None:
+                plan.skip(SKIP_UNMAPPED, where)
+                continue
+            try:
+                clinical_date(r)
+            except FhirError:
+                plan.skip(SKIP_NO_DATE, where)
+                continue
+            plan.by_org.setdefault(org, []).append((shift_dates(r, shift_days), pseudonym))
+    return plan
+
+
+@dataclass
+class ImportReport:
+    stored: int = 0
+    anchored: int = 0
+    existing: int = 0
+    invalid: int = 0
+    per_org: Counter[str] = field(default_factory=Counter)
+    record_ids: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # patient pseudonym -> record ids
+
+
+def run_import(
+    plan: Plan,
+    clients: dict[str, RpcClient],
+    importers: dict[str, TxBuilder],
+    chunk: int = 250,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> ImportReport:
+    """Store each custodian's records in its vault and anchor them in bulk."""
+    report = ImportReport()
+    done = 0
+    total = plan.total
+    for org, items in sorted(plan.by_org.items()):
+        cl, signer = clients[org], importers[org]
+        for i in range(0, len(items), chunk):
+            part = items[i : i + chunk]
+            stored = cl.call(
+                "records.put", {"items": [{"resource": r, "patient": p} for r, p in part]}
+            )
+            anchors = []
+            for s in stored:
+                if s.get("status") == "invalid":
+                    report.invalid += 1
+                    continue
+                s = from_json(s)
+                report.stored += s["status"] == "stored"
+                sig = signer.signer.sign(
+                    anchor_sign_bytes(
+                        signer.chain_id,
+                        s["record_id"],
+                        1,
+                        s["patient"],
+                        org,
+                        s["category"],
+                        s["clinical_date"],
+                        s["content_hash"],
+                        s["fields_root"],
+                    )
+                )
+                anchors.append(
+                    {
+                        "record_id": s["record_id"],
+                        "patient": s["patient"],
+                        "category": s["category"],
+                        "clinical_date": s["clinical_date"],
+                        "content_hash": s["content_hash"],
+                        "fields_root": s["fields_root"],
+                        "author": signer.public_key,
+                        "author_sig": sig,
+                    }
+                )
+                report.record_ids.setdefault(s["patient"], []).append(s["record_id"])
+            if anchors:
+                res = cl.submit(
+                    signer.build("records", "anchor_bulk", {"anchors": anchors}),
+                    wait=True,
+                    timeout_ms=60_000,
+                )
+                if res.get("status") != "committed":
+                    raise RuntimeError(
+                        f"anchoring at {org} failed: {res.get('reason') or res.get('status')}"
+                    )
+                statuses = Counter(x["status"] for x in res["result"]["results"])
+                report.anchored += statuses["anchored"]
+                report.existing += statuses["exists"]
+                report.per_org[org] += statuses["anchored"] + statuses["exists"]
+            done += len(part)
+            progress(done, total)
+    return report

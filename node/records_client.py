@@ -1,0 +1,90 @@
+"""Client side of the record protocol: fetch, unseal, verify against the chain.
+
+The node returns records sealed to the requester's key; only the member's
+application (which holds the key) opens them, and it checks each one's
+SHA-256 against the anchor on chain before trusting a byte of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from node.client import RpcClient, TxBuilder
+from node.jsonval import from_json
+from node.records_wire import open_payload
+from storage.crypto import sha256
+from storage.fhirdoc import canonical_json
+
+
+class IntegrityError(Exception):
+    """A record whose content does not match its on-chain anchor."""
+
+    def __init__(self, record_id: str, why: str) -> None:
+        super().__init__(f"integrity error: record {record_id}: {why}")
+        self.record_id = record_id
+
+
+@dataclass
+class Fetched:
+    record_id: str
+    status: str  # ok | denied | error
+    reason: str
+    anchor: dict[str, Any]
+    resource: dict[str, Any] | None = None
+    salt_seed: bytes = b""
+
+
+def anchor_of(rpc: RpcClient, record_id: str) -> dict[str, Any]:
+    a: dict[str, Any] = from_json(rpc.query("records", "get", {"record_id": record_id}))
+    return a
+
+
+def fetch_records(
+    rpc: RpcClient, requester: TxBuilder, record_ids: list[str], purpose: str = "treatment"
+) -> list[Fetched]:
+    """Fetch records from their custodians (one signed access transaction per custodian)."""
+    anchors = {r: anchor_of(rpc, r) for r in record_ids}
+    by_custodian: dict[str, list[str]] = {}
+    for r in record_ids:
+        by_custodian.setdefault(anchors[r]["custodian"], []).append(r)
+    out: list[Fetched] = []
+    for _, rids in sorted(by_custodian.items()):
+        tx = requester.build("access", "request_many", {"records": rids, "purpose": purpose})
+        reply = rpc.call("records.fetch", {"tx": base64.b64encode(tx.encode()).decode()})
+        if reply.get("error"):
+            out.extend(Fetched(r, "error", reply["error"], anchors[r]) for r in rids)
+            continue
+        for item in reply["items"]:
+            rid = item["record_id"]
+            f = Fetched(rid, item["status"], item["reason"], anchors[rid])
+            if item["status"] == "ok":
+                try:
+                    content, salt = open_payload(
+                        requester.signer.unseal(base64.b64decode(item["sealed"]))
+                    )
+                    resource = json.loads(content)
+                except Exception as exc:
+                    f.status, f.reason = (
+                        "error",
+                        str(
+                            IntegrityError(
+                                rid, f"the sealed record does not open ({type(exc).__name__})"
+                            )
+                        ),
+                    )
+                    out.append(f)
+                    continue
+                if sha256(canonical_json(resource)) != anchors[rid]["content_hash"]:
+                    f.status, f.reason = (
+                        "error",
+                        str(
+                            IntegrityError(rid, "its SHA-256 differs from the anchored fingerprint")
+                        ),
+                    )
+                else:
+                    f.resource, f.salt_seed = resource, salt
+            out.append(f)
+    return out
