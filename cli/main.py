@@ -7,9 +7,11 @@ import click
 from cli.bench_cmd import bench
 from cli.consortium import consortium
 from cli.demo import demo
+from cli.evidence_cmd import evidence, proof
 from cli.keys import keygen
 from cli.net_cmd import net
 from cli.node_cmd import node
+from cli.records_cmd import patient, practitioner, records
 from cli.status_cmds import block, status, tx
 
 
@@ -28,6 +30,11 @@ cli.add_command(status)
 cli.add_command(tx)
 cli.add_command(block)
 cli.add_command(bench)
+cli.add_command(practitioner)
+cli.add_command(patient)
+cli.add_command(records)
+cli.add_command(evidence)
+cli.add_command(proof)
 
 
 def main() -> None:

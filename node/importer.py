@@ -187,7 +187,7 @@ def run_import(
     plan: Plan,
     clients: dict[str, RpcClient],
     importers: dict[str, TxBuilder],
-    chunk: int = 250,
+    chunk: int = 120,  # ~370 bytes an anchor: one bulk transaction stays under 64 KiB
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> ImportReport:
     """Store each custodian's records in its vault and anchor them in bulk."""

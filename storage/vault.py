@@ -27,7 +27,7 @@ from nacl.bindings import (
 )
 from nacl.exceptions import CryptoError
 
-from storage.codec import DecodeError, as_bytes, as_int, as_value, fields, pack, unpack
+from storage.codec import DecodeError, as_bytes, as_int, as_value, canonical, fields, pack, unpack
 from storage.crypto import sha256
 from storage.kv import KVStore, LevelDBKV, MemoryKV
 
@@ -88,7 +88,7 @@ class Vault:
             record_key, rid, wrap_nonce, self._master
         )
         h = sha256(content)
-        plaintext = pack([content, salt_seed, h, meta])
+        plaintext = pack([content, salt_seed, h, canonical(meta, "meta")])
         sealed = crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, rid, nonce, record_key)
         self.store.write(
             {P_RECORD + rid: pack([FORMAT, wrap_nonce, wrapped, nonce, sealed])}, sync=True

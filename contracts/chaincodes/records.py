@@ -94,7 +94,7 @@ def write_anchor(ctx: Any, a: Any, version: int, supersedes: int) -> Any:
         {"version": version, "custodian": custodian, "patient": patient},
     )
     if version == 1:
-        ctx.put(b"pat/" + patient.encode() + b"/" + be4(day) + b"/" + record_id.encode(), b"")
+        ctx.put(b"pat/" + patient.encode() + b"/" + be4(day + 719_163) + b"/" + record_id.encode(), b"")
     return anchor
 
 

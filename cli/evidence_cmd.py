@@ -1,0 +1,234 @@
+"""Evidence certificates and selective-disclosure proofs."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import click
+
+from cli.common import connect, echo_json, json_option, rpc_errors, socket_options
+
+
+@click.group()
+def evidence() -> None:
+    """Export and verify offline evidence that a record was notarized."""
+
+
+@evidence.command("export")
+@click.option("--record", "record_id", required=True)
+@click.option("--version", type=int, default=None, help="Record version (default: the latest).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@socket_options
+@rpc_errors
+def export(
+    record_id: str, version: int | None, out: Path, socket_path: Path | None, config: Path | None
+) -> None:
+    """Write a self-contained evidence certificate for a record."""
+    with connect(socket_path, config) as c:
+        params: dict[str, object] = {"record_id": record_id}
+        if version is not None:
+            params["version"] = version
+        res = c.call("evidence.get", params)
+    out.write_bytes(base64.b64decode(res["evidence"]))
+    click.echo(
+        f"wrote {out} ({out.stat().st_size} bytes): record {record_id}, block {res['height']}, genesis {res['genesis_hash']}"
+    )
+
+
+@evidence.command("verify")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--content",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The record's FHIR JSON, to check it is exactly what was notarized.",
+)
+@click.option(
+    "--genesis-hash", default=None, help="The consortium's published genesis hash (hex) to pin."
+)
+@click.option(
+    "--genesis",
+    "genesis_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Or the genesis.toml to pin.",
+)
+@json_option
+def verify(
+    file: Path,
+    content: Path | None,
+    genesis_hash: str | None,
+    genesis_file: Path | None,
+    as_json: bool,
+) -> None:
+    """Verify a certificate fully offline: no node, no network. Exit 1 if anything fails."""
+    from storage.evidence import verify_evidence
+    from storage.genesis import Genesis
+
+    pinned = None
+    if genesis_file is not None:
+        pinned = Genesis.load(genesis_file).hash()
+    elif genesis_hash:
+        try:
+            pinned = bytes.fromhex(genesis_hash)
+        except ValueError:
+            raise click.BadParameter("--genesis-hash must be hex") from None
+    verdict = verify_evidence(file.read_bytes(), pinned, content.read_bytes() if content else None)
+    if as_json:
+        echo_json(
+            {
+                "ok": verdict.ok,
+                "checks": [{"ok": ok, "check": t} for ok, t in verdict.checks],
+                "facts": verdict.facts,
+            }
+        )
+    else:
+        click.echo(f"evidence {file}:")
+        for line in verdict.lines():
+            click.echo(line)
+        if verdict.ok:
+            f = verdict.facts
+            import datetime
+
+            when = datetime.datetime.fromtimestamp(
+                f["timestamp_ms"] / 1000, tz=datetime.UTC
+            ).isoformat(timespec="seconds")
+            click.secho(
+                f"VERIFIED: record {f['record_id']} v{f['version']} ({f['category']}, {f['clinical_date']}) held by {f['custodian']} "
+                f"was committed by the consortium at block {f['height']} on {when}",
+                fg="green",
+            )
+        else:
+            click.secho("NOT VERIFIED", fg="red")
+    raise SystemExit(0 if verdict.ok else 1)
+
+
+@click.group()
+def proof() -> None:
+    """Selective disclosure: reveal one field of a notarized record, nothing else."""
+
+
+@proof.command("disclose")
+@click.option("--record", "record_id", required=True)
+@click.option("--field", "field_name", required=True, help="Top-level FHIR field, e.g. code.")
+@click.option(
+    "--key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The patient's key (fetches the record with its salts); without it, ask the custodian's own node.",
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@socket_options
+@rpc_errors
+def disclose(
+    record_id: str,
+    field_name: str,
+    key: Path | None,
+    out: Path,
+    socket_path: Path | None,
+    config: Path | None,
+) -> None:
+    """Produce a proof revealing one field of a record."""
+    from node.client import TxBuilder
+    from node.records_client import fetch_records
+    from storage.fhirdoc import FhirError
+    from storage.fhirdoc import disclose as make_proof
+
+    with connect(socket_path, config) as c:
+        if key is None:
+            doc = c.call("records.disclose", {"record_id": record_id, "field": field_name})
+        else:
+            me = TxBuilder.from_key_file(key, c.status()["chain_id"])
+            got = fetch_records(c, me, [record_id])[0]
+            if got.status != "ok" or got.resource is None:
+                raise click.ClickException(f"cannot fetch {record_id}: {got.reason}")
+            if not got.salt_seed:
+                raise click.ClickException(
+                    "only the patient's own fetch carries the field salts; ask the custodian"
+                )
+            try:
+                doc = make_proof(
+                    record_id, got.anchor["version"], got.resource, got.salt_seed, field_name
+                ).to_json()
+            except FhirError as exc:
+                raise click.ClickException(str(exc)) from None
+    out.write_text(json.dumps(doc, indent=2))
+    click.echo(
+        f"wrote {out}: field {field_name!r} of {record_id}, {len(doc['path'])} Merkle steps, other fields hidden"
+    )
+
+
+@proof.command("verify")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--evidence",
+    "evidence_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Verify offline against an evidence certificate of the record.",
+)
+@socket_options
+@json_option
+@rpc_errors
+def verify_proof(
+    file: Path,
+    evidence_file: Path | None,
+    socket_path: Path | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    """Check a disclosure proof against the record's on-chain anchor (from a node, or offline
+    from an evidence certificate). Exit 1 if it does not hold."""
+    from node.jsonval import from_json
+    from storage.evidence import Evidence, find_anchor, verify_evidence
+    from storage.fhirdoc import Disclosure, FhirError
+    from storage.tx import Transaction
+
+    try:
+        d = Disclosure.from_json(json.loads(file.read_text()))
+    except (FhirError, ValueError) as exc:
+        raise click.ClickException(f"{file}: {exc}") from None
+    if evidence_file is not None:
+        data = evidence_file.read_bytes()
+        verdict = verify_evidence(data)
+        if not verdict.ok:
+            raise click.ClickException(
+                "the evidence certificate does not verify: run `medchain evidence verify` for details"
+            )
+        ev = Evidence.decode(data)
+        anchor = find_anchor(Transaction.decode(ev.tx), d.record_id)
+        if anchor is None or ev.record_id != d.record_id or ev.version != d.version:
+            raise click.ClickException("the evidence certificate is for another record or version")
+        root = anchor["fields_root"]
+    else:
+        with connect(socket_path, config) as c:
+            anchor = from_json(
+                c.query("records", "get", {"record_id": d.record_id, "version": d.version})
+            )
+        root = anchor["fields_root"]
+    ok = d.verify(root)
+    if as_json:
+        echo_json(
+            {
+                "ok": ok,
+                "record_id": d.record_id,
+                "version": d.version,
+                "field": d.field,
+                "value": d.value,
+            }
+        )
+    elif ok:
+        click.secho(
+            f"VERIFIED: {d.record_id} v{d.version} has {d.field} = {json.dumps(d.value)}",
+            fg="green",
+        )
+        click.echo(
+            f"  (proven against the anchored fields root {root.hex()[:16]}…; the record's other fields stay hidden)"
+        )
+    else:
+        click.secho(
+            f"NOT VERIFIED: the disclosed {d.field} does not match the anchored record", fg="red"
+        )
+    raise SystemExit(0 if ok else 1)

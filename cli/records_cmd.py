@@ -1,0 +1,337 @@
+"""Members and records: practitioners, patients, import, timeline."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.common import connect, echo_json, json_option, rpc_errors, socket_options
+
+
+def _new_key(out: Path) -> Any:
+    from storage.crypto import Signer
+    from storage.keyfile import KeyFileError, save_key
+
+    signer = Signer.generate()
+    try:
+        save_key(out, signer)
+    except KeyFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    return signer
+
+
+def _builder(key: Path, chain_id: str) -> Any:
+    from node.client import TxBuilder
+    from storage.keyfile import KeyFileError
+
+    try:
+        return TxBuilder.from_key_file(key, chain_id)
+    except KeyFileError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def practitioner() -> None:
+    """Register practitioners (an organization admin's job)."""
+
+
+@practitioner.command("add")
+@click.option(
+    "--admin-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True
+)
+@click.option("--license", "license_no", required=True)
+@click.option("--department", required=True)
+@click.option(
+    "--role",
+    type=click.Choice(["physician", "nurse", "pharmacist", "technician", "clerk", "system"]),
+    required=True,
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Key file to create for the practitioner (0600).",
+)
+@socket_options
+@json_option
+@rpc_errors
+def practitioner_add(
+    admin_key: Path,
+    license_no: str,
+    department: str,
+    role: str,
+    out: Path,
+    socket_path: Path | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    """Create a key for a practitioner and register it for the admin's organization."""
+    with connect(socket_path, config) as c:
+        admin = _builder(admin_key, c.status()["chain_id"])
+        signer = _new_key(out)
+        res = c.submit(
+            admin.build(
+                "registry",
+                "register_practitioner",
+                {
+                    "key": signer.public_key,
+                    "license": license_no,
+                    "department": department,
+                    "role": role,
+                },
+            ),
+            wait=True,
+        )
+    if res["status"] != "committed":
+        out.unlink()
+        raise click.ClickException(f"registration failed: {res.get('reason')}")
+    if as_json:
+        echo_json({"practitioner": res["result"]["practitioner"], "key_file": str(out)})
+    else:
+        click.echo(
+            f"practitioner {res['result']['practitioner']} registered ({role}, {department}); key in {out}"
+        )
+
+
+@click.group()
+def patient() -> None:
+    """Patients: a key and a pseudonym, never a name."""
+
+
+@patient.command("register")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Key file to create (0600).",
+)
+@socket_options
+@json_option
+@rpc_errors
+def patient_register(
+    out: Path, socket_path: Path | None, config: Path | None, as_json: bool
+) -> None:
+    """Create a patient key and register its pseudonym on chain."""
+    from node.client import TxBuilder
+
+    with connect(socket_path, config) as c:
+        signer = _new_key(out)
+        res = c.submit(
+            TxBuilder(signer, c.status()["chain_id"]).build("registry", "register_patient", {}),
+            wait=True,
+        )
+    if res["status"] != "committed":
+        raise click.ClickException(f"registration failed: {res.get('reason')}")
+    pseudonym = res["result"]["pseudonym"]
+    if as_json:
+        echo_json({"pseudonym": pseudonym, "key_file": str(out)})
+    else:
+        click.echo(f"patient pseudonym {pseudonym}; key in {out}")
+
+
+@click.group()
+def records() -> None:
+    """Import, list and fetch records."""
+
+
+@records.command("import")
+@click.option(
+    "--source",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="Directory of FHIR NDJSON files.",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="Consortium directory (nodes' sockets, importer keys).",
+)
+@click.option(
+    "--map",
+    "map_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="TOML [providers] table: serviceProvider -> organization id.",
+)
+@click.option(
+    "--patients",
+    "patients_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="JSON: source patient id -> pseudonym.",
+)
+@click.option(
+    "--importer-key",
+    default="importer.key",
+    show_default=True,
+    help="Key file name, in each organization's directory, of its import system.",
+)
+@click.option(
+    "--shift-days",
+    type=int,
+    default=0,
+    help="Move every date by this many days (synthetic data only).",
+)
+@click.option(
+    "--shift-to-today",
+    is_flag=True,
+    help="Shift synthetic dates so the newest record is a week old.",
+)
+@json_option
+@rpc_errors
+def records_import(
+    source: Path,
+    directory: Path,
+    map_file: Path,
+    patients_file: Path,
+    importer_key: str,
+    shift_days: int,
+    shift_to_today: bool,
+    as_json: bool,
+) -> None:
+    """Import FHIR NDJSON: each record to the custodian of its encounter's provider,
+    stored encrypted in that node's vault and anchored on chain in bulk."""
+    import datetime
+
+    from node.client import RpcClient
+    from node.importer import ProviderMap, latest_date, plan_import, run_import
+    from node.localnet import local_nodes
+
+    if shift_to_today:
+        newest = latest_date(source)
+        if newest is not None:
+            shift_days = (datetime.date.today() - datetime.timedelta(days=7) - newest).days
+    t0 = time.perf_counter()
+    patients = json.loads(patients_file.read_text())
+    plan = plan_import(source, ProviderMap.load(map_file), patients, shift_days)
+    if not as_json:
+        click.echo(
+            f"planned {plan.total} records for {', '.join(f'{o} ({len(v)})' for o, v in sorted(plan.by_org.items()))}"
+        )
+        if shift_days:
+            click.echo(f"  synthetic dates shifted by {shift_days} days")
+    nodes = {n.org_id: n for n in local_nodes(directory)}
+    clients, importers = {}, {}
+    for org in plan.by_org:
+        if org not in nodes:
+            raise click.ClickException(
+                f"the map names organization {org!r}, which is not in {directory}"
+            )
+        clients[org] = RpcClient(nodes[org].config.rpc_socket, timeout=120)
+        importers[org] = _builder(
+            nodes[org].directory / importer_key, clients[org].status()["chain_id"]
+        )
+    with click.progressbar(
+        length=plan.total, label="importing", file=None if not as_json else open("/dev/null", "w")
+    ) as bar:
+        last = [0]
+
+        def progress(done: int, total: int) -> None:
+            bar.update(done - last[0])
+            last[0] = done
+
+        report = run_import(plan, clients, importers, progress=progress)
+    dt = time.perf_counter() - t0
+    result = {
+        "records": plan.total,
+        "stored": report.stored,
+        "anchored": report.anchored,
+        "already_anchored": report.existing,
+        "invalid": report.invalid,
+        "per_org": dict(report.per_org),
+        "skipped": dict(plan.skipped),
+        "seconds": round(dt, 2),
+        "records_per_s": round(plan.total / dt, 1) if dt else None,
+    }
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(
+        f"{report.anchored} anchored, {report.existing} already anchored, {report.invalid} invalid, in {dt:.1f}s ({result['records_per_s']} records/s)"
+    )
+    for reason, n in sorted(plan.skipped.items(), key=lambda x: -x[1]):
+        click.echo(f"  skipped {n:>5}: {reason} (e.g. {plan.examples[reason]})")
+
+
+@records.command("timeline")
+@click.option("--patient", "pseudonym", required=True)
+@click.option(
+    "--key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The requester's key (a practitioner, or the patient).",
+)
+@click.option(
+    "--purpose",
+    default="treatment",
+    show_default=True,
+    type=click.Choice(["treatment", "payment", "research"]),
+)
+@click.option(
+    "--fetch/--no-fetch",
+    default=True,
+    show_default=True,
+    help="Fetch and decode what the requester may read.",
+)
+@socket_options
+@json_option
+@rpc_errors
+def timeline(
+    pseudonym: str,
+    key: Path,
+    purpose: str,
+    fetch: bool,
+    socket_path: Path | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    """A patient's records across all institutions in clinical-date order; those the
+    requester may read are fetched from their custodians and verified."""
+    from node.records_client import fetch_records
+    from storage.fhirdoc import summary
+
+    with connect(socket_path, config) as c:
+        me = _builder(key, c.status()["chain_id"])
+        rows = c.call(
+            "records.timeline",
+            {"patient": pseudonym, "requester": me.public_key.hex(), "purpose": purpose},
+        )
+        permitted = [r["record_id"] for r in rows if r.get("decision") == "permit"]
+        fetched = (
+            {f.record_id: f for f in fetch_records(c, me, permitted, purpose)}
+            if fetch and permitted
+            else {}
+        )
+    out = []
+    for r in rows:
+        f = fetched.get(r["record_id"])
+        row = dict(
+            r,
+            fetched=f.status if f else None,
+            summary=summary(f.resource) if f and f.resource else None,
+        )
+        if f and f.status != "ok":
+            row["reason"] = f.reason
+        out.append(row)
+    if as_json:
+        echo_json(out)
+        return
+    click.echo(
+        f"timeline of patient {pseudonym}: {len(rows)} records, {len(permitted)} readable by this requester"
+    )
+    for row in out:
+        mark = (
+            "✓" if row.get("fetched") == "ok" else ("✗" if row.get("decision") == "deny" else "!")
+        )
+        what = row["summary"] or (
+            row["reason"] if row.get("decision") != "permit" or row.get("fetched") != "ok" else ""
+        )
+        click.echo(
+            f"  {row['clinical_date']}  {row['custodian']:<12} {row['category']:<20} {mark} {what}"
+        )
