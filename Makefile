@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo test lint typecheck unit clean deps
 
 demo: $(STAMP)
-	$(BIN)/medchain demo $(DEMO_ARGS)
+	$(BIN)/medchain demo $(if $(KEEP),--keep,) $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -225,6 +225,7 @@ def run_import(
                     {
                         "record_id": s["record_id"],
                         "patient": s["patient"],
+                        "custodian": org,
                         "category": s["category"],
                         "clinical_date": s["clinical_date"],
                         "content_hash": s["content_hash"],

@@ -193,6 +193,10 @@ class Libp2pTransport:
             for p in self.peers
         }
         self._want_reconnect = {p: trio.Event() for p in self.peers}
+        # Bumped whenever a connection to the peer comes or goes: a writer whose stream
+        # belongs to an older connection drops it (a write into a dead connection can
+        # "succeed" and the frame vanish).
+        self._conn_epoch = dict.fromkeys(self.peers, 0)
         self.host: Any = None
         self.fault: FaultSwitch = FaultSwitch()
 
@@ -381,6 +385,7 @@ class Libp2pTransport:
         pid = self.peer_ids[peer]
         proto = L["TProtocol"](PROTOCOLS[channel])
         stream: Any = None
+        stream_epoch = -1
         while True:
             if not box.frames:
                 box.wake = trio.Event()
@@ -391,8 +396,13 @@ class Libp2pTransport:
                 with trio.move_on_after(0.5):
                     await box.wake.wait()
                 continue
+            if stream is not None and stream_epoch != self._conn_epoch[peer]:
+                with contextlib.suppress(Exception), trio.move_on_after(1):
+                    await stream.reset()
+                stream = None
             if stream is None:
                 try:
+                    stream_epoch = self._conn_epoch[peer]
                     with trio.fail_after(self.cfg.stream_timeout_s):
                         stream = await self.host.new_stream(pid, [proto])
                 except Exception as exc:
@@ -510,10 +520,12 @@ class _Watcher:
                 await conn.close()
             return
         self.t._connected.add(peer)
+        self.t._conn_epoch[peer] += 1
 
     async def disconnected(self, network: Any, conn: Any) -> None:
         peer = self.t.member_ids.get(conn.muxed_conn.peer_id)
         if peer is not None and peer in self.t._want_reconnect:
+            self.t._conn_epoch[peer] += 1
             if not self.t._is_connected(conn.muxed_conn.peer_id):
                 self.t._connected.discard(peer)
                 log.info(

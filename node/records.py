@@ -55,6 +55,8 @@ class RecordService:
         self.vault = vault
         self.org = driver.genesis.organizations[driver.index].org_id
         self.fetch_timeout_s = fetch_timeout_s
+        self.resend_s = 3.0
+        self._serving: set[bytes] = set()
         self._waiting: dict[bytes, tuple[trio.Event, list[FetchReply]]] = {}
         self.stats = {"served": 0, "released": 0, "denied": 0, "integrity_errors": 0}
         driver.channel_handlers[CHANNEL_RECORDS] = self.on_frame
@@ -245,9 +247,13 @@ class RecordService:
         slot: list[FetchReply] = []
         self._waiting[req.request_id] = (event, slot)
         try:
-            d.transport.send(peer, CHANNEL_RECORDS, req.encode())
+            # Resend until answered: a frame can be lost while a connection is being
+            # replaced; the custodian treats a repeat of the same transaction idempotently.
             with trio.move_on_after(self.fetch_timeout_s + 5):
-                await event.wait()
+                while not event.is_set():
+                    d.transport.send(peer, CHANNEL_RECORDS, req.encode())
+                    with trio.move_on_after(self.resend_s):
+                        await event.wait()
         finally:
             self._waiting.pop(req.request_id, None)
         if not slot:
@@ -261,7 +267,13 @@ class RecordService:
             self.driver._garbage(msg.peer, f"undecodable records frame: {exc}")
             return
         if isinstance(frame, FetchRequest):
-            reply = await self.serve(frame)
+            if frame.request_id in self._serving:
+                return  # a resend of a request still being served: one answer is enough
+            self._serving.add(frame.request_id)
+            try:
+                reply = await self.serve(frame)
+            finally:
+                self._serving.discard(frame.request_id)
             self.driver.transport.send(msg.peer, CHANNEL_RECORDS, reply.encode())
         else:
             waiting = self._waiting.get(frame.request_id)

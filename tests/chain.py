@@ -163,6 +163,7 @@ class Chain:
         return {
             "record_id": record_id,
             "patient": patient,
+            "custodian": custodian,
             "category": category,
             "clinical_date": date,
             "content_hash": content_hash,

@@ -40,6 +40,9 @@ def head(ctx: Any, record_id: str) -> Any:
 def write_anchor(ctx: Any, a: Any, version: int, supersedes: int) -> Any:
     who = ctx.caller
     custodian = who.org
+    # The anchor names its custodian explicitly (so offline evidence can check the
+    # author's signature); it must be the organization of whoever anchors it.
+    require(arg_id(a, "custodian") == custodian, f"the custodian named is not {custodian}")
     record_id = arg_id(a, "record_id")
     patient = arg_id(a, "patient")
     category = arg_str(a, "category", 64)
@@ -94,7 +97,9 @@ def write_anchor(ctx: Any, a: Any, version: int, supersedes: int) -> Any:
         {"version": version, "custodian": custodian, "patient": patient},
     )
     if version == 1:
-        ctx.put(b"pat/" + patient.encode() + b"/" + be4(day + 719_163) + b"/" + record_id.encode(), b"")
+        ctx.put(
+            b"pat/" + patient.encode() + b"/" + be4(day + 719_163) + b"/" + record_id.encode(), b""
+        )
     return anchor
 
 

@@ -77,6 +77,7 @@ def test_patient_journey_across_the_consortium() -> None:
                 {
                     "record_id": rid,
                     "patient": pseudonym,
+                    "custodian": "hospital-a",
                     "category": cat,
                     "clinical_date": date,
                     "content_hash": ch,
