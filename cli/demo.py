@@ -310,7 +310,6 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
     s.step(
         "A claim for the latest encounter at Hospital A, adjudicated by the contract, paid by the insurer"
     )
-    rpc_reg, rpc_ins = rpc["regulator"], rpc["insurer"]
     send(
         "regulator",
         admin["regulator"],
