@@ -1,0 +1,266 @@
+"""Records on a real 4-node consortium: import, consented fetch across
+institutions, timeline, tampering, evidence and selective disclosure —
+through the CLI where an operator or a patient would use it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.client import TxBuilder
+from node.localnet import spawn, wait_ready
+from node.records_client import fetch_records
+from storage.crypto import Signer
+from storage.keyfile import save_key
+from tests.e2e.harness import E2ECluster, cluster
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT.parent / "shared" / "data" / "synthea-10"
+PATIENTS = ("a5cb8ce9", "8e1a0a7c")  # records at both hospitals
+
+
+def medchain(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(
+        [sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    if check and r.returncode != 0:
+        raise AssertionError(
+            f"medchain {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+        )
+    return r
+
+
+def subset(dest: Path) -> dict[str, str]:
+    """The sample's lines for two patients (plus a broken line), and their Synthea ids."""
+    dest.mkdir()
+    ids: dict[str, str] = {}
+    for line in (DATA / "Patient.000.ndjson").read_text().splitlines():
+        pid = json.loads(line)["id"]
+        if pid.startswith(PATIENTS):
+            ids[pid[:8]] = pid
+    for f in ("Encounter", "Condition", "MedicationRequest", "Procedure"):
+        keep = [
+            ln
+            for ln in (DATA / f"{f}.000.ndjson").read_text().splitlines()
+            if any(p in ln for p in ids.values())
+        ]
+        (dest / f"{f}.000.ndjson").write_text(
+            "\n".join(keep) + "\n" + ("{broken json\n" if f == "Condition" else "")
+        )
+    return ids
+
+
+def send(c: E2ECluster, i: int, who: TxBuilder, contract: str, method: str, args: Any) -> Any:
+    with c.client(i) as cl:
+        res = cl.submit(who.build(contract, method, args), wait=True, timeout_ms=30_000)
+    assert res["status"] == "committed", res
+    return res["result"]
+
+
+def key(c: E2ECluster, path: Path) -> TxBuilder:
+    s = Signer.generate()
+    save_key(path, s)
+    return TxBuilder(s, c.genesis.chain_id)
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="needs ../shared/data/synthea-10")
+def test_import_fetch_consent_tamper_evidence_disclosure(tmp_path: Path) -> None:
+    with cluster(4) as c:
+        d = c.dir
+        src = tmp_path / "src"
+        ids = subset(src)
+        for org in ("hospital-a", "hospital-b"):
+            medchain(
+                "practitioner",
+                "add",
+                "--config",
+                str(d / org / "node.toml"),
+                "--admin-key",
+                str(d / org / "admin.key"),
+                "--license",
+                f"IMP-{org}",
+                "--department",
+                "records",
+                "--role",
+                "system",
+                "--out",
+                str(d / org / "importer.key"),
+            )
+        doc_b = key(c, d / "hospital-b" / "doctor.key")
+        send(
+            c,
+            1,
+            c.builders[1],
+            "registry",
+            "register_practitioner",
+            {
+                "key": doc_b.public_key,
+                "license": "B-9",
+                "department": "cardiology",
+                "role": "physician",
+            },
+        )
+        patient = key(c, tmp_path / "patient.key")
+        other = key(c, tmp_path / "other.key")
+        me = send(c, 0, patient, "registry", "register_patient", {})["pseudonym"]
+        them = send(c, 0, other, "registry", "register_patient", {})["pseudonym"]
+        (tmp_path / "patients.json").write_text(
+            json.dumps({ids[PATIENTS[0]]: me, ids[PATIENTS[1]]: them})
+        )
+        args = [
+            "records",
+            "import",
+            "--source",
+            str(src),
+            "--dir",
+            str(d),
+            "--map",
+            str(ROOT / "configs" / "synthea-providers.toml"),
+            "--patients",
+            str(tmp_path / "patients.json"),
+            "--shift-to-today",
+        ]
+        first = json.loads(medchain(*args, "--json").stdout)
+        assert first["anchored"] == first["records"] > 400 and first["skipped"] == {
+            "invalid JSON": 1
+        }
+        assert set(first["per_org"]) == {"hospital-a", "hospital-b"}
+        again = json.loads(medchain(*args, "--json").stdout)
+        assert (
+            again["anchored"] == 0 and again["already_anchored"] == first["anchored"]
+        )  # idempotent
+
+        with c.client(1) as b:
+            rows = b.call("records.timeline", {"patient": me, "requester": doc_b.public_key.hex()})
+            at_a = [r for r in rows if r["custodian"] == "hospital-a"]
+            conds = [r["record_id"] for r in at_a if r["category"] == "Condition"]
+            procs = [r["record_id"] for r in at_a if r["category"] == "Procedure"]
+            assert conds and procs
+            # no consent: denied, and the denial is on chain in the patient's access log
+            denied = fetch_records(b, doc_b, conds[-1:])[0]
+            assert denied.status == "denied" and "not consented" in denied.reason
+            send(
+                c,
+                0,
+                patient,
+                "consent",
+                "grant",
+                {
+                    "grantee_kind": "org",
+                    "grantee": "hospital-b",
+                    "categories": ["Condition"],
+                    "purpose": "treatment",
+                    "period": {"last_days": 3650},
+                    "days": 30,
+                },
+            )
+            got = fetch_records(b, doc_b, conds[-3:] + procs[-1:])
+            assert [g.status for g in got] == ["ok", "ok", "ok", "denied"]
+            assert all(g.resource and g.resource["resourceType"] == "Condition" for g in got[:3])
+            assert not got[0].salt_seed  # a practitioner never receives the field salts
+            log = b.query("access", "by_patient", {"patient": me}, signer=patient)
+            assert [e["decision"] for e in log] == ["deny", "permit", "permit", "permit", "deny"]
+        # the timeline, as B's doctor sees it
+        tl = medchain(
+            "records",
+            "timeline",
+            "--patient",
+            me,
+            "--key",
+            str(d / "hospital-b" / "doctor.key"),
+            "--config",
+            str(d / "hospital-b" / "node.toml"),
+        ).stdout
+        assert "✓" in tl and "✗" in tl and f"timeline of patient {me}" in tl
+        # evidence: export, verify offline (with the content), and a flipped byte fails
+        record = conds[-1]
+        ev = tmp_path / "record.mcev"
+        medchain(
+            "evidence",
+            "export",
+            "--record",
+            record,
+            "--out",
+            str(ev),
+            "--config",
+            str(d / "regulator" / "node.toml"),
+        )
+        (tmp_path / "content.json").write_text(json.dumps(got[2].resource))
+        ok = medchain(
+            "evidence",
+            "verify",
+            str(ev),
+            "--content",
+            str(tmp_path / "content.json"),
+            "--genesis",
+            str(d / "genesis.toml"),
+        )
+        assert "VERIFIED: record" in ok.stdout and "FAIL" not in ok.stdout
+        data = bytearray(ev.read_bytes())
+        data[-40] ^= 0x20
+        (tmp_path / "bad.mcev").write_bytes(bytes(data))
+        bad = medchain("evidence", "verify", str(tmp_path / "bad.mcev"), check=False)
+        assert bad.returncode == 1 and "FAIL" in bad.stdout and "NOT VERIFIED" in bad.stdout
+        # selective disclosure by the patient, verified online and offline; a changed value fails
+        proof = tmp_path / "code.json"
+        medchain(
+            "proof",
+            "disclose",
+            "--record",
+            record,
+            "--field",
+            "code",
+            "--key",
+            str(tmp_path / "patient.key"),
+            "--out",
+            str(proof),
+            "--config",
+            str(d / "hospital-a" / "node.toml"),
+        )
+        assert (
+            "code" in json.loads(proof.read_text())["field"] and "subject" not in proof.read_text()
+        )
+        assert (
+            "VERIFIED"
+            in medchain(
+                "proof", "verify", str(proof), "--config", str(d / "insurer" / "node.toml")
+            ).stdout
+        )
+        assert "VERIFIED" in medchain("proof", "verify", str(proof), "--evidence", str(ev)).stdout
+        doc = json.loads(proof.read_text())
+        doc["value"] = {"text": "something else"}
+        (tmp_path / "forged.json").write_text(json.dumps(doc))
+        forged = medchain(
+            "proof", "verify", str(tmp_path / "forged.json"), "--evidence", str(ev), check=False
+        )
+        assert forged.returncode == 1 and "NOT VERIFIED" in forged.stdout
+        # tamper with Hospital A's vault on disk: the fetch names the record as an integrity error
+        c.signal(0, signal.SIGTERM)
+        import plyvel
+
+        db = plyvel.DB(str(c.nodes[0].config.data_dir / "vault"))
+        v = bytearray(db.get(b"R" + conds[-2].encode()))
+        v[-9] ^= 0x04
+        db.put(b"R" + conds[-2].encode(), bytes(v), sync=True)
+        db.close()
+        c.procs[0] = spawn(c.nodes[0])
+        wait_ready(c.nodes[0], 60, c.procs[0])
+        with c.client(1) as b:
+            hit = fetch_records(b, doc_b, [conds[-2]])[0]
+            assert (
+                hit.status == "error"
+                and f"integrity error in vault record {conds[-2]}" in hit.reason
+            )
+            # revoke: denied again
+            cid = b.query("consent", "list_for_patient", {"patient": me}, signer=patient)[0]["id"]
+            send(c, 0, patient, "consent", "revoke", {"consent_id": cid})
+            after = fetch_records(b, doc_b, conds[-1:])[0]
+            assert after.status == "denied" and after.reason == "the consent was revoked"
+        c.assert_consistent()
