@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.workload import save, setup
 from node.client import RpcClient
 from node.consortium import OrgSpec, init_consortium
 from node.localnet import DEFAULT_ORGS, free_ports, local_nodes, spawn, stop, wait_ready
@@ -106,10 +107,14 @@ def run_bench(
         for nd, p in zip(nodes, procs, strict=True):
             wait_ready(nd, 60, p)
         sockets = [str(nd.config.rpc_socket) for nd in nodes]
+        setup_clients = {nd.org_id: RpcClient(nd.config.rpc_socket, timeout=120) for nd in nodes}
+        workloads = save(setup(kind, setup_clients, cdir, generators, g.chain_id), root)
+        for cl in setup_clients.values():
+            cl.close()
         obs = Observer(nodes[0].config.rpc_socket)
         obs.start()
         total = warmup + duration
-        start_at = time.time() + 2 + 0.02 * rate * total / generators / 1000  # after signing
+        start_at = time.time() + 2 + 0.0002 * rate * total / generators  # after pre-signing
         gens = []
         for k in range(generators):
             out = root / f"gen{k}.jsonl"
@@ -125,18 +130,14 @@ def run_bench(
                             "benchmarks.loadgen",
                             "--sockets",
                             mine,
-                            "--chain",
-                            g.chain_id,
+                            "--workload",
+                            str(workloads[k]),
                             "--rate",
                             str(rate / generators),
                             "--duration",
                             str(total),
-                            "--seed",
-                            str(k + 1),
                             "--out",
                             str(out),
-                            "--kind",
-                            kind,
                             "--start-at",
                             str(start_at),
                         ],

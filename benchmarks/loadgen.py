@@ -1,8 +1,8 @@
 """A load generator process: signs transactions with its own key and submits
 them over RPC at a steady rate (open loop), in JSON-RPC batches.
 
-    python -m benchmarks.loadgen --sockets A.sock,B.sock --chain CHAIN --rate 500
-        --duration 20 --seed 1 --out results.jsonl [--kind kv|anchor]
+    python -m benchmarks.loadgen --sockets A.sock,B.sock --workload W.json --rate 500
+        --duration 20 --out results.jsonl
 
 Transactions are signed before the clock starts, so the generator's own CPU
 use during the run is small. Writes one JSON line per accepted transaction:
@@ -17,43 +17,33 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any
 
-from node.client import RpcClient, TxBuilder
-from storage.crypto import Signer
-
-
-def make_args(kind: str, i: int, seed: int) -> tuple[str, str, Any]:
-    """(contract, method, args) of a ~300-byte transaction."""
-    digest = hashlib.sha256(b"%d/%d" % (seed, i)).hexdigest()
-    if kind == "kv":
-        return "kv", "put", {"key": f"anchor/{seed}/{i}", "value": digest + "f" * 80}
-    raise ValueError(f"unknown transaction kind {kind!r}")
+from benchmarks.workload import Maker
+from node.client import RpcClient
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sockets", required=True)
-    ap.add_argument("--chain", required=True)
+    ap.add_argument(
+        "--workload", type=Path, required=True, help="JSON written by benchmarks.workload.setup"
+    )
     ap.add_argument(
         "--rate", type=float, required=True, help="transactions per second from this process"
     )
     ap.add_argument("--duration", type=float, required=True)
-    ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--batch", type=int, default=25)
-    ap.add_argument("--kind", default="kv")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument(
         "--start-at", type=float, default=0.0, help="wall-clock time to begin (to align generators)"
     )
     args = ap.parse_args()
 
-    builder = TxBuilder(Signer(hashlib.sha256(b"loadgen %d" % args.seed).digest()), args.chain)
+    maker = Maker(json.loads(args.workload.read_text()))
     total = int(args.rate * args.duration)
     payloads = []
     for i in range(total):
-        contract, method, a = make_args(args.kind, i, args.seed)
-        raw = builder.build(contract, method, a).encode()
+        raw = maker.make(i).encode()
         payloads.append((hashlib.sha256(raw).hexdigest(), base64.b64encode(raw).decode()))
     clients = [RpcClient(s, timeout=60) for s in args.sockets.split(",")]
     if args.start_at:

@@ -23,7 +23,7 @@ import click
 @click.option(
     "--rate",
     type=float,
-    default=700,
+    default=1200,
     show_default=True,
     help="Offered load, transactions per second.",
 )
@@ -41,6 +41,13 @@ import click
     "--generators", type=int, default=2, show_default=True, help="Load-generator processes."
 )
 @click.option(
+    "--kind",
+    type=click.Choice(["kv", "anchor", "mix"]),
+    default="anchor",
+    show_default=True,
+    help="Workload: key-value puts, record anchors, or a realistic mix (anchors, consented accesses, claims).",
+)
+@click.option(
     "--json",
     "json_out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -53,17 +60,20 @@ def bench(
     duration: float,
     runs: int,
     generators: int,
+    kind: str,
     json_out: Path | None,
 ) -> None:
     """Start n node processes, offer signed transactions over RPC from separate
-    load-generator processes, and report committed tx/s and latency p50/p99."""
+    load-generator processes, and report committed tx/s and latency p50/p99.
+    (The full suite with load levels, baselines and catch-up: python -m benchmarks.suite)"""
     from benchmarks.cluster import machine, run_bench
 
     click.echo(
-        f"medchain bench on {machine()}: {runs} run(s) per size, offered {rate:.0f} tx/s, {duration:.0f}s measured"
+        f"medchain bench on {machine()}: {kind}, {runs} run(s) per size, offered {rate:.0f} tx/s, {duration:.0f}s measured"
     )
     report: dict[str, object] = {
         "machine": machine(),
+        "kind": kind,
         "rate": rate,
         "duration_s": duration,
         "results": {},
@@ -76,6 +86,7 @@ def bench(
                 rate=rate,
                 duration=duration,
                 generators=generators,
+                kind=kind,
                 progress=lambda s: click.echo(s),
             )
             click.echo(f"  run {r + 1}: {res.line()}")

@@ -137,6 +137,16 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
             )
         return res["result"]
 
+    def sync() -> None:
+        """Let every node reach the newest block before reading on another node than the
+        one that committed a write (each node commits a moment apart)."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            heights = [c.status()["height"] for c in rpc.values()]
+            if min(heights) == max(heights):
+                return
+            time.sleep(0.02)
+
     def person(name: str, org: str | None = None) -> TxBuilder:
         signer = Signer.generate()
         if org:
@@ -210,6 +220,7 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
 
     # 4 -------------------------------------------------------------------------------
     s.step(f"The patient {me[:12]}… has records at both hospitals")
+    sync()
     rows = rpc["hospital-b"].call("records.timeline", {"patient": me})
     by = Counter(r["custodian"] for r in rows)
     s.say(
@@ -249,6 +260,7 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
 
     # 6 -------------------------------------------------------------------------------
     s.step("Hospital B's doctor builds the patient's timeline across institutions")
+    sync()
     rows = rpc["hospital-b"].call(
         "records.timeline", {"patient": me, "requester": doc_b.public_key.hex()}
     )
@@ -278,6 +290,7 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
     s.step("Referral A -> B carrying a procedure record, agreed by the patient, accepted by B")
     procedures = [r for r in at_a if r["category"] == "Procedure"]
     proc = procedures[-1]
+    sync()
     before = fetch_records(rpc["hospital-b"], doc_b, [proc["record_id"]])[0]
     ref = send(
         "hospital-a",
@@ -298,6 +311,7 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
     )
     send("hospital-a", patient, "referral", "agree", {"referral_id": ref["referral_id"]})
     acc = send("hospital-b", doc_b, "referral", "accept", {"referral_id": ref["referral_id"]})
+    sync()
     after = fetch_records(rpc["hospital-b"], doc_b, [proc["record_id"]])[0]
     s.say(
         f"before: {before.status} ({before.reason}); after acceptance: {after.status}, via permission {acc['consent_id']}"
@@ -416,6 +430,7 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
 
     # 9 -------------------------------------------------------------------------------
     s.step("The patient reads their access log: who read what, when, under which consent")
+    sync()
     log = rpc["hospital-a"].query("access", "by_patient", {"patient": me}, signer=patient)
     per = Counter((e["requester_org"], e["decision"], e["consent_id"] or e["reason"]) for e in log)
     for (org, decision, basis), n in sorted(per.items()):
@@ -432,6 +447,7 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
     s.step("Evidence: a certificate a court can verify offline, years later, without any node")
     rec = good[0]
     ev_path = cdir / "evidence.mcev"
+    sync()
     res = rpc["hospital-b"].call("evidence.get", {"record_id": rec.record_id})
     ev_path.write_bytes(base64.b64decode(res["evidence"]))
     content_path = cdir / "record.json"
@@ -493,6 +509,7 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
     # 12 ------------------------------------------------------------------------------
     s.step("The patient revokes the consent; access is denied again, and logged")
     send("hospital-a", patient, "consent", "revoke", {"consent_id": consent["consent_id"]})
+    sync()
     again_rec = fetch_records(rpc["hospital-b"], doc_b, [good[0].record_id])[0]
     s.say(
         f"Hospital B asks for {good[0].record_id.split(':')[1]} again: {again_rec.status}: {again_rec.reason}"

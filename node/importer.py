@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contracts.sdk import anchor_sign_bytes
 from node.client import RpcClient, TxBuilder
 from node.jsonval import from_json
 from storage.fhirdoc import FhirError, clinical_date, encounter_id, subject_id
@@ -208,19 +207,6 @@ def run_import(
                     continue
                 s = from_json(s)
                 report.stored += s["status"] == "stored"
-                sig = signer.signer.sign(
-                    anchor_sign_bytes(
-                        signer.chain_id,
-                        s["record_id"],
-                        1,
-                        s["patient"],
-                        org,
-                        s["category"],
-                        s["clinical_date"],
-                        s["content_hash"],
-                        s["fields_root"],
-                    )
-                )
                 anchors.append(
                     {
                         "record_id": s["record_id"],
@@ -230,8 +216,7 @@ def run_import(
                         "clinical_date": s["clinical_date"],
                         "content_hash": s["content_hash"],
                         "fields_root": s["fields_root"],
-                        "author": signer.public_key,
-                        "author_sig": sig,
+                        "author": signer.public_key,  # the import system signs the tx: no separate author_sig
                     }
                 )
                 report.record_ids.setdefault(s["patient"], []).append(s["record_id"])

@@ -133,6 +133,12 @@ class E2ECluster:
                 raise AssertionError(f"heights {hs} did not reach {height} in {timeout}s")
             time.sleep(0.1)
 
+    def sync(self, nodes: list[int] | None = None, timeout: float = 30) -> None:
+        """Wait until the given nodes have every block any of them has (read-your-writes
+        across nodes: a write committed on one node reaches the others a moment later)."""
+        nodes = list(nodes if nodes is not None else range(self.n))
+        self.wait_height(max(self.heights(nodes)), nodes, timeout)
+
     def assert_consistent(self, nodes: list[int] | None = None) -> int:
         """Identical block hashes and state roots at every height all nodes have."""
         nodes = list(nodes if nodes is not None else range(self.n))

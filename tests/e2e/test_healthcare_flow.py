@@ -19,6 +19,13 @@ LOCAL = "urn:medchain:items"
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
 
 
+def synced(c: Any) -> RpcClient:
+    """Node A, once it has every block any node has: a write committed on one node is
+    read on another only after that node has caught up to it."""
+    c.sync()
+    return c.client(0)
+
+
 def send(cl: RpcClient, b: TxBuilder, contract: str, method: str, args: Any) -> Any:
     res = cl.submit(b.build(contract, method, args), wait=True, timeout_ms=30_000)
     assert res["status"] == "committed", f"{contract}.{method}: {res}"
@@ -132,14 +139,14 @@ def test_patient_journey_across_the_consortium() -> None:
         ][:3]
         assert [n["attrs"]["decision"] for n in notes] == ["deny", "permit", "deny"]
         # the patient (signed query) reads who accessed what; anonymous cannot
-        log = A.query("access", "by_patient", {"patient": pseudonym}, signer=patient)
+        log = synced(c).query("access", "by_patient", {"patient": pseudonym}, signer=patient)
         assert [(e["decision"], e["requester_org"]) for e in log] == [
             ("deny", "hospital-b"),
             ("permit", "hospital-b"),
             ("deny", "hospital-b"),
         ]
         with pytest.raises(Exception, match="only the patient"):
-            A.query("access", "by_patient", {"patient": pseudonym})
+            synced(c).query("access", "by_patient", {"patient": pseudonym})
         # referral A -> B carrying the procedure record
         ref = send(
             A,
@@ -231,7 +238,9 @@ def test_patient_journey_across_the_consortium() -> None:
             {"claim_id": "claim-1", "amount_cents": 8_250, "reference": "PAY-1"},
         )
         assert (
-            A.query("settlement", "claim", {"claim_id": "claim-1"}, signer=patient)["status"]
+            synced(c).query("settlement", "claim", {"claim_id": "claim-1"}, signer=patient)[
+                "status"
+            ]
             == "paid"
         )
         # revoke: access is denied again
@@ -240,7 +249,7 @@ def test_patient_journey_across_the_consortium() -> None:
             B, doc_b, "access", "request", {"record_id": "a-cond-1", "purpose": "treatment"}
         )
         assert after["decision"] == "deny" and after["reason"] == "the consent was revoked"
-        fhir = A.query("consent", "fhir", {"consent_id": cid}, signer=patient)
+        fhir = synced(c).query("consent", "fhir", {"consent_id": cid}, signer=patient)
         assert fhir["resourceType"] == "Consent" and fhir["status"] == "inactive"
         # every node holds the same state
         top = max(c.heights())

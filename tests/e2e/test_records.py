@@ -137,6 +137,7 @@ def test_import_fetch_consent_tamper_evidence_disclosure(tmp_path: Path) -> None
             again["anchored"] == 0 and again["already_anchored"] == first["anchored"]
         )  # idempotent
 
+        c.sync()
         with c.client(1) as b:
             rows = b.call("records.timeline", {"patient": me, "requester": doc_b.public_key.hex()})
             at_a = [r for r in rows if r["custodian"] == "hospital-a"]
@@ -161,10 +162,12 @@ def test_import_fetch_consent_tamper_evidence_disclosure(tmp_path: Path) -> None
                     "days": 30,
                 },
             )
+            c.sync()
             got = fetch_records(b, doc_b, conds[-3:] + procs[-1:])
             assert [g.status for g in got] == ["ok", "ok", "ok", "denied"]
             assert all(g.resource and g.resource["resourceType"] == "Condition" for g in got[:3])
             assert not got[0].salt_seed  # a practitioner never receives the field salts
+            c.sync()
             log = b.query("access", "by_patient", {"patient": me}, signer=patient)
             assert [e["decision"] for e in log] == ["deny", "permit", "permit", "permit", "deny"]
         # the timeline, as B's doctor sees it
@@ -259,8 +262,10 @@ def test_import_fetch_consent_tamper_evidence_disclosure(tmp_path: Path) -> None
                 and f"integrity error in vault record {conds[-2]}" in hit.reason
             )
             # revoke: denied again
+            c.sync()
             cid = b.query("consent", "list_for_patient", {"patient": me}, signer=patient)[0]["id"]
             send(c, 0, patient, "consent", "revoke", {"consent_id": cid})
+            c.sync()
             after = fetch_records(b, doc_b, conds[-1:])[0]
             assert after.status == "denied" and after.reason == "the consent was revoked"
         c.assert_consistent()
