@@ -127,6 +127,7 @@ class Replica:
         self.nv_sent: dict[int, int] = {}  # replica -> view of the NewView we last sent it
         self.future: dict[int, list[Message]] = defaultdict(list)
         self.future_count: dict[int, int] = defaultdict(int)  # per sender
+        self.future_senders: dict[int, set[int]] = defaultdict(set)  # view -> who sent us messages in it
         self.now = 0
         self.pending = False
         self.vc_attempts = 0
@@ -193,6 +194,7 @@ class Replica:
                 return
             if msg.view > self.view or not self.normal:
                 self._buffer_future(msg)  # for a view we have not installed yet
+                self._catch_up_view(msg.view, out)
                 return
             if isinstance(msg, PrePrepare):
                 self._on_preprepare(msg, out)
@@ -782,6 +784,17 @@ class Replica:
         self.nv_sent[peer] = nv.view
         out.append(Send(peer, nv))
 
+    def _catch_up_view(self, view: int, out: list[Action]) -> None:
+        """f+1 replicas (one honest) already work in a view above ours: we missed its
+        NewView (down, partitioned, restarted). Ask to move there: our view change
+        reaches replicas already in that view, and they answer with its NewView."""
+        if view <= self.view:
+            return
+        senders = set().union(*(s for v, s in self.future_senders.items() if v >= view))
+        if len(senders) > self.cfg.f:
+            out.append(Report("info", f"f+1 replicas are in view {view}, ahead of our view {self.view}; joining"))
+            self._start_view_change(view, out)
+
     def _buffer_future(self, msg: PrePrepare | Prepare | Commit) -> None:
         """Keep messages for a view not installed yet, bounded per sender."""
         if (
@@ -791,11 +804,14 @@ class Replica:
             return
         self.future[msg.view].append(msg)
         self.future_count[msg.sender] += 1
+        self.future_senders[msg.view].add(msg.sender)
 
     def _take_future(self, view: int) -> list[Message]:
         msgs = self.future.pop(view, [])
         for v in [v for v in self.future if v < view]:
             del self.future[v]
+        for v in [v for v in self.future_senders if v <= view]:
+            del self.future_senders[v]
         self.future_count = defaultdict(int)
         for lst in self.future.values():
             for m in lst:

@@ -64,10 +64,24 @@ class Identity:
 ANONYMOUS_IDENTITY = Identity(b"", ANONYMOUS, status="none")
 
 
+_CACHE: dict[tuple[int, bytes, bytes | None], tuple[Genesis, Identity]] = {}
+
+
 def resolve(state_get: Callable[[bytes], bytes | None], genesis: Genesis, key: bytes) -> Identity:
+    """The identity of ``key`` given the registry state (memoised on the exact record)."""
     if not key:
         return ANONYMOUS_IDENTITY
     raw = state_get(REGISTRY_KEY_PREFIX + key)
+    cache_key = (id(genesis), key, raw)
+    hit = _CACHE.get(cache_key)
+    if hit is None or hit[0] is not genesis:  # (holding the genesis keeps its id from being reused)
+        if len(_CACHE) > 50_000:
+            _CACHE.clear()
+        hit = _CACHE[cache_key] = (genesis, _resolve(raw, genesis, key))
+    return hit[1]
+
+
+def _resolve(raw: bytes | None, genesis: Genesis, key: bytes) -> Identity:
     if raw is not None:
         try:
             rec = as_value(unpack(raw, 64 * 1024, "identity"), "identity")

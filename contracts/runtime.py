@@ -17,6 +17,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+import msgpack
+
 from contracts.identity import ANONYMOUS_IDENTITY, Identity, resolve
 from contracts.loader import (
     DEFAULT_STEP_BUDGET,
@@ -28,7 +30,7 @@ from contracts.loader import (
 )
 from contracts.sdk import Reject
 from storage.block import Block
-from storage.codec import DecodeError, as_value, canonical, pack, unpack
+from storage.codec import DecodeError, canonical, pack
 from storage.genesis import Genesis
 from storage.ledger import ExecutedBlock
 from storage.state import FAILED, OK, Event, TxResult
@@ -253,10 +255,12 @@ class Context:
 
 
 def _decode_value(raw: bytes) -> Any:
+    """A value chaincode stored with put_obj. State is written only by chaincode through
+    canonical encoding, so the canonicality re-check of untrusted input is not repeated here."""
     try:
-        return as_value(unpack(raw, MAX_VALUE_BYTES, "state value"), "state value")
-    except DecodeError as exc:
-        raise Reject(f"corrupt state value: {exc}") from None
+        return msgpack.unpackb(raw, raw=False, use_list=True, strict_map_key=True, max_ext_len=0)
+    except Exception as exc:  # msgpack raises many types
+        raise Reject(f"corrupt state value: {type(exc).__name__}") from None
 
 
 class LoadedChaincode:
@@ -337,21 +341,31 @@ class Executor:
         h2 = self._bundled.get(name)
         return None if h2 is None else self._modules[h2]
 
-    def execute(self, state: StateReader, block: Block) -> ExecutedBlock:
-        """Execute ``block`` on top of ``state``; returns results and the write set."""
+    def execute(
+        self, state: StateReader, block: Block, decoded: Mapping[bytes, Transaction] | None = None
+    ) -> ExecutedBlock:
+        """Execute ``block`` on top of ``state``; returns results and the write set.
+        ``decoded``: transactions already decoded (by tx id), to skip decoding them again."""
         block_overlay = Overlay(state)
         results: list[TxResult] = []
+        known = decoded or {}
         for tx_id, raw in zip(block.tx_ids(), block.txs, strict=True):
-            results.append(self._execute_tx(block_overlay, block, tx_id, raw))
+            results.append(self._execute_tx(block_overlay, block, tx_id, raw, known.get(tx_id)))
         return ExecutedBlock(block, results, block_overlay.writes, block_overlay.index_writes)
 
     def _execute_tx(
-        self, block_overlay: Overlay, block: Block, tx_id: bytes, raw: bytes
+        self,
+        block_overlay: Overlay,
+        block: Block,
+        tx_id: bytes,
+        raw: bytes,
+        tx: Transaction | None = None,
     ) -> TxResult:
-        try:
-            tx = Transaction.decode(raw, self.genesis.consensus.max_tx_bytes)
-        except DecodeError as exc:
-            return TxResult(FAILED, f"malformed transaction: {exc}")
+        if tx is None:
+            try:
+                tx = Transaction.decode(raw, self.genesis.consensus.max_tx_bytes)
+            except DecodeError as exc:
+                return TxResult(FAILED, f"malformed transaction: {exc}")
         if tx.chain_id != self.genesis.chain_id:
             return TxResult(FAILED, "wrong chain id")
         nkey = nonce_key(tx.sender, tx.nonce)

@@ -32,9 +32,16 @@ class PoolReject(Exception):
 class PooledTx:
     tx_id: bytes
     raw: bytes
-    sender: bytes
-    nonce: int
+    tx: Transaction  # decoded and signature-checked: blocks and execution reuse it
     received_ms: int
+
+    @property
+    def sender(self) -> bytes:
+        return self.tx.sender
+
+    @property
+    def nonce(self) -> int:
+        return self.tx.nonce
 
 
 def check_tx(raw: bytes, chain_id: str, max_tx_bytes: int) -> Transaction:
@@ -92,7 +99,7 @@ class TxPool:
                 REJECT_BUSY,
                 f"transaction pool is full ({len(self._txs)} txs, {self.bytes} bytes); retry later",
             )
-        self._txs[tx_id] = PooledTx(tx_id, raw, tx.sender, tx.nonce, now_ms)
+        self._txs[tx_id] = PooledTx(tx_id, raw, tx, now_ms)
         self._by_nonce[key] = tx_id
         self.bytes += len(raw)
         return tx_id

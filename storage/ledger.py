@@ -42,6 +42,7 @@ P_TX = b"T"
 P_STATE = b"S"
 P_INDEX = b"X"
 P_SEQ = b"Q"
+CACHE_ENTRIES = 200_000  # state read cache, absent keys included
 
 
 def be8(n: int) -> bytes:
@@ -80,6 +81,7 @@ class Ledger:
         self.chain_id = genesis.chain_id
         self.validators = genesis.validators
         self.genesis_hash = genesis.hash()
+        self._cache: dict[bytes, bytes | None] = {}
         stored = store.get(K_GENESIS)
         if stored is None:
             store.write({K_GENESIS: self.genesis_hash}, sync=True)
@@ -164,13 +166,19 @@ class Ledger:
             key = P_TX + tx_id
             # A transaction repeated (in this block or an earlier one) keeps
             # its first location; the executor has failed the repeat as a replay.
-            if key not in batch and self.store.get(key) is None:
-                batch[key] = pack([height, i, result.to_wire()])
+            # (Only a failed transaction can be such a repeat: skip the lookup otherwise.)
+            if key in batch or (not result.ok and self.store.get(key) is not None):
+                continue
+            batch[key] = pack([height, i, result.to_wire()])
         for k, v in executed.writes.items():
             batch[P_STATE + k] = v
         for k, v in executed.index_writes.items():
             batch[P_INDEX + k] = v
         self.store.write(batch, sync=True)
+        cache = self._cache
+        if len(cache) + len(executed.writes) > CACHE_ENTRIES:
+            cache.clear()
+        cache.update(executed.writes)
         self.height, self.last_hash, self.state_root = height, block_hash, root
         self.seq, self.last_timestamp_ms = seq, block.header.timestamp_ms
         return root
@@ -221,7 +229,15 @@ class Ledger:
         return TxLocation(as_int(f[0], "height"), as_int(f[1], "index"), TxResult.from_wire(f[2]))
 
     def state_get(self, key: bytes) -> bytes | None:
-        return self.store.get(P_STATE + key)
+        """Committed state, through a read cache (absent keys too) that every commit updates."""
+        cache = self._cache
+        if key in cache:
+            return cache[key]
+        value = self.store.get(P_STATE + key)
+        if len(cache) >= CACHE_ENTRIES:
+            cache.clear()
+        cache[key] = value
+        return value
 
     def state_scan(
         self, prefix: bytes, start: bytes | None = None, reverse: bool = False
