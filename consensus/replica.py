@@ -127,7 +127,9 @@ class Replica:
         self.nv_sent: dict[int, int] = {}  # replica -> view of the NewView we last sent it
         self.future: dict[int, list[Message]] = defaultdict(list)
         self.future_count: dict[int, int] = defaultdict(int)  # per sender
-        self.future_senders: dict[int, set[int]] = defaultdict(set)  # view -> who sent us messages in it
+        self.future_senders: dict[int, set[int]] = defaultdict(
+            set
+        )  # view -> who sent us messages in it
         self.now = 0
         self.pending = False
         self.vc_attempts = 0
@@ -792,7 +794,12 @@ class Replica:
             return
         senders = set().union(*(s for v, s in self.future_senders.items() if v >= view))
         if len(senders) > self.cfg.f:
-            out.append(Report("info", f"f+1 replicas are in view {view}, ahead of our view {self.view}; joining"))
+            out.append(
+                Report(
+                    "info",
+                    f"f+1 replicas are in view {view}, ahead of our view {self.view}; joining",
+                )
+            )
             self._start_view_change(view, out)
 
     def _buffer_future(self, msg: PrePrepare | Prepare | Commit) -> None:

@@ -147,6 +147,7 @@ class Driver:
         self._proposed: set[bytes] = set()
         self._proposed_view = -1
         self._forwarded_to_primary = -1
+        self._validated_blocks: dict[bytes, Block] = {}  # digest -> decoded block, until delivered
         self._broadcasted: set[bytes] = set()
         self._decoded: OrderedDict[bytes, Transaction] = OrderedDict()  # verified in blocks
         self._last_proposal_ms = 0
@@ -212,6 +213,9 @@ class Driver:
         elif kind == "pp":
             pp, block = item
             self._pending_pp[pp.seq] = (pp, block)
+            self._validated_blocks[pp.digest] = block
+            while len(self._validated_blocks) > 64:
+                del self._validated_blocks[next(iter(self._validated_blocks))]
             await self._validate_pending()
         elif kind == "state":
             await self._consume_state(item)
@@ -297,7 +301,9 @@ class Driver:
             await self._apply(BatchExecuted(d.seq, self.ledger.state_root))
             return
         try:
-            block = Block.decode(d.batch, check_txs=False)
+            block = self._validated_blocks.pop(d.digest, None) or Block.decode(
+                d.batch, check_txs=False
+            )
             self.ledger.check_next(block)
         except (DecodeError, LedgerError) as exc:
             # A certified block that does not extend our ledger: our state diverged.
@@ -405,6 +411,7 @@ class Driver:
         self._last_proposal_ms = now
         ts = max(now, self.ledger.last_timestamp_ms + 1, r.last_proposed_ts() + 1)
         block = propose_block(self.ledger, [p.raw for p in batch], ts, self.signer.public_key)
+        self._validated_blocks[block.hash] = block
         self._proposed.update(p.tx_id for p in batch)
         self.metrics.proposed += 1
         await self._apply(ProposeBatch(block.encode(), ts))

@@ -13,7 +13,7 @@ which are exactly the PBFT commit votes that committed the block.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from storage.codec import (
     DecodeError,
@@ -128,6 +128,11 @@ class Block:
     header_bytes: bytes
     header: BlockHeader
     txs: tuple[bytes, ...]
+    ids: tuple[bytes, ...] = field(default=(), compare=False, repr=False)  # tx ids, computed once
+
+    def __post_init__(self) -> None:
+        if len(self.ids) != len(self.txs):
+            object.__setattr__(self, "ids", tuple(sha256(t) for t in self.txs))
 
     @classmethod
     def build(cls, header: BlockHeader, txs: Sequence[bytes]) -> Block:
@@ -142,7 +147,7 @@ class Block:
         return self.header.height
 
     def tx_ids(self) -> list[bytes]:
-        return [sha256(t) for t in self.txs]
+        return list(self.ids)
 
     def encode(self) -> bytes:
         return pack([self.header_bytes, list(self.txs)])
@@ -172,10 +177,10 @@ class Block:
             as_bytes(t, f"block.txs[{i}]", max_len=max_tx_size)
             if check_txs:
                 Transaction.decode(t, max_tx_size)
-        tx_tuple = tuple(txs)
-        if tx_root(tx_tuple) != header.tx_root:
+        block = cls(header_bytes, header, tuple(txs))
+        if merkle_root(block.ids) != header.tx_root:
             raise DecodeError("block: tx_root does not match its transactions")
-        return cls(header_bytes, header, tx_tuple)
+        return block
 
 
 def tx_root(txs: Sequence[bytes]) -> bytes:
