@@ -91,7 +91,9 @@ def run_bench(
     params: ConsensusParams | None = None,
     keep: bool = False,
     progress: Any = print,
+    kill: int | None = None,
 ) -> BenchResult:
+    """One run. ``kill``: a node (not 0, which is observed) SIGKILLed before the load starts."""
     root = Path(tempfile.mkdtemp(prefix="mc-bench-"))
     procs = []
     try:
@@ -106,11 +108,16 @@ def run_bench(
         procs = [spawn(nd) for nd in nodes]
         for nd, p in zip(nodes, procs, strict=True):
             wait_ready(nd, 60, p)
-        sockets = [str(nd.config.rpc_socket) for nd in nodes]
         setup_clients = {nd.org_id: RpcClient(nd.config.rpc_socket, timeout=120) for nd in nodes}
         workloads = save(setup(kind, setup_clients, cdir, generators, g.chain_id), root)
         for cl in setup_clients.values():
             cl.close()
+        if kill is not None:
+            assert kill != 0, "node 0 is the one observed"
+            procs[kill].kill()
+            procs[kill].wait()
+        live = [i for i in range(n) if i != kill]
+        sockets = [str(nodes[i].config.rpc_socket) for i in live]
         obs = Observer(nodes[0].config.rpc_socket)
         obs.start()
         total = warmup + duration
@@ -119,7 +126,7 @@ def run_bench(
         for k in range(generators):
             out = root / f"gen{k}.jsonl"
             # Each generator spreads its batches over all nodes (a member system talks to its own node).
-            mine = ",".join(sockets[(k + j) % n] for j in range(n))
+            mine = ",".join(sockets[(k + j) % len(sockets)] for j in range(len(sockets)))
             gens.append(
                 (
                     out,
