@@ -73,6 +73,7 @@ from storage.tx import Transaction
 log = logging.getLogger("medchain.driver")
 
 BATCH_TIMER = "batch"
+P_WAL = b"W"  # acknowledged, not yet committed transactions (the pool's write-ahead log)
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ class Driver:
         self._proposed: set[bytes] = set()
         self._proposed_view = -1
         self._forwarded_to_primary = -1
+        self._wal: set[bytes] = set()  # ids of acknowledged transactions in the write-ahead log
         self._validated_blocks: dict[bytes, Block] = {}  # digest -> decoded block, until delivered
         self._broadcasted: set[bytes] = set()
         self._decoded: OrderedDict[bytes, Transaction] = OrderedDict()  # verified in blocks
@@ -181,7 +183,35 @@ class Driver:
 
     # -- running ------------------------------------------------------------------
 
+    def _recover_pool(self) -> None:
+        """Re-admit the transactions we acknowledged before a crash and had not committed."""
+        stale: dict[bytes, bytes | None] = {}
+        for key, raw in self.ledger.store.scan(P_WAL):
+            tx_id = key[len(P_WAL) :]
+            if self.ledger.tx(tx_id) is not None:
+                stale[key] = None
+                continue
+            try:
+                tx = check_tx(raw, self.genesis.chain_id, self.genesis.consensus.max_tx_bytes)
+                if not tx.verify_signature():
+                    raise PoolReject("bad-signature", "bad signature")
+                self.pool.admit(tx, raw, self.clock())
+            except PoolReject:
+                stale[key] = None
+                continue
+            self._wal.add(tx_id)
+            self._forward.append(raw)
+        if stale:
+            self.ledger.store.write(stale, sync=False)
+        if self._wal:
+            log.info(
+                "re-admitted %d acknowledged transactions after a restart",
+                len(self._wal),
+                extra={"event": "pool-recovered"},
+            )
+
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        self._recover_pool()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._receive_loop)
             nursery.start_soon(self._timer_loop)
@@ -332,6 +362,10 @@ class Driver:
             if pooled is not None:
                 self.metrics.observe_commit(now - pooled.received_ms)
         self.pool.remove(tx_ids)
+        done = [t for t in tx_ids if t in self._wal]
+        if done:
+            self._wal.difference_update(done)
+            self.ledger.store.write({P_WAL + t: None for t in done}, sync=False)
         n = len(NONCE_NS)
         self.pool.remove_committed_nonces(
             (k[n : n + 32], int.from_bytes(k[n + 32 :], "big"))
@@ -521,6 +555,10 @@ class Driver:
         if self.ledger.tx(tx_id) is not None:
             self.pool.remove([tx_id])
             raise PoolReject("duplicate", "transaction is already committed")
+        # Acknowledged means kept: the pool's write-ahead entry survives a crash (a
+        # write() that returned is in the kernel even if the process is SIGKILLed).
+        self.ledger.store.write({P_WAL + tx_id: raw}, sync=False)
+        self._wal.add(tx_id)
         self._forward.append(raw)
         self._forward_wake.set()
         self.post("poke")

@@ -10,6 +10,7 @@ returns leaves none of it.
 from __future__ import annotations
 
 import bisect
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Protocol
@@ -44,6 +45,7 @@ class MemoryKV:
     def __init__(self) -> None:
         self._data: dict[bytes, bytes] = {}
         self._keys: list[bytes] = []
+        self._lock = threading.Lock()  # writers may run on worker threads, like LevelDB's
         self.closed = False
 
     def get(self, key: bytes) -> bytes | None:
@@ -70,6 +72,10 @@ class MemoryKV:
                 yield k, v
 
     def write(self, puts: Mapping[bytes, bytes | None], sync: bool = True) -> None:
+        with self._lock:
+            self._write(puts)
+
+    def _write(self, puts: Mapping[bytes, bytes | None]) -> None:
         for k, v in puts.items():
             if v is None:
                 if k in self._data:

@@ -95,3 +95,48 @@ async def test_primary_down_view_change_and_catch_up() -> None:
             == 1
         )
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_acknowledged_transactions_survive_a_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The pool's write-ahead log: a node that acknowledged a transaction and then
+    died before it committed offers it again after the restart; once committed
+    the entry is gone, and a restarted node does not re-admit committed ones."""
+    c = Consortium.make(batch_timeout_ms=5)
+    hub = MemoryHub()
+    for i in (1, 2, 3):
+        hub.transport(i)
+        hub.nodes[i].down = True  # no quorum: nothing can commit
+    ledger = Ledger.open(tmp_path / "n0", c.genesis)
+    async with trio.open_nursery() as nursery:
+        d = Driver(c.genesis, ledger, c.executor(), c.node_keys[0], hub.transport(0))
+        await nursery.start(d.run)
+        ids = [await d.submit(c.tx(c.admin_keys[k]).encode()) for k in range(3)]
+        nursery.cancel_scope.cancel()
+    ledger.close()  # the process is gone; the pool went with it
+
+    hub = MemoryHub()
+    ledger = Ledger.open(tmp_path / "n0", c.genesis)
+    async with trio.open_nursery() as nursery:
+        d = Driver(c.genesis, ledger, c.executor(), c.node_keys[0], hub.transport(0))
+        await nursery.start(d.run)
+        assert all(d.pool.get(t) is not None for t in ids)  # re-admitted from the log
+        others = []
+        for i in (1, 2, 3):
+            o = Driver(
+                c.genesis,
+                Ledger.in_memory(c.genesis),
+                c.executor(),
+                c.node_keys[i],
+                hub.transport(i),
+                DriverConfig(offload=False),
+            )
+            await nursery.start(o.run)
+            others.append(o)
+        for t in ids:
+            assert await others[0].wait_committed(t, 10)
+            assert await d.wait_committed(t, 10)
+        await trio.sleep(0.05)
+        assert list(ledger.store.scan(b"W")) == []  # committed: the log entries are gone
+        nursery.cancel_scope.cancel()
+    ledger.close()
