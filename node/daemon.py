@@ -19,11 +19,14 @@ from contracts.bundle import make_executor
 from contracts.runtime import Executor
 from node.api import register
 from node.api_records import register_records
+from node.byzantine import ByzantineTransport, modes_from_env
 from node.config import NodeConfig
 from node.driver import Driver, DriverConfig
 from node.p2p import Libp2pTransport, P2PConfig, PeerAddress
 from node.records import RecordService
 from node.rpc import RpcServer
+from node.testfaults import enabled as faults_enabled
+from node.testfaults import register_faults
 from storage.genesis import Genesis
 from storage.keyfile import load_key
 from storage.ledger import Ledger
@@ -49,7 +52,7 @@ def build_executor(genesis: Genesis) -> Executor:
 
 
 class Node:
-    def __init__(self, config: NodeConfig, faults: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.genesis = Genesis.load(config.genesis_file)
         self.signer = load_key(config.key_file)
@@ -79,9 +82,15 @@ class Node:
             if pc is None:
                 raise NodeError(f"node config lists no address for member {o.org_id}")
             peers.append(PeerAddress(i, o.org_id, o.node_key, pc.address))
-        self.transport = Libp2pTransport(
+        self.p2p = Libp2pTransport(
             self.signer, index, config.listen, peers, validators.keys, P2PConfig()
         )
+        self.transport: Libp2pTransport | ByzantineTransport = self.p2p
+        modes = modes_from_env()
+        if modes:  # test-only: a member that misbehaves on purpose
+            self.transport = ByzantineTransport(
+                self.p2p, modes, self.signer, self.genesis.chain_id, index, validators.n
+            )
         self.driver = Driver(
             self.genesis,
             self.ledger,
@@ -95,7 +104,12 @@ class Node:
         self.rpc = RpcServer(config.rpc_socket)
         register(self.rpc, self.driver)
         register_records(self.rpc, self.records)
-        self.faults = faults or {}
+        if faults_enabled():
+            log.warning(
+                "TEST FAULTS ENABLED: debug.cut can cut this node's links",
+                extra={"event": "test-faults"},
+            )
+            register_faults(self.rpc, self.p2p.fault, validators.n, index)
 
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> int:
         try:

@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
 import trio
 
 from consensus.config import ReplicaConfig
@@ -61,7 +60,14 @@ from node.events import EventHub
 from node.metrics import Metrics
 from node.pool import PoolReject, TxPool, check_tx
 from node.transport import CHANNEL_CONSENSUS, CHANNEL_SYNC, CHANNEL_TXS, Incoming, Transport
-from node.validation import block_digest, check_proposal, decode_and_verify_block
+from node.validation import (
+    MAX_TX_BATCH,
+    block_digest,
+    check_proposal,
+    decode_and_verify_block,
+    decode_tx_batch,
+    encode_tx_batch,
+)
 from storage.block import Block, CommitCertificate
 from storage.codec import DecodeError
 from storage.crypto import Signer, sha256
@@ -621,19 +627,17 @@ class Driver:
                     self._broadcasted = {t for t in self._broadcasted if t in self.pool}
 
     def _send_txs(self, peers: list[int], raws: list[bytes]) -> None:
-        for i in range(0, len(raws), 2000):
-            data: bytes = msgpack.packb(raws[i : i + 2000], use_bin_type=True)
+        for i in range(0, len(raws), MAX_TX_BATCH):
+            data = encode_tx_batch(raws[i : i + MAX_TX_BATCH])
             self.transport.broadcast(peers, CHANNEL_TXS, data)
 
     async def _on_forwarded_txs(self, msg: Incoming) -> None:
+        chain, limit = self.genesis.chain_id, self.genesis.consensus.max_tx_bytes
         try:
-            raws = msgpack.unpackb(msg.payload, raw=False, max_array_len=1_000_000)
-            if type(raws) is not list or not all(type(r) is bytes for r in raws):
-                raise ValueError("expected a list of transactions")
-        except Exception as exc:
+            raws = decode_tx_batch(msg.payload, limit)
+        except DecodeError as exc:
             self._garbage(msg.peer, f"undecodable transaction batch: {exc}")
             return
-        chain, limit = self.genesis.chain_id, self.genesis.consensus.max_tx_bytes
 
         def check_all() -> list[tuple[Transaction, bytes] | str]:
             out: list[tuple[Transaction, bytes] | str] = []

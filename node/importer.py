@@ -102,6 +102,51 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield n, line
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def read_resource(line: str) -> dict[str, Any]:
+    """One NDJSON line as a FHIR resource; FhirError (a ValueError) if it is not one."""
+    try:
+        r = json.loads(line, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:  # deep nesting: RecursionError
+        raise FhirError(f"not JSON: {str(exc)[:80]}") from None
+    if not isinstance(r, dict) or not isinstance(r.get("resourceType"), str):
+        raise FhirError("not a FHIR resource (no resourceType)")
+    return r
+
+
+def classify_line(
+    line: str, patients: dict[str, str], encounters: dict[str, str | None], shift_days: int = 0
+) -> tuple[str, dict[str, Any], str] | str:
+    """One NDJSON line: (custodian, resource with dates shifted, patient pseudonym), or
+    the reason it is skipped. Total: any text gives one or the other."""
+    try:
+        r = read_resource(line)
+    except FhirError:
+        return SKIP_INVALID
+    if r["resourceType"] in REFERENCE_TYPES:
+        return SKIP_REFERENCE
+    pseudonym = patients.get(subject_id(r) or "")
+    if pseudonym is None:
+        return SKIP_UNKNOWN_PATIENT
+    enc = encounter_id(r)
+    if enc is None or enc not in encounters:
+        return SKIP_NO_ENCOUNTER
+    org = encounters[enc]
+    if org is None:
+        return SKIP_UNMAPPED
+    try:
+        clinical_date(r)
+    except FhirError:
+        return SKIP_NO_DATE
+    try:
+        return org, shift_dates(r, shift_days), pseudonym
+    except RecursionError:
+        return SKIP_INVALID
+
+
 def latest_date(source: Path) -> datetime.date | None:
     best = None
     for path in sorted(source.glob("*.ndjson")):
@@ -109,8 +154,8 @@ def latest_date(source: Path) -> datetime.date | None:
             continue
         for _, line in _lines(path):
             try:
-                d = clinical_date(json.loads(line))
-            except (ValueError, FhirError, AttributeError):
+                d = clinical_date(read_resource(line))
+            except FhirError:
                 continue
             try:
                 day = datetime.date.fromisoformat(d)
@@ -132,41 +177,19 @@ def plan_import(
             continue
         for _, line in _lines(path):
             try:
-                e = json.loads(line)
+                e = read_resource(line)
                 encounters[str(e["id"])] = providers.org_for(e.get("serviceProvider") or {})
-            except (ValueError, KeyError, TypeError):
+            except (FhirError, KeyError, TypeError, AttributeError):
                 continue
     for path in files:
         for n, line in _lines(path):
             where = f"{path.name}:{n}"
-            try:
-                r = json.loads(line)
-                if not isinstance(r, dict) or not isinstance(r.get("resourceType"), str):
-                    raise ValueError("not a resource")
-            except ValueError:
-                plan.skip(SKIP_INVALID, where)
-                continue
-            if r["resourceType"] in REFERENCE_TYPES:
-                plan.skip(SKIP_REFERENCE, where)
-                continue
-            pseudonym = patients.get(subject_id(r) or "")
-            if pseudonym is None:
-                plan.skip(SKIP_UNKNOWN_PATIENT, where)
-                continue
-            enc = encounter_id(r)
-            if enc is None or enc not in encounters:
-                plan.skip(SKIP_NO_ENCOUNTER, where)
-                continue
-            org = encounters[enc]
-            if org is None:
-                plan.skip(SKIP_UNMAPPED, where)
-                continue
-            try:
-                clinical_date(r)
-            except FhirError:
-                plan.skip(SKIP_NO_DATE, where)
-                continue
-            plan.by_org.setdefault(org, []).append((shift_dates(r, shift_days), pseudonym))
+            out = classify_line(line, patients, encounters, shift_days)
+            if isinstance(out, str):
+                plan.skip(out, where)
+            else:
+                org, resource, pseudonym = out
+                plan.by_org.setdefault(org, []).append((resource, pseudonym))
     return plan
 
 

@@ -462,8 +462,6 @@ class Libp2pTransport:
         frames_bucket, bytes_bucket = self._buckets[peer], self._byte_buckets[peer]
         while True:
             data = await stream.read(1 << 20)
-            if self.fault.blocks(peer):
-                continue
             try:
                 frames = reader.feed(data)
             except FrameTooLarge as exc:
@@ -471,6 +469,8 @@ class Libp2pTransport:
                     peer, f"{name} sent an oversized frame on {channel}: {exc}; closing the stream"
                 )
                 return
+            if self.fault.blocks(peer):
+                continue  # cut: frames are parsed (framing stays aligned) and dropped
             for f in frames:
                 if not frames_bucket.take(1) or not bytes_bucket.take(len(f)):
                     self._reject(
@@ -491,13 +491,29 @@ class Libp2pTransport:
 
 
 class FaultSwitch:
-    """Test-only: cut this node's links to some peers (both directions) for chaos runs."""
+    """Test-only: cut this node's links to some peers (both directions) for chaos
+    runs, until a deadline (so a cut heals even if whoever set it goes away)."""
 
     def __init__(self) -> None:
         self.cut: set[int] = set()
         self.all = False
+        self.until = 0.0  # time.monotonic() deadline of the current cut
+
+    def set(self, peers: set[int] | None, seconds: float) -> None:
+        self.cut = set(peers or ())
+        self.all = peers is None
+        self.until = time.monotonic() + seconds
+
+    def heal(self) -> None:
+        self.cut = set()
+        self.all = False
 
     def blocks(self, peer: int) -> bool:
+        if not (self.all or self.cut):
+            return False
+        if time.monotonic() >= self.until:
+            self.heal()
+            return False
         return self.all or peer in self.cut
 
 

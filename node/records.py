@@ -39,8 +39,8 @@ from node.records_wire import (
 )
 from node.transport import CHANNEL_RECORDS, Incoming
 from storage.codec import DecodeError
-from storage.crypto import seal_to
-from storage.fhirdoc import FhirError, canonical_json, clinical_date, content_hash, fields_root
+from storage.crypto import seal_to, sha256
+from storage.fhirdoc import FhirError, canonical_json, clinical_date, fields_root
 from storage.tx import Transaction
 from storage.vault import Vault, VaultIntegrityError
 
@@ -71,13 +71,8 @@ class RecordService:
         salt_seed: bytes | None = None,
     ) -> dict[str, Any]:
         """Store one FHIR resource; idempotent for the same id and content."""
-        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-            raise FhirError("not a FHIR resource (no resourceType)")
-        rtype = resource["resourceType"]
-        rid = record_id or f"{self.org}:{rtype}:{resource.get('id', '')}"
-        date = clinical_date(resource)
-        content = canonical_json(resource)
-        h = content_hash(resource)
+        rid, rtype, date, content = describe_record(resource, self.org, record_id)
+        h = sha256(content)
         existing = self.vault.get(rid) if self.vault.has(rid) else None
         if existing is not None and existing.content_hash == h:
             meta = existing.meta
@@ -280,3 +275,25 @@ class RecordService:
             if waiting is not None:
                 waiting[1].append(frame)
                 waiting[0].set()
+
+
+MAX_RECORD_ID = 256
+
+
+def describe_record(resource: Any, org: str, record_id: Any = None) -> tuple[str, str, str, bytes]:
+    """Check a resource a member system hands us: (record id, type, clinical date,
+    canonical JSON). Raises FhirError, with the reason, for anything else."""
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        raise FhirError("not a FHIR resource (no resourceType)")
+    if record_id is not None and not isinstance(record_id, str):
+        raise FhirError("record_id must be a string")
+    rtype = resource["resourceType"]
+    rid = record_id or f"{org}:{rtype}:{resource.get('id', '')}"
+    if not 0 < len(rid) <= MAX_RECORD_ID:
+        raise FhirError(f"record id must be 1 to {MAX_RECORD_ID} characters")
+    date = clinical_date(resource)
+    try:
+        content = canonical_json(resource)
+    except (ValueError, TypeError, RecursionError) as exc:  # NaN, Infinity, too deep
+        raise FhirError(f"resource is not canonical JSON: {str(exc)[:80]}") from None
+    return rid, rtype, date, content

@@ -130,6 +130,10 @@ class RpcServer:
                 await stream.aclose()
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 class Connection:
     def __init__(self, server: RpcServer, stream: trio.SocketStream) -> None:
         self.server = server
@@ -179,8 +183,8 @@ class Connection:
             )
             return
         try:
-            req = json.loads(line)
-        except (ValueError, UnicodeDecodeError) as exc:
+            req = json.loads(line, parse_constant=_no_constant)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             await self.send(_error(None, PARSE_ERROR, f"parse error: {exc}"))
             return
         if isinstance(req, list):

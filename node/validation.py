@@ -14,7 +14,7 @@ import msgpack
 
 from consensus.messages import PrePrepare
 from storage.block import Block
-from storage.codec import DecodeError
+from storage.codec import DecodeError, as_bytes, as_list, unpack
 from storage.crypto import sha256
 from storage.genesis import Genesis
 from storage.ledger import Ledger
@@ -33,6 +33,20 @@ def block_digest(batch: bytes) -> bytes:
     except Exception:
         pass
     return sha256(b"not a block\x00" + batch)
+
+
+MAX_TX_BATCH = 2000  # transactions in one frame on the txs channel
+
+
+def encode_tx_batch(raws: list[bytes]) -> bytes:
+    data: bytes = msgpack.packb(raws, use_bin_type=True)
+    return data
+
+
+def decode_tx_batch(payload: bytes, max_tx_bytes: int) -> list[bytes]:
+    """A frame of forwarded transactions: a msgpack array of encodings (not yet checked)."""
+    items = as_list(unpack(payload, len(payload), "tx batch"), "tx batch", MAX_TX_BATCH)
+    return [as_bytes(r, f"tx batch[{i}]", max_len=max_tx_bytes) for i, r in enumerate(items)]
 
 
 def decode_and_verify_block(
