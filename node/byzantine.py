@@ -4,8 +4,8 @@
 its transport in :class:`ByzantineTransport` (the daemon logs a loud warning).
 It never runs unless that variable is set. Modes:
 
-- ``equivocate``: as primary, send half of the peers a different, validly
-  signed pre-prepare (same transactions, another timestamp) for every sequence
+- ``equivocate``: as primary, send every peer a different, validly signed
+  pre-prepare (same transactions, another timestamp) for each sequence
   number. Honest replicas see conflicting prepares, report the primary and
   change view.
 - ``forge``: next to each consensus message, send a copy with a corrupted
@@ -101,11 +101,10 @@ class ByzantineTransport:
     def broadcast(self, peers: Iterable[int], channel: str, payload: bytes) -> None:
         peers = list(peers)
         if channel == CHANNEL_CONSENSUS and "equivocate" in self.modes:
-            other = self._equivocal(payload)
-            if other is not None and len(peers) >= 2:
-                half = peers[: len(peers) // 2]  # they get the other block
-                for p in peers:
-                    self.send(p, channel, other if p in half else payload)
+            variants = [self._equivocal(payload, k + 1) for k in range(len(peers))]
+            if all(v is not None for v in variants):
+                for p, v in zip(peers, variants, strict=True):
+                    self.send(p, channel, v)  # type: ignore[arg-type]
                 self.sent["equivocations"] += 1
                 return
         for p in peers:
@@ -131,8 +130,9 @@ class ByzantineTransport:
             if len(self._recent) > 64:
                 del self._recent[:32]
 
-    def _equivocal(self, payload: bytes) -> bytes | None:
-        """Another pre-prepare for the same view and sequence number, validly signed."""
+    def _equivocal(self, payload: bytes, k: int) -> bytes | None:
+        """The k-th other pre-prepare for the same view and sequence number (same
+        transactions, another timestamp), validly signed."""
         try:
             m = decode_message(payload)
         except DecodeError:
@@ -143,7 +143,7 @@ class ByzantineTransport:
             block = Block.decode(m.batch, check_txs=False)
         except DecodeError:
             return None
-        ts = m.timestamp_ms + 1
+        ts = m.timestamp_ms + k
         other = Block.build(replace(block.header, timestamp_ms=ts), list(block.txs))
         batch = other.encode()
         pp = replace(m, timestamp_ms=ts, digest=block_digest(batch), batch=batch)

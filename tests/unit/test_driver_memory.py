@@ -140,3 +140,53 @@ async def test_acknowledged_transactions_survive_a_restart(tmp_path) -> None:  #
         assert list(ledger.store.scan(b"W")) == []  # committed: the log entries are gone
         nursery.cancel_scope.cancel()
     ledger.close()
+
+
+@pytest.mark.trio
+async def test_byzantine_primary_is_survived_and_named() -> None:
+    """Node 0 (primary of view 0) equivocates, forges and floods; the others
+    change view, stay identical and commit everything, and blame node 0 only."""
+    from node.byzantine import ByzantineTransport
+
+    c = Consortium.make(batch_timeout_ms=5, view_change_timeout_ms=400)
+    hub = MemoryHub()
+    async with trio.open_nursery() as nursery:
+        drivers = []
+        for i in range(4):
+            t = hub.transport(i)
+            if i == 0:
+                t = ByzantineTransport(  # type: ignore[assignment]
+                    t,
+                    frozenset({"equivocate", "forge", "flood"}),
+                    c.node_keys[0],
+                    c.chain_id,
+                    0,
+                    4,
+                    flood_frames_per_s=300,
+                    seed=1,
+                )
+            d = Driver(
+                c.genesis,
+                Ledger.in_memory(c.genesis),
+                c.executor(),
+                c.node_keys[i],
+                t,
+                DriverConfig(offload=False),
+            )
+            await nursery.start(d.run)
+            drivers.append(d)
+        honest = drivers[1:]
+        ids = [
+            await honest[k % 3].submit(c.tx(c.admin_keys[1 + k % 3]).encode()) for k in range(30)
+        ]
+        for d in honest:
+            for t in ids:
+                assert await d.wait_committed(t, 20)
+        await wait_height(honest, max(d.ledger.height for d in honest))
+        for h in range(1, min(d.ledger.height for d in honest) + 1):
+            assert len({d.ledger.block(h).hash for d in honest}) == 1  # type: ignore[union-attr]
+        for d in honest:
+            assert d.replica.view >= 1
+            assert set(d.metrics.offenses) == {0}
+        assert drivers[0].transport.sent["equivocations"] >= 1  # type: ignore[attr-defined]
+        nursery.cancel_scope.cancel()
