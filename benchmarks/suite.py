@@ -53,9 +53,16 @@ def med(results: list[BenchResult]) -> dict[str, Any]:
     }
 
 
-def loads(out: Path, runs: int, duration: float, report: dict[str, Any]) -> None:
-    for kind in ("anchor", "mix"):
-        for n in (4, 7):
+def loads(
+    out: Path,
+    runs: int,
+    duration: float,
+    report: dict[str, Any],
+    kinds: tuple[str, ...] = ("anchor", "mix"),
+    sizes: tuple[int, ...] = (4, 7),
+) -> None:
+    for kind in kinds:
+        for n in sizes:
             sat_runs = [
                 run_bench(
                     n=n,
@@ -298,6 +305,8 @@ def main() -> None:
     ap.add_argument("--soak", type=float, default=600)
     ap.add_argument("--soak-rate", type=float, default=800)
     ap.add_argument("--parts", default="loads,baseline,killed,catchup,soak")
+    ap.add_argument("--kinds", default="anchor,mix", help="workloads for the loads part")
+    ap.add_argument("--sizes", default="4,7", help="consortium sizes for the loads part")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "suite.json"
@@ -306,7 +315,14 @@ def main() -> None:
     report["cpu_count"] = os.cpu_count()
     parts = args.parts.split(",")
     if "loads" in parts:
-        loads(args.out, args.runs, args.duration, report)
+        loads(
+            args.out,
+            args.runs,
+            args.duration,
+            report,
+            tuple(args.kinds.split(",")),
+            tuple(int(x) for x in args.sizes.split(",")),
+        )
     if "baseline" in parts:
         baseline(args.out, args.runs, report)
     if "killed" in parts:

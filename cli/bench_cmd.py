@@ -48,6 +48,12 @@ import click
     help="Workload: key-value puts, record anchors, or a realistic mix (anchors, consented accesses, claims).",
 )
 @click.option(
+    "--baseline/--no-baseline",
+    default=True,
+    show_default=True,
+    help="Also measure the same pipeline unreplicated (one process) and report the ratio.",
+)
+@click.option(
     "--json",
     "json_out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -61,12 +67,14 @@ def bench(
     runs: int,
     generators: int,
     kind: str,
+    baseline: bool,
     json_out: Path | None,
 ) -> None:
     """Start n node processes, offer signed transactions over RPC from separate
     load-generator processes, and report committed tx/s and latency p50/p99.
     (The full suite with load levels, baselines and catch-up: python -m benchmarks.suite)"""
     from benchmarks.cluster import machine, run_bench
+    from benchmarks.unreplicated import run_unreplicated
 
     click.echo(
         f"medchain bench on {machine()}: {kind}, {runs} run(s) per size, offered {rate:.0f} tx/s, {duration:.0f}s measured"
@@ -106,6 +114,17 @@ def bench(
             "median_p50_ms": med_p50,
             "median_p99_ms": med_p99,
         }
+    if baseline and kind != "kv":
+        base = [run_unreplicated(kind, 20_000)["tx_per_s"] for _ in range(runs)]
+        unrep = statistics.median(base)
+        report["unreplicated"] = {"runs": base, "median_tx_s": unrep}
+        click.secho(
+            f"unreplicated (one process, same workload): median {unrep:.0f} tx/s", bold=True
+        )
+        for n in nodes:
+            r = report["results"][str(n)]  # type: ignore[index]
+            r["ratio_to_unreplicated"] = r["median_committed_tx_s"] / unrep
+            click.echo(f"  n={n}: replicated / unreplicated = {r['ratio_to_unreplicated']:.2f}")
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))
         click.echo(f"results written to {json_out}")
