@@ -76,13 +76,16 @@ def soak_table(report: dict[str, Any]) -> list[str]:
     first = s["rss_samples"][0]["rss_kb"] if s["rss_samples"] else []
     warm = [x for x in s["rss_samples"] if x["t"] >= 60]
     last = s["rss_samples"][-1]["rss_kb"] if s["rss_samples"] else []
-    mb = lambda v: "/".join(f"{x / 1024:.0f}" for x in v)  # noqa: E731
     return [
         "| seconds | offered tx/s | committed txs | ledger bytes/tx | RSS MiB at start / 60 s / end (per node) | RSS growth after warm-up | p50 / p99 ms |",
         "|---|---|---|---|---|---|---|",
         f"| {s['seconds']:.0f} | {s['offered_tx_s']:.0f} | {s['txs_committed']} | {s['ledger_bytes_per_tx']:.0f} "
         f"| {mb(first)} · {mb(warm[0]['rss_kb']) if warm else '-'} · {mb(last)} | {growth} | {_f(s['p50_ms'])} / {_f(s['p99_ms'])} |",
     ]
+
+
+def mb(v: list[int]) -> str:
+    return "/".join(f"{x / 1024:.0f}" for x in v)
 
 
 def main() -> None:
