@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit clean deps
+.PHONY: demo test lint typecheck unit clean deps bench-suite chaos fuzz
 
 demo: $(STAMP)
 	$(BIN)/medchain demo $(if $(KEEP),--keep,) $(DEMO_ARGS)
@@ -24,6 +24,17 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+# The long runs behind BENCHMARKS.md (tens of minutes each; not part of `make test`).
+bench-suite: $(STAMP)
+	$(BIN)/python -m benchmarks.suite --out bench-results
+	$(BIN)/python -m benchmarks.report bench-results
+
+chaos: $(STAMP)
+	$(BIN)/python -m tests.e2e.chaos.run --runs 5 --seconds 120 --out bench-results/chaos.json
+
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz.run --inputs 100000 --out bench-results/fuzz.json
 
 deps:
 	@sh scripts/check-deps.sh
