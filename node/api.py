@@ -56,6 +56,7 @@ def register(server: RpcServer, driver: Driver) -> None:
             frames_rejected_in=t.rejected_in,
             rpc_connections=server.connections,
             offenses={orgs[i].org_id: n for i, n in d.metrics.offenses.items()},
+            memory=d.memory(),
         )
         return out
 

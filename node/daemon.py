@@ -17,6 +17,7 @@ import trio
 
 from contracts.bundle import make_executor
 from contracts.runtime import Executor
+from node import memory
 from node.api import register
 from node.api_records import register_records
 from node.byzantine import ByzantineTransport, modes_from_env
@@ -119,6 +120,7 @@ class Node:
                 await nursery.start(self.driver.run)
                 await nursery.start(self.rpc.serve)
                 nursery.start_soon(self._watch_halt, nursery.cancel_scope)
+                nursery.start_soon(self._trim_heap)
                 log.info(
                     "node %s ready: height %d, view %d",
                     self.org.org_id,
@@ -149,6 +151,11 @@ class Node:
                 scope.cancel()
                 return
 
+    async def _trim_heap(self) -> None:
+        while True:
+            await trio.sleep(30)
+            memory.trim()
+
     async def _watch_halt(self, scope: trio.CancelScope) -> None:
         while not self.driver.halted:
             await trio.sleep(0.2)
@@ -161,5 +168,6 @@ def run_node(config_path: Path) -> int:
 
     config = NodeConfig.load(config_path)
     setup_logging(config.org_id, config.log_level, config.log_file)
+    memory.limit_arenas()
     node = Node(config)
     return trio.run(node.run)

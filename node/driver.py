@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -157,6 +159,7 @@ class Driver:
         self._wal: set[bytes] = set()  # ids of acknowledged transactions in the write-ahead log
         self._validated_blocks: dict[bytes, Block] = {}  # digest -> decoded block, until delivered
         self._broadcasted: set[bytes] = set()
+        self._last_inclusion_ms = 0  # when a block last carried one of our pool's transactions
         self._decoded: OrderedDict[bytes, Transaction] = OrderedDict()  # verified in blocks
         self._last_proposal_ms = 0
         self._pending_pp: dict[int, tuple[PrePrepare, Block]] = {}
@@ -165,7 +168,7 @@ class Driver:
         self._pending_flag = False
         self._fetch_peer = 0
         self._recent_rejects: dict[bytes, str] = {}
-        self._commit_waiters: dict[bytes, trio.Event] = {}
+        self._commit_waiters: dict[bytes, _Waiters] = {}
         # Other services on the transport (the record fetch protocol) register here.
         self.channel_handlers: dict[str, Callable[[Incoming], Awaitable[None]]] = {}
 
@@ -352,7 +355,7 @@ class Driver:
             if pooled is not None:
                 decoded[tx_id] = pooled.tx
             elif tx_id in self._decoded:
-                decoded[tx_id] = self._decoded[tx_id]
+                decoded[tx_id] = self._decoded.pop(tx_id)  # needed once
         if self.cfg.offload:
             executed = await trio.to_thread.run_sync(
                 self.executor.execute, self.ledger, block, decoded
@@ -367,6 +370,7 @@ class Driver:
             pooled = self.pool.get(tx_id)
             if pooled is not None:
                 self.metrics.observe_commit(now - pooled.received_ms)
+                self._last_inclusion_ms = now
         self.pool.remove(tx_ids)
         done = [t for t in tx_ids if t in self._wal]
         if done:
@@ -384,9 +388,9 @@ class Driver:
         self.metrics.block_exec_ms.append((time.perf_counter() - started) * 1000)
         self._publish(block, tx_ids, executed.results)
         for tx_id in tx_ids:
-            ev = self._commit_waiters.pop(tx_id, None)
-            if ev is not None:
-                ev.set()
+            w = self._commit_waiters.pop(tx_id, None)
+            if w is not None:
+                w.event.set()
         await self._apply(BatchExecuted(d.seq, self.ledger.state_root))
         await self._validate_pending()
 
@@ -572,7 +576,7 @@ class Driver:
 
     def _remember_decoded(self, txs: dict[bytes, Transaction]) -> None:
         self._decoded.update(txs)
-        while len(self._decoded) > 50_000:
+        while len(self._decoded) > 20_000:  # blocks validated but never delivered
             self._decoded.popitem(last=False)
 
     def _remember_reject(self, tx_id: bytes, why: str) -> None:
@@ -586,18 +590,30 @@ class Driver:
     async def wait_committed(self, tx_id: bytes, timeout_s: float) -> bool:
         if self.ledger.tx(tx_id) is not None:
             return True
-        ev = self._commit_waiters.setdefault(tx_id, trio.Event())
-        with trio.move_on_after(timeout_s):
-            await ev.wait()
+        w = self._commit_waiters.get(tx_id)
+        if w is None:
+            w = self._commit_waiters[tx_id] = _Waiters()
+        w.count += 1
+        try:
+            with trio.move_on_after(timeout_s):
+                await w.event.wait()
+        finally:  # the last one to give up forgets the transaction
+            w.count -= 1
+            if w.count == 0 and self._commit_waiters.get(tx_id) is w:
+                del self._commit_waiters[tx_id]
         return self.ledger.tx(tx_id) is not None
 
     async def _forward_loop(self) -> None:
         """New transactions go to the primary, the one node that needs them now (the
         backups verify them once, inside its block). Should the primary change, every
         pending transaction is sent to the new one; should one stay pending for half a
-        view-change timeout, it goes to everyone, so that every replica's progress timer
-        runs and a silent primary is replaced (PBFT's client rebroadcast)."""
+        view-change timeout while blocks carry none of ours, it goes to everyone, so that
+        every replica's progress timer runs and a silent primary is replaced (PBFT's
+        client rebroadcast). While blocks do carry ours, a backlog is congestion, and
+        rebroadcasting would only add work (every replica verifying it again): then
+        only a transaction pending for 4 timeouts (censored?) goes to everyone."""
         half_timeout = self.genesis.consensus.view_change_timeout_ms // 2
+        censored = 8 * half_timeout
         last_check = 0
         while True:
             with trio.move_on_after(0.25):
@@ -615,10 +631,11 @@ class Driver:
             now = self.clock()
             if now - last_check >= 250:
                 last_check = now
+                limit = half_timeout if now - self._last_inclusion_ms > half_timeout else censored
                 stale = [
                     p
                     for p in self.pool.take(len(self.pool), 1 << 40, self._broadcasted)
-                    if now - p.received_ms > half_timeout
+                    if now - p.received_ms > limit
                 ]
                 if stale:
                     self._broadcasted.update(p.tx_id for p in stale)
@@ -737,6 +754,29 @@ class Driver:
 
     # -- status ---------------------------------------------------------------------
 
+    def memory(self) -> dict[str, int]:
+        """Sizes of everything that grows with traffic: each has a bound (soak test)."""
+        r = self.replica
+        return {
+            "rss_kb": _rss_kb(),
+            "python_blocks": sys.getallocatedblocks(),
+            "pool_txs": len(self.pool),
+            "decoded_txs": len(self._decoded),
+            "validated_blocks": len(self._validated_blocks),
+            "pending_preprepares": len(self._pending_pp),
+            "proposed": len(self._proposed),
+            "broadcasted": len(self._broadcasted),
+            "wal": len(self._wal),
+            "commit_waiters": len(self._commit_waiters),
+            "recent_rejects": len(self._recent_rejects),
+            "state_cache": len(self.ledger._cache),
+            "replica_slots": len(r.slots),
+            "replica_certs": len(r.prepared_certs) + len(r.certified) + len(r.fetched),
+            "replica_checkpoints": len(r.checkpoint_votes) + len(r.exec_roots),
+            "replica_future": sum(len(v) for v in r.future.values()),
+            "subscribers": len(self.events.subscribers),
+        }
+
     def status(self) -> dict[str, Any]:
         r = self.replica
         return {
@@ -786,3 +826,21 @@ async def _guarded(fn: Callable[..., Awaitable[None]], *args: Any) -> None:
         await fn(*args)
     except Exception:
         log.exception("failed handling a network message; dropped", extra={"event": "driver-error"})
+
+
+class _Waiters:
+    """Clients waiting for one transaction to commit."""
+
+    __slots__ = ("count", "event")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.count = 0
+
+
+def _rss_kb() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    except (OSError, ValueError, IndexError):
+        return 0

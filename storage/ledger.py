@@ -28,6 +28,7 @@ from storage.block import Block, CommitCertificate
 from storage.codec import as_bytes, as_int, fields, pack, unpack
 from storage.genesis import Genesis
 from storage.kv import KVStore, LevelDBKV, MemoryKV
+from storage.readcache import ReadCache
 from storage.state import TxResult, next_state_root
 
 _BE8 = struct.Struct(">Q")
@@ -42,7 +43,7 @@ P_TX = b"T"
 P_STATE = b"S"
 P_INDEX = b"X"
 P_SEQ = b"Q"
-CACHE_ENTRIES = 200_000  # state read cache, absent keys included
+CACHE_ENTRIES = 100_000  # state read cache, absent keys included
 
 
 def be8(n: int) -> bytes:
@@ -81,7 +82,7 @@ class Ledger:
         self.chain_id = genesis.chain_id
         self.validators = genesis.validators
         self.genesis_hash = genesis.hash()
-        self._cache: dict[bytes, bytes | None] = {}
+        self._cache = ReadCache(CACHE_ENTRIES)
         stored = store.get(K_GENESIS)
         if stored is None:
             store.write({K_GENESIS: self.genesis_hash}, sync=True)
@@ -175,10 +176,7 @@ class Ledger:
         for k, v in executed.index_writes.items():
             batch[P_INDEX + k] = v
         self.store.write(batch, sync=True)
-        cache = self._cache
-        if len(cache) + len(executed.writes) > CACHE_ENTRIES:
-            cache.clear()
-        cache.update(executed.writes)
+        self._cache.committed(executed.writes)
         self.height, self.last_hash, self.state_root = height, block_hash, root
         self.seq, self.last_timestamp_ms = seq, block.header.timestamp_ms
         return root
@@ -230,14 +228,10 @@ class Ledger:
 
     def state_get(self, key: bytes) -> bytes | None:
         """Committed state, through a read cache (absent keys too) that every commit updates."""
-        cache = self._cache
-        if key in cache:
-            return cache[key]
-        value = self.store.get(P_STATE + key)
-        if len(cache) >= CACHE_ENTRIES:
-            cache.clear()
-        cache[key] = value
-        return value
+        return self._cache.get(key, self._load_state)
+
+    def _load_state(self, key: bytes) -> bytes | None:
+        return self.store.get(P_STATE + key)
 
     def state_scan(
         self, prefix: bytes, start: bytes | None = None, reverse: bool = False

@@ -148,3 +148,32 @@ def test_consensus_seq_and_null_batches(ledger: Ledger, consortium: Consortium) 
     with pytest.raises(LedgerError, match="already delivered"):
         ledger.commit_null(3, null_cert)
     assert verify_chain(ledger) == []
+
+
+def test_read_cache_is_bounded_and_never_stale() -> None:
+    from storage.readcache import ReadCache
+
+    store: dict[bytes, bytes | None] = {}
+    cache = ReadCache(limit=8)
+    for i in range(100):
+        k = b"k%d" % i
+        assert cache.get(k, store.get) is None  # absent keys are cached too
+        assert len(cache) <= 8
+    # A commit refreshes what is cached and adds nothing else.
+    cache.get(b"a", store.get)
+    store[b"a"] = b"1"
+    store[b"new"] = b"2"
+    cache.committed({b"a": b"1", b"new": b"2"})
+    assert cache.get(b"a", lambda k: b"never loaded") == b"1"
+    assert b"new" not in cache._d
+    # A read that raced a commit (the commit landed between its load and its insert)
+    # is answered but not cached.
+
+    def racing_load(key: bytes) -> bytes | None:
+        old = store.get(key)
+        store[key] = b"3"
+        cache.committed({key: b"3"})
+        return old
+
+    assert cache.get(b"new", racing_load) == b"2"
+    assert cache.get(b"new", store.get) == b"3"
