@@ -10,10 +10,15 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
+import tracemalloc
+from typing import Any
 
 log = logging.getLogger("medchain.memory")
 
 M_ARENA_MAX = -8
+M_MMAP_THRESHOLD = -3
+M_TRIM_THRESHOLD = -1
 
 _libc: ctypes.CDLL | None = None
 
@@ -35,12 +40,52 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 def limit_arenas(n: int = 2) -> bool:
-    """Call before worker threads start."""
+    """Call before worker threads start: at most ``n`` malloc arenas, and buffers of
+    128 KiB and more (frames, blocks) in their own mappings, returned when freed
+    (glibc's default raises that threshold as big buffers come and go, and big
+    buffers of varying sizes then fragment the heap)."""
     lib = _glibc()
-    return bool(lib is not None and lib.mallopt(M_ARENA_MAX, n))
+    return bool(
+        lib is not None
+        and lib.mallopt(M_ARENA_MAX, n)
+        and lib.mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+        and lib.mallopt(M_TRIM_THRESHOLD, 1024 * 1024)
+    )
 
 
 def trim() -> bool:
     """Return free heap pages to the OS (a few ms at most)."""
     lib = _glibc()
     return bool(lib is not None and lib.malloc_trim(0))
+
+
+_last: Any = None
+
+
+def start_tracing() -> bool:
+    """Diagnostics only (slow): with MEDCHAIN_TRACEMALLOC=1, trace Python allocations."""
+    if os.environ.get("MEDCHAIN_TRACEMALLOC") != "1":
+        return False
+    tracemalloc.start(12)
+    return True
+
+
+def log_growth(top: int = 12) -> None:
+    """Log where traced memory grew since the last call."""
+    global _last
+    snap = tracemalloc.take_snapshot()
+    if _last is not None:
+        total = sum(s.size for s in snap.statistics("filename"))
+        for st in snap.compare_to(_last, "traceback")[:top]:
+            frames = " <- ".join(
+                f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in list(st.traceback)[::-1][:6]
+            )
+            log.warning(
+                "heap growth %+d KiB (%+d blocks) at %s; traced total %d KiB",
+                st.size_diff // 1024,
+                st.count_diff,
+                frames,
+                total // 1024,
+                extra={"event": "heap-growth"},
+            )
+    _last = snap
