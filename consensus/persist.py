@@ -86,6 +86,8 @@ def decode_record(data: bytes) -> Record:
     if type(obj) is not list or not obj:
         raise DecodeError("consensus record: expected an array")
     kind = obj[0]
+    if type(kind) is not int:  # True == 1 in Python; the encoding says int
+        raise DecodeError(f"consensus record: kind must be an integer, not {kind!r}")
     if kind == 1:
         f = fields(obj, 3, "view record")
         if type(f[2]) is not bool:

@@ -152,9 +152,12 @@ class Node:
                 return
 
     async def _trim_heap(self) -> None:
+        tracing = memory.start_tracing()  # MEDCHAIN_TRACEMALLOC=1: find what grows
         while True:
             await trio.sleep(30)
             memory.trim()
+            if tracing:
+                memory.log_growth()
 
     async def _watch_halt(self, scope: trio.CancelScope) -> None:
         while not self.driver.halted:

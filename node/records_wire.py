@@ -47,6 +47,8 @@ def decode_frame(data: bytes) -> FetchRequest | FetchReply:
     obj = unpack(data, MAX_FRAME, "records frame")
     if type(obj) is not list or not obj:
         raise DecodeError("records frame: expected an array")
+    if type(obj[0]) is not int:  # True == 1 in Python; the wire says int
+        raise DecodeError(f"records frame: kind must be an integer, not {obj[0]!r}")
     if obj[0] == 1:
         f = fields(obj, 3, "fetch request")
         return FetchRequest(
