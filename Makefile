@@ -34,7 +34,8 @@ chaos: $(STAMP)
 	$(BIN)/python -m tests.e2e.chaos.run --runs 5 --seconds 120 --out bench-results/chaos.json
 
 fuzz: $(STAMP)
-	$(BIN)/python -m tests.fuzz.run --inputs 100000 --out bench-results/fuzz.json
+	$(BIN)/pip install -q 'atheris>=2.3,<3'
+	$(BIN)/python -m tests.fuzz.atheris_run --runs 100000 --out bench-results/fuzz.json
 
 deps:
 	@sh scripts/check-deps.sh
