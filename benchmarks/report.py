@@ -72,15 +72,21 @@ def soak_table(report: dict[str, Any]) -> list[str]:
     s = report.get("soak")
     if not s:
         return []
-    growth = ", ".join(f"{g * 100:.1f}%" for g in s["rss_growth_after_warmup"])
-    first = s["rss_samples"][0]["rss_kb"] if s["rss_samples"] else []
-    warm = [x for x in s["rss_samples"] if x["t"] >= 60]
-    last = s["rss_samples"][-1]["rss_kb"] if s["rss_samples"] else []
+    growth = ", ".join(f"{g * 100:+.1f}%" for g in s["rss_growth_after_warmup"])
+    spread = ", ".join(f"{g * 100:.1f}%" for g in s.get("rss_spread_after_warmup", []))
+    samples = s["rss_samples"]
+    first = samples[0]["rss_kb"] if samples else []
+    warm = [x for x in samples if x["t"] >= s.get("warmup_s", 60)]
+    last = samples[-1]["rss_kb"] if samples else []
     return [
-        "| seconds | offered tx/s | committed txs | ledger bytes/tx | RSS MiB at start / 60 s / end (per node) | RSS growth after warm-up | p50 / p99 ms |",
-        "|---|---|---|---|---|---|---|",
+        "| seconds | offered tx/s | committed txs | ledger bytes/tx "
+        f"| RSS MiB at start / {s.get('warmup_s', 60)} s / end (per node) "
+        "| RSS growth after warm-up (first → last minute, medians) | spread (max-min)/min "
+        "| p50 / p99 ms |",
+        "|---|---|---|---|---|---|---|---|",
         f"| {s['seconds']:.0f} | {s['offered_tx_s']:.0f} | {s['txs_committed']} | {s['ledger_bytes_per_tx']:.0f} "
-        f"| {mb(first)} · {mb(warm[0]['rss_kb']) if warm else '-'} · {mb(last)} | {growth} | {_f(s['p50_ms'])} / {_f(s['p99_ms'])} |",
+        f"| {mb(first)} · {mb(warm[0]['rss_kb']) if warm else '-'} · {mb(last)} | {growth} | {spread or '-'} "
+        f"| {_f(s['p50_ms'])} / {_f(s['p99_ms'])} |",
     ]
 
 

@@ -251,6 +251,27 @@ def catchup(out: Path, report: dict[str, Any]) -> None:
     (out / "suite.json").write_text(json.dumps(report, indent=2))
 
 
+def rss_growth(samples: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    """Per node, after the warm-up: growth from the median RSS of the first minute
+    to the median of the last minute (single samples jitter by several percent
+    as garbage is collected and trimmed), and the spread (max - min) / min."""
+    warm = [s for s in samples if s["t"] >= WARMUP_S]
+    growth: list[float] = []
+    spread: list[float] = []
+    if len(warm) < 2:
+        return growth, spread
+    t_first, t_last = warm[0]["t"], warm[-1]["t"]
+    for i in range(len(warm[0]["rss_kb"])):
+        series = [(s["t"], s["rss_kb"][i]) for s in warm if s["rss_kb"][i]]
+        first = [v for t, v in series if t < t_first + 60]
+        last = [v for t, v in series if t > t_last - 60]
+        if first and last:
+            growth.append(statistics.median(last) / statistics.median(first) - 1)
+            values = [v for _, v in series]
+            spread.append((max(values) - min(values)) / min(values))
+    return growth, spread
+
+
 def soak(out: Path, seconds: float, rate: float, report: dict[str, Any]) -> None:
     c = LiveCluster()
     try:
@@ -283,12 +304,7 @@ def soak(out: Path, seconds: float, rate: float, report: dict[str, Any]) -> None
             for f in (c.nodes[0].config.data_dir / "ledger").rglob("*")
             if f.is_file()
         )
-        warm = [s for s in samples if s["t"] >= WARMUP_S]
-        growth = []
-        for i in range(4):
-            series = [s["rss_kb"][i] for s in warm if s["rss_kb"][i]]
-            if len(series) >= 2:
-                growth.append((max(series) - min(series)) / min(series))
+        growth, spread = rss_growth(samples)
         report["soak"] = {
             "seconds": seconds,
             "offered_tx_s": rate,
@@ -298,13 +314,16 @@ def soak(out: Path, seconds: float, rate: float, report: dict[str, Any]) -> None
             "ledger_bytes_per_tx": ledger_bytes / max(txs, 1),
             "rss_samples": samples,
             "rss_growth_after_warmup": growth,
+            "rss_spread_after_warmup": spread,
             "warmup_s": WARMUP_S,
             "p50_ms": metrics["commit_latency_ms"]["p50_recent"],
             "p99_ms": metrics["commit_latency_ms"]["p99_recent"],
         }
         print(
             f"soak {seconds:.0f}s at {rate:.0f} tx/s: {txs} txs, ledger {ledger_bytes / max(txs, 1):.0f} bytes/tx, "
-            f"RSS growth after {WARMUP_S} s warm-up per node: {', '.join(f'{g * 100:.1f}%' for g in growth)}",
+            f"RSS growth after {WARMUP_S} s warm-up per node (median of the first minute -> "
+            f"median of the last): {', '.join(f'{g * 100:+.1f}%' for g in growth)}; "
+            f"spread (max-min)/min: {', '.join(f'{g * 100:.1f}%' for g in spread)}",
             flush=True,
         )
     finally:

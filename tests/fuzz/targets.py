@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from trio.testing import MockClock
 from nacl.exceptions import CryptoError
 
 from consensus.messages import (
@@ -263,12 +264,15 @@ def _rpc_line(data: bytes) -> None:
         conn = Connection(server, sink)  # type: ignore[arg-type]
         async with trio.open_nursery() as nursery:
             conn.nursery = nursery
-            with trio.fail_after(5):
+            # longer than any wait a request may ask for (tx.wait caps at 120 s)
+            with trio.fail_after(300):
                 await conn._process_line(data.replace(b"\n", b" "))
             nursery.cancel_scope.cancel()
         return bytes(sink.out)
 
-    out = trio.run(one)
+    # virtual time: a request that waits (tx.wait on a tx that never commits)
+    # times out at once instead of for real; real hangs still fail after 300 s
+    out = trio.run(one, clock=MockClock(autojump_threshold=0.05))
     if not out:
         return  # a notification gets no answer
     for line in out.splitlines():
