@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from trio.testing import MockClock
 from nacl.exceptions import CryptoError
+from trio.testing import MockClock
 
 from consensus.messages import (
     Checkpoint,
