@@ -53,6 +53,7 @@ class BenchResult:
             f"n={self.nodes} offered {self.offered_tx_s:.0f} tx/s: committed {self.committed_tx_s:.0f} tx/s, "
             f"latency p50 {p50} ms p99 {p99} ms, {self.blocks} blocks of {self.mean_block_txs:.0f} txs"
             + (f", {self.busy} busy" if self.busy else "")
+            + (f", view {self.extra['final_view']}" if self.extra.get("final_view") else "")
         )
 
 
@@ -175,6 +176,9 @@ def run_bench(
         )
         committed_in_window = sum(1 for tx, ct in obs.commit_time.items() if t0 <= ct < t1)
         blocks = [b for b in obs.blocks if t0 <= b[0] < t1]
+        with RpcClient(nodes[0].config.rpc_socket, timeout=30) as c0:
+            m = c0.call("node.metrics")
+        extra = {"final_view": m["view"], "batch_cap": m.get("batch_cap")}
         return BenchResult(
             nodes=n,
             offered_tx_s=rate,
@@ -187,6 +191,7 @@ def run_bench(
             busy=busy,
             blocks=len(blocks),
             mean_block_txs=statistics.mean([b[1] for b in blocks]) if blocks else 0.0,
+            extra=extra,
         )
     finally:
         for nd in local_nodes(root / "c") if (root / "c" / "genesis.toml").exists() else []:

@@ -57,6 +57,7 @@ def register(server: RpcServer, driver: Driver) -> None:
             rpc_connections=server.connections,
             offenses={orgs[i].org_id: n for i, n in d.metrics.offenses.items()},
             memory=d.memory(),
+            batch_cap=d.batch_cap(),
         )
         return out
 

@@ -162,6 +162,7 @@ class Driver:
         self._last_inclusion_ms = 0  # when a block last carried one of our pool's transactions
         self._decoded: OrderedDict[bytes, Transaction] = OrderedDict()  # verified in blocks
         self._last_proposal_ms = 0
+        self._exec_ms_per_tx = 0.0  # moving average: what a transaction costs to execute here
         self._pending_pp: dict[int, tuple[PrePrepare, Block]] = {}
         self._forward: list[bytes] = []
         self._forward_wake = trio.Event()
@@ -385,7 +386,12 @@ class Driver:
         self._proposed.difference_update(tx_ids)
         self.metrics.blocks += 1
         self.metrics.txs += len(tx_ids)
-        self.metrics.block_exec_ms.append((time.perf_counter() - started) * 1000)
+        exec_ms = (time.perf_counter() - started) * 1000
+        self.metrics.block_exec_ms.append(exec_ms)
+        if len(tx_ids) >= 20:
+            per_tx = exec_ms / len(tx_ids)
+            a = self._exec_ms_per_tx
+            self._exec_ms_per_tx = per_tx if a == 0 else 0.8 * a + 0.2 * per_tx
         self._publish(block, tx_ids, executed.results)
         for tx_id in tx_ids:
             w = self._commit_waiters.pop(tx_id, None)
@@ -424,6 +430,19 @@ class Driver:
 
     # -- proposals (primary) --------------------------------------------------------
 
+    def batch_cap(self) -> int:
+        """At most batch_max_txs, and no more than executes in a sixth of the view-change
+        timeout: a replica waiting longer than that timeout for the next block suspects
+        the primary, so an overloaded primary that cut huge blocks of expensive
+        transactions would be replaced again and again (throughput collapses). Smaller
+        blocks under heavy chaincode keep every replica's progress timer fed."""
+        params = self.genesis.consensus
+        per_tx = self._exec_ms_per_tx
+        if per_tx <= 0:
+            return params.batch_max_txs
+        budget_ms = params.view_change_timeout_ms / 6
+        return max(50, min(params.batch_max_txs, int(budget_ms / per_tx)))
+
     async def _maybe_propose(self) -> None:
         r = self.replica
         if self.halted or not r.can_propose() or r.delivered != self.ledger.seq:
@@ -436,7 +455,8 @@ class Driver:
         if unproposed <= 0:
             return
         now = self.clock()
-        if unproposed < params.batch_max_txs:
+        max_txs = self.batch_cap()
+        if unproposed < max_txs:
             # Cheap checks first (this runs after every input): wait for the batch timer
             # since the oldest pending transaction, and at least block_interval_ms since the
             # last proposal (fewer, fuller blocks: every block costs a round of messages).
@@ -449,7 +469,7 @@ class Driver:
                 if BATCH_TIMER not in self._timers:
                     self._set_timer(BATCH_TIMER, wait)
                 return
-        batch = self.pool.take(params.batch_max_txs, params.batch_max_bytes, self._proposed)
+        batch = self.pool.take(max_txs, params.batch_max_bytes, self._proposed)
         if not batch:
             return
         self._last_proposal_ms = now
