@@ -12,6 +12,7 @@ demo: $(STAMP)
 	$(BIN)/medchain demo $(if $(KEEP),--keep,) $(DEMO_ARGS)
 
 test: $(STAMP)
+	@sh scripts/browser-deps.sh
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -29,14 +29,28 @@ def consortium() -> None:
 @click.option(
     "--base-port", default=7100, show_default=True, help="First node's TCP port; the others follow."
 )
+@click.option(
+    "--http-base-port",
+    default=0,
+    show_default=True,
+    help="Turn on each node's web UI (explorer, patient portal) on 127.0.0.1 from this port; 0 = off.",
+)
 @click.option("--json", "as_json", is_flag=True)
 def init(
-    directory: Path, orgs: tuple[str, ...], chain_id: str | None, base_port: int, as_json: bool
+    directory: Path,
+    orgs: tuple[str, ...],
+    chain_id: str | None,
+    base_port: int,
+    http_base_port: int,
+    as_json: bool,
 ) -> None:
     """Create keys, node configs and the genesis for a new consortium."""
     try:
         specs = [OrgSpec.parse(o) for o in orgs]
-        genesis = init_consortium(directory, specs, chain_id=chain_id, base_port=base_port)
+        http_ports = [http_base_port + i for i in range(len(specs))] if http_base_port else None
+        genesis = init_consortium(
+            directory, specs, chain_id=chain_id, base_port=base_port, http_ports=http_ports
+        )
     except GenesisError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

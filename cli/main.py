@@ -11,6 +11,7 @@ from cli.evidence_cmd import evidence, proof
 from cli.keys import keygen
 from cli.net_cmd import net
 from cli.node_cmd import node
+from cli.portal_cmd import portal
 from cli.records_cmd import patient, practitioner, records
 from cli.status_cmds import block, status, tx
 
@@ -35,6 +36,7 @@ cli.add_command(patient)
 cli.add_command(records)
 cli.add_command(evidence)
 cli.add_command(proof)
+cli.add_command(portal)
 
 
 def main() -> None:

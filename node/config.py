@@ -37,7 +37,8 @@ class NodeConfig:
     peers: tuple[PeerConfig, ...] = ()
     log_level: str = "info"
     log_file: Path | None = None
-    http_port: int = 0  # 0 = explorer off
+    http_port: int = 0  # 0 = web UI (explorer, patient portal) off
+    http_host: str = "127.0.0.1"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -71,6 +72,7 @@ class NodeConfig:
                 log_level=str(doc.get("log_level", "info")),
                 log_file=p(doc["log_file"]) if doc.get("log_file") else None,
                 http_port=int(doc.get("http_port", 0)),
+                http_host=str(doc.get("http_host", "127.0.0.1")),
                 extra={k: v for k, v in doc.items() if k not in _KNOWN},
             )
         except KeyError as exc:
@@ -92,6 +94,7 @@ class NodeConfig:
             "rpc_socket": rel(self.rpc_socket),
             "log_level": self.log_level,
             "http_port": self.http_port,
+            "http_host": self.http_host,
             "peers": [
                 {"org_id": x.org_id, "node_key": x.node_key.hex(), "address": x.address}
                 for x in self.peers
@@ -117,4 +120,5 @@ _KNOWN = {
     "log_level",
     "log_file",
     "http_port",
+    "http_host",
 }

@@ -50,8 +50,11 @@ def init_consortium(
     consensus: ConsensusParams | None = None,
     passphrase: str | None = None,
     ports: list[int] | None = None,
+    http_ports: list[int] | None = None,
 ) -> Genesis:
-    """Write genesis.toml and, per organization, node.key, admin.key and node.toml."""
+    """Write genesis.toml and, per organization, node.key, admin.key and node.toml.
+
+    ``http_ports`` (one per organization) turns on each node's web UI."""
     directory = Path(directory).resolve()
     if (directory / GENESIS_FILE).exists():
         raise GenesisError(f"{directory / GENESIS_FILE} already exists; choose an empty directory")
@@ -86,7 +89,9 @@ def init_consortium(
         raise GenesisError("give one port per organization")
     port_of = ports or [base_port + i for i in range(len(orgs))]
     addresses = {o.org_id: f"/ip4/{host}/tcp/{port_of[i]}" for i, o in enumerate(orgs)}
-    for spec in orgs:
+    if http_ports is not None and len(http_ports) != len(orgs):
+        raise GenesisError("give one web UI port per organization")
+    for i, spec in enumerate(orgs):
         org_dir = directory / spec.org_id
         config = NodeConfig(
             org_id=spec.org_id,
@@ -101,6 +106,7 @@ def init_consortium(
                 if o.org_id != spec.org_id
             ),
             log_file=org_dir / "node.log",
+            http_port=http_ports[i] if http_ports else 0,
         )
         config.save(org_dir / NODE_CONFIG)
     return genesis

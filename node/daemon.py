@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ from node.records import RecordService
 from node.rpc import RpcServer
 from node.testfaults import enabled as faults_enabled
 from node.testfaults import register_faults
+from node.web.app import History, build_app
+from node.web.http import HttpServer
+from node.web.portal import Sessions
 from storage.genesis import Genesis
 from storage.keyfile import load_key
 from storage.ledger import Ledger
@@ -111,6 +115,15 @@ class Node:
                 extra={"event": "test-faults"},
             )
             register_faults(self.rpc, self.p2p.fault, validators.n, index)
+        self.http: HttpServer | None = None
+        self.history = History(self.driver)
+        if config.http_port:
+            sessions = Sessions(self.genesis.chain_id, org.org_id, time.monotonic)
+            self.http = HttpServer(
+                config.http_host,
+                config.http_port,
+                build_app(self.driver, sessions, self.history),
+            )
 
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> int:
         try:
@@ -119,6 +132,9 @@ class Node:
                 await nursery.start(self.transport.run)
                 await nursery.start(self.driver.run)
                 await nursery.start(self.rpc.serve)
+                if self.http is not None:
+                    await nursery.start(self.http.serve)
+                    nursery.start_soon(self.history.run)
                 nursery.start_soon(self._watch_halt, nursery.cancel_scope)
                 nursery.start_soon(self._trim_heap)
                 log.info(

@@ -56,6 +56,7 @@ from consensus.messages import (
 from consensus.replica import Replica, Restored
 from consensus.verify import Ed25519Verifier, verify_message
 from contracts.runtime import NONCE_NS, Executor, nonce_key
+from node import memory
 from node.chain import propose_block
 from node.consensus_store import ConsensusStore
 from node.events import EventHub
@@ -777,8 +778,11 @@ class Driver:
     def memory(self) -> dict[str, int]:
         """Sizes of everything that grows with traffic: each has a bound (soak test)."""
         r = self.replica
+        store_kb = getattr(self.ledger.store, "memory_kb", None)
         return {
             "rss_kb": _rss_kb(),
+            **memory.malloc_info(),
+            "leveldb_kb": store_kb() if store_kb is not None else 0,
             "python_blocks": sys.getallocatedblocks(),
             "pool_txs": len(self.pool),
             "decoded_txs": len(self._decoded),

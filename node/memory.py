@@ -89,3 +89,37 @@ def log_growth(top: int = 12) -> None:
                 extra={"event": "heap-growth"},
             )
     _last = snap
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def malloc_info() -> dict[str, int]:
+    """glibc's view (KiB): heap obtained by brk/arenas, in mmapped chunks, in use, free.
+    Free heap that does not go back to the OS is fragmentation."""
+    lib = _glibc()
+    if lib is None or not hasattr(lib, "mallinfo2"):
+        return {}
+    lib.mallinfo2.restype = _Mallinfo2
+    m = lib.mallinfo2()
+    return {
+        "malloc_heap_kb": m.arena // 1024,
+        "malloc_mmap_kb": m.hblkhd // 1024,
+        "malloc_used_kb": m.uordblks // 1024,
+        "malloc_free_kb": m.fordblks // 1024,
+    }

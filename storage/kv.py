@@ -107,6 +107,11 @@ class LevelDBKV:
         value: bytes | None = self._db.get(key)
         return value
 
+    def memory_kb(self) -> int:
+        """LevelDB's own estimate of its memory (memtables, block cache, table cache)."""
+        v = self._db.get_property(b"leveldb.approximate-memory-usage")
+        return int(v) // 1024 if v else 0
+
     def scan(
         self, prefix: bytes, start: bytes | None = None, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:

@@ -37,14 +37,17 @@ class E2ECluster:
     n: int = 4
     params: ConsensusParams = TEST_PARAMS
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mc-e2e-")))
+    http: bool = False  # turn on every node's web UI
 
     def __post_init__(self) -> None:
         self.dir = self.root / "c"
+        ports = free_ports(2 * self.n if self.http else self.n)
         self.genesis: Genesis = init_consortium(
             self.dir,
             [OrgSpec.parse(x) for x in NAMES[: self.n]],
             consensus=self.params,
-            ports=free_ports(self.n),
+            ports=ports[: self.n],
+            http_ports=ports[self.n :] if self.http else None,
         )
         self.nodes: list[LocalNode] = local_nodes(self.dir)
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -201,9 +204,12 @@ class Load:
 
 @contextlib.contextmanager
 def cluster(
-    n: int = 4, start: bool = True, on_fail: Callable[[E2ECluster], None] | None = None
+    n: int = 4,
+    start: bool = True,
+    on_fail: Callable[[E2ECluster], None] | None = None,
+    http: bool = False,
 ) -> Iterator[E2ECluster]:
-    c = E2ECluster(n)
+    c = E2ECluster(n, http=http)
     try:
         if start:
             c.start_all()

@@ -1,0 +1,306 @@
+// medchain web UI: the consortium explorer and the patient portal.
+// Everything here talks to this node's /api; nothing is loaded from elsewhere.
+// A patient's key stays in this page: it signs the login challenge and
+// transactions with WebCrypto (Ed25519) and is never sent anywhere.
+"use strict";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const view = () => $("#view");
+let timers = [];
+let eventSource = null;
+const portal = { me: null, seed: null, publicKey: null };
+
+function clearTimers() {
+  timers.forEach(clearInterval);
+  timers = [];
+  if (eventSource) { eventSource.close(); eventSource = null; }
+}
+
+function esc(s) {
+  return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+}
+const short = (h, n = 12) => (h && h.length > n ? h.slice(0, n) + "…" : h || "");
+const time = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) + " UTC" : "");
+const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+const unhex = (s) => Uint8Array.from(s.match(/../g) || [], (x) => parseInt(x, 16));
+
+async function api(path, opts = {}) {
+  const res = await fetch(path, { credentials: "same-origin", ...opts });
+  const body = await res.json().catch(() => ({ error: res.statusText }));
+  if (!res.ok) throw new Error(body.error || res.statusText);
+  return body;
+}
+const post = (path, body) => api(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body || {}) });
+
+function who(s) {
+  if (!s) return "";
+  if (s.kind === "patient") return `patient <span class="mono">${esc(short(s.id, 10))}</span>`;
+  if (s.kind === "practitioner") return `practitioner <span class="mono">${esc(short(s.id, 10))}</span> @ ${esc(s.org)}`;
+  if (s.org) return `${esc(s.kind)} @ ${esc(s.org)}`;
+  return `${esc(s.kind)} <span class="mono">${esc(s.id)}</span>`;
+}
+
+function showError(err) {
+  view().innerHTML = `<section><p class="error">${esc(err.message || err)}</p><p><a href="#/">Back to the consortium</a></p></section>`;
+}
+
+// -- consortium ---------------------------------------------------------------
+
+async function consortiumPage() {
+  view().innerHTML = `
+    <h1>Consortium</h1>
+    <section><div class="stats" id="stats"></div></section>
+    <section><h2>Members</h2><table id="members"><thead><tr><th>Organization</th><th>Role</th><th>Node</th><th>Liveness</th><th></th></tr></thead><tbody></tbody></table></section>
+    <section><h2>Commit rate and latency (this node, last minutes)</h2>
+      <div class="legend"><span class="r">— committed tx/s</span><span class="l">- - p50 commit latency (ms)</span></div>
+      <svg class="chart" id="chart" viewBox="0 0 800 180" preserveAspectRatio="none"></svg></section>
+    <section><h2>Recent blocks</h2><table id="blocks"><thead><tr><th>Height</th><th>Hash</th><th>Txs</th><th>Time</th><th>Proposer</th></tr></thead><tbody></tbody></table></section>`;
+  const refresh = async () => {
+    try {
+      const [s, members, blocks] = await Promise.all([api("/api/status"), api("/api/members"), api("/api/blocks?limit=15")]);
+      $("#stats").innerHTML = [
+        ["Height", `<span id="height">${s.height}</span>`],
+        ["View", `<span id="view-no">${s.view}</span>${s.view_changing ? " (changing)" : ""}`],
+        ["Primary", esc(s.primary)],
+        ["This node", esc(s.org)],
+        ["Members", `${s.members} (f = ${s.f})`],
+        ["Pool", s.pool],
+      ].map(([k, v]) => `<div class="stat">${k}<b>${v}</b></div>`).join("");
+      $("#footer").textContent = `chain ${s.chain_id} · state root ${short(s.state_root, 16)}`;
+      $("#members tbody").innerHTML = members.map((m) => `<tr>
+        <td>${esc(m.name)} <span class="muted">(${esc(m.org_id)})</span></td><td>${esc(m.role)}</td>
+        <td class="mono">${esc(short(m.node_key, 16))}${m.this_node ? ' <span class="pill">this node</span>' : ""}</td>
+        <td class="${m.up ? "up" : "down"}">${m.up ? "up" : "unreachable"}</td>
+        <td>${m.primary ? '<span class="pill">primary</span>' : ""}</td></tr>`).join("");
+      $("#blocks tbody").innerHTML = blocks.blocks.map((b) => `<tr>
+        <td><a href="#/block/${b.height}">${b.height}</a></td><td class="mono">${esc(short(b.hash, 20))}</td>
+        <td>${b.txs}</td><td>${time(b.timestamp_ms)}</td><td>${esc(b.proposer)}</td></tr>`).join("");
+    } catch (e) { $("#stats").innerHTML = `<p class="error">${esc(e.message)}</p>`; }
+  };
+  const chart = async () => {
+    try { drawChart((await api("/api/history")).samples); } catch (e) { /* next time */ }
+  };
+  await Promise.all([refresh(), chart()]);
+  timers.push(setInterval(refresh, 1500), setInterval(chart, 5000));
+}
+
+function drawChart(samples) {
+  const svg = $("#chart");
+  if (!svg) return;
+  const W = 800, H = 180, pad = 24;
+  const pts = samples.filter((s) => s.tx_per_s !== null);
+  if (pts.length < 2) { svg.innerHTML = `<text x="10" y="20">collecting samples…</text>`; return; }
+  const t0 = pts[0].t_ms, t1 = pts[pts.length - 1].t_ms || t0 + 1;
+  const maxR = Math.max(1, ...pts.map((p) => p.tx_per_s));
+  const maxL = Math.max(1, ...pts.map((p) => p.p50_ms || 0));
+  const x = (t) => pad + ((t - t0) / Math.max(1, t1 - t0)) * (W - 2 * pad);
+  const y = (v, m) => H - pad - (v / m) * (H - 2 * pad);
+  const line = (f, m) => pts.map((p, i) => `${i ? "L" : "M"}${x(p.t_ms).toFixed(1)},${y(f(p), m).toFixed(1)}`).join(" ");
+  svg.innerHTML = `
+    <path class="rate" d="${line((p) => p.tx_per_s, maxR)}"/>
+    <path class="lat" d="${line((p) => p.p50_ms || 0, maxL)}"/>
+    <text x="4" y="14">${maxR.toFixed(0)} tx/s</text>
+    <text x="${W - 90}" y="14">${maxL} ms</text>
+    <text x="4" y="${H - 6}">${Math.round((t1 - t0) / 60000)} min</text>`;
+}
+
+async function blockPage(ref) {
+  const b = await api(`/api/blocks/${encodeURIComponent(ref)}`);
+  const h = b.header, c = b.certificate;
+  view().innerHTML = `
+    <h1>Block <span id="block-height">${b.height}</span></h1>
+    <section><h2>Header</h2><dl class="kv">
+      <dt>Hash</dt><dd class="mono" id="block-hash">${esc(b.hash)}</dd>
+      <dt>Previous</dt><dd class="mono">${b.height > 1 ? `<a href="#/block/${b.height - 1}">${esc(h.prev_hash)}</a>` : esc(h.prev_hash)}</dd>
+      <dt>Time</dt><dd>${time(h.timestamp_ms)}</dd>
+      <dt>Proposer</dt><dd>${esc(h.proposer_org)}</dd>
+      <dt>Transactions Merkle root</dt><dd class="mono">${esc(h.tx_root)} <span class="muted">(RFC 6962 over ${b.tx_ids.length} tx ids)</span></dd>
+      <dt>State root before / after</dt><dd class="mono">${esc(h.state_root)}<br>${esc(b.state_root_after)}</dd>
+      <dt>Validator set</dt><dd class="mono">${esc(h.validator_set_hash)}</dd>
+    </dl></section>
+    <section><h2>Commit certificate</h2>${c ? `<p id="cert-summary">${c.votes.length} of ${b.quorum} required signatures (view ${c.view}, sequence ${c.seq}) from ${c.votes.map((v) => esc(v.org)).join(", ")}</p>` : '<p class="muted">none</p>'}</section>
+    <section><h2>Transactions</h2><table id="txs"><thead><tr><th>#</th><th>Tx id</th><th>Call</th><th>Sender</th><th>Result</th></tr></thead><tbody>
+      ${b.txs.map((t, i) => `<tr><td>${i}</td><td class="mono"><a href="#/tx/${t.tx_id}">${esc(short(t.tx_id, 20))}</a></td><td>${esc(t.contract)}.${esc(t.method)}</td><td>${who(t.sender)}</td><td class="${t.ok ? "permit" : "deny"}">${t.ok ? "ok" : "failed"}</td></tr>`).join("")}
+    </tbody></table></section>`;
+}
+
+async function txPage(id) {
+  const t = await api(`/api/tx/${encodeURIComponent(id)}`);
+  view().innerHTML = `<h1>Transaction</h1><section><dl class="kv">
+    <dt>Id</dt><dd class="mono">${esc(t.tx_id)}</dd>
+    <dt>Status</dt><dd>${esc(t.status)}${t.reason ? ` — ${esc(t.reason)}` : ""}</dd>
+    <dt>Block</dt><dd>${t.height ? `<a href="#/block/${t.height}">${t.height}</a> (index ${t.index})` : ""}</dd>
+    <dt>Call</dt><dd>${esc(t.contract)}.${esc(t.method)}</dd>
+    <dt>Sender</dt><dd>${who(t.sender)}</dd>
+    <dt>Arguments</dt><dd><pre class="mono">${esc(JSON.stringify(t.args, null, 1))}</pre></dd>
+    <dt>Events</dt><dd><pre class="mono">${esc(JSON.stringify(t.events, null, 1))}</pre></dd>
+  </dl></section>`;
+}
+
+async function recordPage(id) {
+  const r = await api(`/api/records/${encodeURIComponent(id)}`);
+  const row = (v) => `<tr><td>${v.version}</td><td>${esc(v.category)}</td><td>${esc(v.clinical_date)}</td><td>${esc(v.custodian)}</td><td class="mono">${esc(short(v.content_hash, 20))}</td><td class="mono">${esc(short(v.patient, 10))}</td></tr>`;
+  view().innerHTML = `<h1>Record <span class="mono">${esc(id)}</span></h1>
+    <section><p class="muted">The record's content stays encrypted at its custodian; the chain holds its fingerprint.</p>
+    <table><thead><tr><th>Version</th><th>Category</th><th>Clinical date</th><th>Custodian</th><th>SHA-256</th><th>Patient (pseudonym)</th></tr></thead>
+    <tbody>${r.history.map(row).join("")}</tbody></table></section>`;
+}
+
+// -- patient portal ---------------------------------------------------------
+
+const PKCS8_ED25519 = unhex("302e020100300506032b657004220420");
+
+async function importSeed(seed) {
+  const der = new Uint8Array(PKCS8_ED25519.length + 32);
+  der.set(PKCS8_ED25519); der.set(seed, PKCS8_ED25519.length);
+  return crypto.subtle.importKey("pkcs8", der, { name: "Ed25519" }, false, ["sign"]);
+}
+async function sign(seed, bytes) {
+  return new Uint8Array(await crypto.subtle.sign({ name: "Ed25519" }, await importSeed(seed), bytes));
+}
+
+async function readKeyFile(file) {
+  let doc;
+  try { doc = JSON.parse(await file.text()); } catch (e) { throw new Error("that is not a medchain key file"); }
+  if (!doc || doc.medchain_key === undefined) throw new Error("that is not a medchain key file");
+  if (!doc.seed) throw new Error("this key file is encrypted: sign the challenge with `medchain portal sign` and paste the signature below");
+  return { seed: unhex(doc.seed), publicKey: doc.public_key };
+}
+
+async function portalPage() {
+  try {
+    portal.me = await api("/api/portal/me");
+    return renderPatient();
+  } catch (e) { /* not signed in */ }
+  view().innerHTML = `
+    <h1>Patient portal</h1>
+    <section><h2>Sign in with your key</h2>
+      <p class="muted">Your key file is read by this page only: it signs a one-time challenge from the node, and it is never uploaded.</p>
+      <div class="row"><input type="file" id="keyfile" accept=".json,.key,application/json"><button id="signin">Sign in</button></div>
+      <p id="signin-error" class="error" hidden></p>
+    </section>
+    <section><h2>Or sign with the command line (encrypted keys)</h2>
+      <div class="row"><button class="secondary" id="get-challenge">Get a challenge</button></div>
+      <pre class="mono" id="cli-cmd"></pre>
+      <label>Public key (hex)<input type="text" id="cli-key"></label>
+      <label>Signature (hex)<input type="text" id="cli-sig"></label>
+      <div class="row"><button id="cli-signin">Sign in</button></div>
+    </section>`;
+  const fail = (e) => { const p = $("#signin-error"); p.hidden = false; p.textContent = e.message || e; };
+  $("#signin").onclick = async () => {
+    try {
+      const f = $("#keyfile").files[0];
+      if (!f) throw new Error("choose your key file first");
+      const k = await readKeyFile(f);
+      const ch = await post("/api/portal/challenge");
+      const msg = MsgPack.encode([ch.domain, ch.chain_id, ch.audience, unhex(ch.challenge)]);
+      const sig = await sign(k.seed, msg);
+      await post("/api/portal/login", { public_key: k.publicKey, challenge: ch.challenge, signature: hex(sig) });
+      portal.seed = k.seed; portal.publicKey = k.publicKey;
+      await portalPage();
+    } catch (e) { fail(e); }
+  };
+  let cliChallenge = null;
+  $("#get-challenge").onclick = async () => {
+    cliChallenge = await post("/api/portal/challenge");
+    $("#cli-cmd").textContent = `medchain portal sign --key YOUR_KEY_FILE --chain-id ${cliChallenge.chain_id} --audience ${cliChallenge.audience} --challenge ${cliChallenge.challenge}`;
+  };
+  $("#cli-signin").onclick = async () => {
+    try {
+      if (!cliChallenge) throw new Error("get a challenge first");
+      await post("/api/portal/login", { public_key: $("#cli-key").value.trim(), challenge: cliChallenge.challenge, signature: $("#cli-sig").value.trim() });
+      await portalPage();
+    } catch (e) { fail(e); }
+  };
+}
+
+function renderPatient() {
+  const me = portal.me;
+  const canSign = portal.seed !== null && portal.publicKey === me.public_key;
+  view().innerHTML = `
+    <h1>Your records <span class="muted mono" id="patient-id">${esc(me.patient)}</span></h1>
+    <div class="row"><button class="secondary" id="logout">Sign out</button><span class="muted" id="live">live updates: connecting…</span></div>
+    <section><h2>Who used your data</h2><table id="access-log"><thead><tr><th>When</th><th>Record</th><th>By</th><th>Purpose</th><th>Decision</th><th>Under consent</th></tr></thead><tbody></tbody></table></section>
+    <section><h2>Your consents</h2><p id="consent-msg" hidden></p><table id="consents"><thead><tr><th>Consent</th><th>For</th><th>Purpose</th><th>Scope</th><th>Until</th><th>Status</th><th></th></tr></thead><tbody></tbody></table>
+      ${canSign ? "" : '<p class="muted">To revoke from this page, sign in with your key file.</p>'}</section>
+    <section><h2>Your records across institutions</h2><table id="records"><thead><tr><th>Date</th><th>Category</th><th>Held by</th><th>Record</th></tr></thead><tbody></tbody></table>
+      <p class="muted">Contents stay encrypted at each institution; fetch them with <code>medchain records timeline</code>.</p></section>`;
+  $("#logout").onclick = async () => { await post("/api/portal/logout"); portal.seed = null; portal.me = null; location.hash = "#/portal"; portalPage(); };
+  fillPatient(new Set());
+  eventSource = new EventSource("/api/portal/events");
+  eventSource.onopen = () => { $("#live").textContent = "live updates: on"; };
+  eventSource.onerror = () => { const l = $("#live"); if (l) l.textContent = "live updates: reconnecting…"; };
+  const reload = async () => {
+    const before = new Set(portal.me.accesses.map((a) => a.access_id));
+    try { portal.me = await api("/api/portal/me"); fillPatient(before); } catch (e) { /* session over */ }
+  };
+  ["access", "consent", "records"].forEach((k) => eventSource.addEventListener(k, reload));
+}
+
+function fillPatient(seen) {
+  const me = portal.me;
+  const canSign = portal.seed !== null && portal.publicKey === me.public_key;
+  const acc = [...me.accesses].sort((a, b) => b.timestamp_ms - a.timestamp_ms);
+  $("#access-log tbody").innerHTML = acc.map((a) => `<tr class="${seen.size && !seen.has(a.access_id) ? "fresh" : ""}" data-access="${esc(a.access_id)}">
+    <td>${time(a.timestamp_ms)}</td><td class="mono">${esc(a.record_id)}</td><td>${esc(a.requester_org || "")} <span class="muted">${esc(a.requester_kind || "")}</span></td>
+    <td>${esc(a.purpose)}</td><td class="${a.decision === "permit" ? "permit" : "deny"}">${esc(a.decision)}${a.reason ? ` — ${esc(a.reason)}` : ""}</td>
+    <td class="mono">${esc(short(a.consent_id || "", 10))}</td></tr>`).join("") || '<tr><td colspan="6" class="muted">nobody has asked for your records yet</td></tr>';
+  $("#consents tbody").innerHTML = me.consents.map((c) => `<tr data-consent="${esc(c.id)}">
+    <td class="mono">${esc(short(c.id, 12))}</td><td>${esc(c.grantee)}</td><td>${esc(c.purpose)}</td>
+    <td>${esc((c.categories || []).join(", ") || "all")}${c.period ? ` · ${esc(JSON.stringify(c.period))}` : ""}</td>
+    <td>${time(c.expires_ms)}</td><td class="status">${esc(c.status)}</td>
+    <td>${c.status === "active" ? `<button class="revoke" data-id="${esc(c.id)}" ${canSign ? "" : "disabled"}>Revoke</button>` : ""}</td></tr>`).join("") || '<tr><td colspan="7" class="muted">no consents</td></tr>';
+  document.querySelectorAll("button.revoke").forEach((b) => { b.onclick = () => revoke(b.dataset.id); });
+  $("#records tbody").innerHTML = me.records.map((r) => `<tr><td>${esc(r.clinical_date)}</td><td>${esc(r.category)}</td><td>${esc(r.custodian_name || r.custodian)}</td><td class="mono">${esc(r.record_id)}</td></tr>`).join("") || '<tr><td colspan="4" class="muted">no records</td></tr>';
+}
+
+async function revoke(consentId) {
+  const msg = $("#consent-msg");
+  msg.hidden = false; msg.className = "notice"; msg.textContent = "signing and committing…";
+  try {
+    const me = portal.me;
+    const sender = unhex(portal.publicKey);
+    const nonce = BigInt(Date.now()) * 1000n;
+    const args = { consent_id: consentId };
+    const unsigned = ["medchain/tx/v1", me.chain_id, sender, nonce, "consent", "revoke", args];
+    const sig = await sign(portal.seed, MsgPack.encode(unsigned));
+    const tx = MsgPack.encode([me.chain_id, sender, nonce, "consent", "revoke", args, sig]);
+    const res = await post("/api/portal/submit", { tx: hex(tx) });
+    if (res.status !== "committed") throw new Error(res.reason || res.status);
+    msg.textContent = `consent revoked in block ${res.height}`;
+    portal.me = await api("/api/portal/me");
+    fillPatient(new Set(portal.me.accesses.map((a) => a.access_id)));
+  } catch (e) { msg.className = "error"; msg.textContent = e.message || e; }
+}
+
+// -- routing ------------------------------------------------------------------
+
+async function route() {
+  clearTimers();
+  const h = location.hash.replace(/^#\/?/, "");
+  const [page, ...rest] = h.split("/");
+  const arg = decodeURIComponent(rest.join("/"));
+  $("#nav-consortium").classList.toggle("active", page !== "portal");
+  $("#nav-portal").classList.toggle("active", page === "portal");
+  try {
+    if (page === "block") await blockPage(arg);
+    else if (page === "tx") await txPage(arg);
+    else if (page === "record") await recordPage(arg);
+    else if (page === "portal") await portalPage();
+    else await consortiumPage();
+  } catch (e) { showError(e); }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#search").onsubmit = async (ev) => {
+    ev.preventDefault();
+    const q = $("#search-q").value.trim();
+    if (!q) return;
+    try {
+      const r = await api(`/api/search?q=${encodeURIComponent(q)}`);
+      location.hash = `#/${r.kind}/${encodeURIComponent(r.ref)}`;
+    } catch (e) { showError(e); }
+  };
+  window.addEventListener("hashchange", route);
+  route();
+});

@@ -1,0 +1,257 @@
+"""The web UI in a real browser (Debian's Chromium, headless, driven by
+Playwright) against a real 4-node consortium: the explorer's height advances,
+a block opens, a patient signs in with their key (in the page, and with the
+CLI for encrypted keys), watches a new access arrive live, revokes a consent
+and sees the next access denied; a wrong signature is refused; nobody without
+a session sees a patient's data. Screenshots go to artifacts/web/."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contracts.sdk import anchor_sign_bytes
+from node.client import RpcClient, TxBuilder
+from storage.crypto import Signer
+from storage.keyfile import save_key
+from tests.e2e.harness import E2ECluster, cluster
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts" / "web"
+CHROMIUM = os.environ.get("MEDCHAIN_CHROMIUM", "/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def send(cl: RpcClient, b: TxBuilder, contract: str, method: str, args: Any) -> Any:
+    res = cl.submit(b.build(contract, method, args), wait=True, timeout_ms=30_000)
+    assert res["status"] == "committed", f"{contract}.{method}: {res}"
+    return res["result"]
+
+
+def setup_patient(c: E2ECluster, key_file: Path) -> dict[str, Any]:
+    """A patient with two records at hospital A, a doctor at B, a consent for B."""
+    chain = c.genesis.chain_id
+    signer = Signer(hashlib.sha256(b"web patient").digest())
+    save_key(key_file, signer)
+    patient = TxBuilder(signer, chain)
+    doc_a = TxBuilder(Signer(hashlib.sha256(b"web doctor a").digest()), chain)
+    doc_b = TxBuilder(Signer(hashlib.sha256(b"web doctor b").digest()), chain)
+    with c.client(0) as A, c.client(1) as B:
+        pseudonym = send(A, patient, "registry", "register_patient", {})["pseudonym"]
+        for cl, admin, doc, lic in (
+            (A, c.builders[0], doc_a, "A-7"),
+            (B, c.builders[1], doc_b, "B-7"),
+        ):
+            send(
+                cl,
+                admin,
+                "registry",
+                "register_practitioner",
+                {
+                    "key": doc.public_key,
+                    "license": lic,
+                    "department": "cardiology",
+                    "role": "physician",
+                },
+            )
+        for rid, cat, date in (
+            ("w-cond-1", "Condition", "2026-10-01"),
+            ("w-proc-1", "Procedure", "2026-10-02"),
+        ):
+            content = f"record {rid}".encode()
+            ch, fr = hashlib.sha256(content).digest(), hashlib.sha256(b"f" + content).digest()
+            send(
+                A,
+                doc_a,
+                "records",
+                "anchor",
+                {
+                    "record_id": rid,
+                    "patient": pseudonym,
+                    "custodian": "hospital-a",
+                    "category": cat,
+                    "clinical_date": date,
+                    "content_hash": ch,
+                    "fields_root": fr,
+                    "author": doc_a.public_key,
+                    "author_sig": doc_a.signer.sign(
+                        anchor_sign_bytes(chain, rid, 1, pseudonym, "hospital-a", cat, date, ch, fr)
+                    ),
+                },
+            )
+        consent = send(
+            A,
+            patient,
+            "consent",
+            "grant",
+            {
+                "grantee_kind": "org",
+                "grantee": "hospital-b",
+                "categories": ["Condition"],
+                "purpose": "treatment",
+                "period": {"last_days": 730},
+                "days": 30,
+            },
+        )["consent_id"]
+    c.sync()
+    return {"pseudonym": pseudonym, "doc_b": doc_b, "consent": consent, "signer": signer}
+
+
+def access(c: E2ECluster, doc_b: TxBuilder, record: str) -> str:
+    with c.client(1) as B:
+        return str(
+            send(B, doc_b, "access", "request", {"record_id": record, "purpose": "treatment"})[
+                "decision"
+            ]
+        )
+
+
+def http_get(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.mark.skipif(
+    os.environ.get("MEDCHAIN_SKIP_BROWSER") == "1", reason="MEDCHAIN_SKIP_BROWSER=1"
+)
+def test_explorer_and_patient_portal_in_chromium(tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    assert Path(CHROMIUM).exists(), (
+        f"no Chromium at {CHROMIUM} (make test installs it: scripts/browser-deps.sh)"
+    )
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with cluster(4, http=True) as c:
+        key_file = tmp_path / "patient.key"
+        p = setup_patient(c, key_file)
+        base = f"http://127.0.0.1:{c.nodes[0].config.http_port}"
+        # operators (no session) see no patient data
+        status, body = http_get(base + "/api/portal/me")
+        assert status == 401 and "sign in" in body["error"]
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+            try:
+                page = browser.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                # -- the consortium page: height advances without a reload
+                page.goto(base + "/")
+                expect(page.locator("#members tbody tr")).to_have_count(4)
+                expect(page.locator("#members")).to_contain_text("Hospital A")
+                h0 = int(page.text_content("#height") or "0")
+                page.evaluate("window.__marker = 'same page'")
+                tx_ids = [c.submit(i % 4, i % 4, f"web-{i}") for i in range(6)]
+                c.wait_committed(tx_ids, [0])
+                page.wait_for_function(
+                    f"() => Number(document.querySelector('#height').textContent) > {h0}",
+                    timeout=15_000,
+                )
+                assert page.evaluate("window.__marker") == "same page"
+                page.screenshot(path=str(ARTIFACTS / "consortium.png"), full_page=True)
+                # -- a block page: header, certificate, transactions
+                page.locator("#blocks tbody tr a").first.click()
+                expect(page.locator("#cert-summary")).to_contain_text("of 3 required signatures")
+                assert len(page.text_content("#block-hash") or "") == 64
+                expect(page.locator("#txs tbody tr").first).to_be_visible()
+                page.screenshot(path=str(ARTIFACTS / "block.png"), full_page=True)
+                # -- search by tx id
+                page.fill("#search-q", tx_ids[0])
+                page.press("#search-q", "Enter")
+                expect(page.locator("main")).to_contain_text(tx_ids[0])
+                expect(page.locator("main")).to_contain_text("kv.put")
+                # -- the patient signs in with their key file (signed in the page)
+                page.goto(base + "/#/portal")
+                page.set_input_files("#keyfile", str(key_file))
+                page.click("#signin")
+                expect(page.locator("#patient-id")).to_have_text(p["pseudonym"])
+                expect(page.locator("#records")).to_contain_text("w-cond-1")
+                expect(page.locator("#consents")).to_contain_text("hospital-b")
+                expect(page.locator("#live")).to_have_text("live updates: on")
+                page.evaluate("window.__marker = 'portal'")
+                # -- a doctor at hospital B reads a record: the access appears live
+                assert access(c, p["doc_b"], "w-cond-1") == "permit"
+                row = page.locator("#access-log tbody tr", has_text="w-cond-1")
+                expect(row).to_contain_text("permit", timeout=15_000)
+                expect(row).to_contain_text("hospital-b")
+                assert page.evaluate("window.__marker") == "portal", "the page was reloaded"
+                page.screenshot(path=str(ARTIFACTS / "portal-access.png"), full_page=True)
+                # -- revoke the consent from the page (signed in the browser)
+                page.click(f"button.revoke[data-id='{p['consent']}']")
+                expect(page.locator("#consent-msg")).to_contain_text("consent revoked in block")
+                expect(page.locator(f"tr[data-consent='{p['consent']}'] .status")).to_have_text(
+                    "revoked"
+                )
+                # the next access is denied, and that too appears live
+                assert access(c, p["doc_b"], "w-cond-1") == "deny"
+                expect(page.locator("#access-log tbody tr", has_text="revoked")).to_have_count(
+                    1, timeout=15_000
+                )
+                page.screenshot(path=str(ARTIFACTS / "portal-revoked.png"), full_page=True)
+                assert not errors, errors
+                # -- a wrong signature is refused (fresh browser context: no session)
+                other = browser.new_context().new_page()
+                other.goto(base + "/#/portal")
+                other.click("#get-challenge")
+                expect(other.locator("#cli-cmd")).to_contain_text("--challenge ")
+                cmd = other.text_content("#cli-cmd") or ""
+                challenge = cmd.split("--challenge ")[1].strip()
+                thief = Signer.generate()
+                other.fill("#cli-key", p["signer"].public_key.hex())
+                other.fill("#cli-sig", thief.sign(bytes.fromhex(challenge)).hex())
+                other.click("#cli-signin")
+                expect(other.locator("#signin-error")).to_contain_text("does not verify")
+                other.screenshot(path=str(ARTIFACTS / "wrong-signature.png"), full_page=True)
+                # -- the CLI path for encrypted keys: medchain portal sign
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "cli",
+                        "portal",
+                        "sign",
+                        "--key",
+                        str(key_file),
+                        "--json",
+                        *cmd.split("medchain portal sign --key YOUR_KEY_FILE ")[1].split(),
+                    ],
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=60,
+                )
+                signed = json.loads(out.stdout)
+                other.fill("#cli-key", signed["public_key"])
+                other.fill("#cli-sig", signed["signature"])
+                other.click("#cli-signin")
+                expect(other.locator("#patient-id")).to_have_text(p["pseudonym"])
+                # signed in without the key in the page: revoking needs the key file
+                expect(other.locator("main")).to_contain_text("sign in with your key file")
+                # -- by now the commit-rate chart has samples to draw
+                page.goto(base + "/")
+                expect(page.locator("#chart path.rate")).to_have_count(1, timeout=20_000)
+                page.screenshot(path=str(ARTIFACTS / "consortium-chart.png"), full_page=True)
+            finally:
+                browser.close()
