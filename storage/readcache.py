@@ -1,11 +1,17 @@
 """A bounded read cache of committed state, safe with one committing thread and
 any number of readers.
 
-Only keys that were read are cached (absent ones too); a commit refreshes the
+Only keys that were read and exist are cached; a commit refreshes the
 entries it touches and never adds others (most writes, like a new record's
 anchor, are not read again soon). When full, the oldest quarter goes. A read
 that raced a commit is not cached (the commit epoch changed under it), so the
 cache never holds a value older than the committed state.
+
+Absent keys are not cached: on a ledger they are nearly all one-off lookups
+(a transaction's nonce, a new record's id) that are never asked again, and
+caching them churned the whole cache every couple of minutes — the churn of
+short-lived entries among long-lived ones fragmented the Python heap, so RSS
+crept up with a flat object count (soak test).
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class ReadCache:
             return v  # type: ignore[return-value]
         epoch = self._epoch
         value = load(key)
+        if value is None:
+            return None
         with self._lock:
             if self._epoch == epoch:
                 if len(self._d) >= self.limit:

@@ -157,10 +157,14 @@ def test_read_cache_is_bounded_and_never_stale() -> None:
     cache = ReadCache(limit=8)
     for i in range(100):
         k = b"k%d" % i
-        assert cache.get(k, store.get) is None  # absent keys are cached too
+        assert cache.get(k, store.get) is None
+        assert k not in cache._d  # absent keys are not cached (one-off lookups)
+        store[k] = b"v"
+        assert cache.get(k, store.get) == b"v"
         assert len(cache) <= 8
     # A commit refreshes what is cached and adds nothing else.
-    cache.get(b"a", store.get)
+    store[b"a"] = b"0"
+    assert cache.get(b"a", store.get) == b"0"
     store[b"a"] = b"1"
     store[b"new"] = b"2"
     cache.committed({b"a": b"1", b"new": b"2"})
