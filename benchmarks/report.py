@@ -90,6 +90,46 @@ def soak_table(report: dict[str, Any]) -> list[str]:
     ]
 
 
+def chaos_table(d: Path) -> list[str]:
+    p = d / "chaos.json"
+    if not p.exists():
+        return []
+    doc = json.loads(p.read_text())
+    out = [
+        "| n | seconds | kills | pauses | link cuts | acknowledged | committed | lost | duplicated "
+        "| height | view changes | ledgers verified | problems |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in doc["runs"]:
+        out.append(
+            f"| {r['n']} | {r['seconds']:.0f} | {r['kills']} | {r['pauses']} | {r['cuts']} "
+            f"| {r['acknowledged']} | {r['committed']} | {r['lost']} | {r['duplicated']} "
+            f"| {r['height']} | {r['view_changes']} | {r['ledgers_verified']}/{r['n']} | {len(r['problems'])} |"
+        )
+    t = doc["total"]
+    out.append(
+        f"| **all {t['runs']} runs** | | {t['kills']} | {t['pauses']} | {t['cuts']} | {t['acknowledged']} "
+        f"| {t['committed']} | {t['lost']} | {t['duplicated']} | | | | {t['problems']} |"
+    )
+    return out
+
+
+def fuzz_table(d: Path) -> list[str]:
+    p = d / "fuzz.json"
+    if not p.exists():
+        return []
+    out = [
+        "| decoder (target) | inputs | edges covered | corpus | seconds | findings |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in json.loads(p.read_text()):
+        out.append(
+            f"| {r['target']} | {r['inputs']} | {r.get('edges', '-')} | {r.get('corpus', '-')} "
+            f"| {r['seconds']} | {len(r['findings'])} |"
+        )
+    return out
+
+
 def mb(v: list[int]) -> str:
     return "/".join(f"{x / 1024:.0f}" for x in v)
 
@@ -104,6 +144,8 @@ def main() -> None:
         ("One node killed", killed_table(report)),
         ("Catch-up of a restarted node", catchup_table(report)),
         ("Soak", soak_table(report)),
+        ("Chaos runs", chaos_table(d)),
+        ("Fuzzing (libFuzzer via atheris)", fuzz_table(d)),
     ]:
         if rows:
             print(f"### {title}\n")
