@@ -315,6 +315,8 @@ class Replica:
         slot.preprepare = pp
         out.append(Persist(SlotRecord(pp.seq, pp)))
         self._record_prepare(pp.seq, slot, out)
+        if self._equivocated(pp.seq, slot, out):  # others' prepares may arrive first
+            return
         self._check_prepared(pp.seq, slot, out)
         self._arm_progress(out)
 
@@ -340,16 +342,23 @@ class Replica:
         if p.sender in slot.prepares:
             return
         slot.prepares[p.sender] = p
-        pp = slot.preprepare
-        if pp is not None:
-            conflicting = {q.sender for q in slot.prepares.values() if q.digest != pp.digest}
-            if len(conflicting) > self.cfg.f:
-                # f+1 replicas, so at least one honest one, got a different pre-prepare.
-                self._equivocation(
-                    f"replicas {sorted(conflicting)} prepared another batch at seq {p.seq}", out
-                )
-                return
+        if self._equivocated(p.seq, slot, out):
+            return
         self._check_prepared(p.seq, slot, out)
+
+    def _equivocated(self, seq: int, slot: Slot, out: list[Action]) -> bool:
+        """f+1 replicas, so at least one honest one, prepared another batch than the
+        pre-prepare we accepted: the primary sent different ones."""
+        pp = slot.preprepare
+        if pp is None:
+            return False
+        conflicting = {q.sender for q in slot.prepares.values() if q.digest != pp.digest}
+        if len(conflicting) <= self.cfg.f:
+            return False
+        self._equivocation(
+            f"replicas {sorted(conflicting)} prepared another batch at seq {seq}", out
+        )
+        return True
 
     def _check_prepared(self, seq: int, slot: Slot, out: list[Action]) -> None:
         pp = slot.preprepare

@@ -208,6 +208,18 @@ def test_equivocation_detected_by_f_plus_1_conflicting_prepares() -> None:
     assert "Broadcast:ViewChange" in kinds(out)
 
 
+def test_equivocation_detected_when_the_prepares_arrive_before_the_preprepare() -> None:
+    """Found in CI under load: the other replicas' prepares can overtake the
+    (slow, equivocating) primary's pre-prepare; the check must run on its arrival too."""
+    h = Harness(4)
+    h.feed(1, MessageReceived(h.sign(2, Prepare(0, 1, sha(b"b"), 2))))
+    h.feed(1, MessageReceived(h.sign(3, Prepare(0, 1, sha(b"c"), 3))))
+    out = h.feed(1, MessageReceived(h.sign(0, PrePrepare(0, 1, NOW, sha(b"a"), b"a", 0))))
+    rep = next(x for x in out if isinstance(x, Report))
+    assert rep.offender == 0 and "equivocated" in rep.text
+    assert "Broadcast:ViewChange" in kinds(out)
+
+
 def _view_change(h: Harness, senders: list[int], to: int = 1) -> dict[int, ViewChange]:
     vcs = {}
     for i in senders:
