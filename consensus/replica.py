@@ -442,6 +442,10 @@ class Replica:
             if self.fetch_target and self.delivered >= self.fetch_target:
                 self.fetch_target = 0
                 out.append(CancelTimer(TIMER_FETCH))
+                # Messages for batches committed while we were far behind were outside
+                # our window and dropped: ask once for anything committed since, or a
+                # replica that caught up as the load stopped would stay behind.
+                out.append(FetchState(self.delivered + 1, 0))
 
     # -- progress timer ----------------------------------------------------------------
 
