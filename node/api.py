@@ -112,15 +112,7 @@ def register(server: RpcServer, driver: Driver) -> None:
             except ValueError as exc:
                 raise RpcError(INVALID_PARAMS, f"signed query refused: {exc}") from None
         try:
-            result = d.executor.query(
-                d.ledger,
-                contract,
-                method,
-                args,
-                d.ledger.height,
-                d.ledger.last_timestamp_ms,
-                caller=caller,
-            )
+            result = d.query(contract, method, args, caller)
         except ChaincodeError as exc:
             raise query_error(exc) from None
         return to_json(result)

@@ -773,6 +773,18 @@ class Driver:
                 )
                 self.transport.send(reply.sender, CHANNEL_SYNC, req.encode())
 
+    def query(self, contract: str, method: str, args: Any, caller: bytes = b"") -> Any:
+        """A read-only chaincode query against the committed state (raises ChaincodeError)."""
+        return self.executor.query(
+            self.ledger,
+            contract,
+            method,
+            args,
+            self.ledger.height,
+            self.ledger.last_timestamp_ms,
+            caller=caller,
+        )
+
     # -- status ---------------------------------------------------------------------
 
     def memory(self) -> dict[str, int]:

@@ -95,17 +95,7 @@ def build_app(d: Driver, sessions: Sessions, history: History) -> Router:
 
     def query(contract: str, method: str, args: Any, caller: bytes = b"") -> Any:
         try:
-            return to_json(
-                d.executor.query(
-                    d.ledger,
-                    contract,
-                    method,
-                    args,
-                    d.ledger.height,
-                    d.ledger.last_timestamp_ms,
-                    caller=caller,
-                )
-            )
+            return to_json(d.query(contract, method, args, caller))
         except ChaincodeError as exc:
             raise HttpError(404 if "not anchored" in str(exc) else 400, str(exc)) from None
 
@@ -255,7 +245,7 @@ def build_app(d: Driver, sessions: Sessions, history: History) -> Router:
                 return json_response({"kind": "tx", "ref": q.lower()})
         if len(q) <= 128:
             try:
-                d.executor.query(d.ledger, "records", "get", {"record_id": q}, d.ledger.height, 0)
+                d.query("records", "get", {"record_id": q})
                 return json_response({"kind": "record", "ref": q})
             except ChaincodeError:
                 pass
