@@ -120,6 +120,9 @@ class Replica:
         self.exec_roots: dict[int, bytes] = {}
         self.checkpoint_votes: dict[int, dict[bytes, dict[int, Checkpoint]]] = defaultdict(dict)
         self.ahead_checkpoints: dict[int, Checkpoint] = {}  # sender -> latest beyond our window
+        # sender -> highest seq it committed beyond our window (those messages are dropped;
+        # f+1 of them mean the batch is decided, so we fetch it instead).
+        self.ahead_commits: dict[int, int] = {}
         # sender -> {view: its view change}; a few recent views each, so a view change that
         # a replica has since moved past still counts toward the quorum for its view.
         self.view_changes: dict[int, dict[int, ViewChange]] = defaultdict(dict)
@@ -380,12 +383,24 @@ class Replica:
 
     def _on_commit(self, c: Commit, out: list[Action]) -> None:
         if not self._in_window(c.seq):
+            if c.seq > self.high:
+                self._note_ahead_commit(c, out)
             return
         slot = self.slots.setdefault(c.seq, Slot())
         if c.sender in slot.commits:
             return
         slot.commits[c.sender] = c
         self._check_committed(c.seq, slot, out)
+
+    def _note_ahead_commit(self, c: Commit, out: list[Action]) -> None:
+        """A commit beyond our window: remember the sender's highest; once f+1 replicas (one
+        of them honest, so the batch is prepared at a quorum) committed beyond us, fetch."""
+        if c.seq <= self.ahead_commits.get(c.sender, 0):
+            return
+        self.ahead_commits[c.sender] = c.seq
+        ahead = sorted(self.ahead_commits.values(), reverse=True)
+        if len(ahead) > self.cfg.f and ahead[self.cfg.f] > self.high:
+            self._want_state(ahead[self.cfg.f], out)
 
     def _check_committed(self, seq: int, slot: Slot, out: list[Action]) -> None:
         if slot.committed:
@@ -519,6 +534,18 @@ class Replica:
             prev = self.ahead_checkpoints.get(c.sender)
             if prev is None or c.seq > prev.seq:
                 self.ahead_checkpoints[c.sender] = c
+            same = [
+                x
+                for x in self.ahead_checkpoints.values()
+                if x.seq == c.seq and x.state_root == c.state_root
+            ]
+            if len(same) >= self.cfg.quorum:
+                # A stable checkpoint beyond our window (its proof is the quorum's signatures):
+                # move the window there and fetch up to it, so that the messages of the
+                # batches after it are no longer dropped while we catch up.
+                proof = tuple(sorted(same, key=lambda x: x.sender)[: self.cfg.quorum])
+                self._make_stable(c.seq, c.state_root, proof, out)
+                return
             ahead = sorted(
                 (x.seq for x in self.ahead_checkpoints.values() if x.seq > self.high), reverse=True
             )

@@ -321,6 +321,45 @@ def test_behind_replica_fetches_state_and_verifies_certificates() -> None:
     assert behind.delivered == 6
 
 
+def test_stable_checkpoint_beyond_the_window_moves_it_so_later_batches_are_not_dropped() -> None:
+    # Replica 3 missed seq 1..6. A quorum's checkpoint at 6 arrives (beyond its window 0..4):
+    # it moves its window there at once, so the messages of seq 7, sent while it is still
+    # fetching 1..6, are kept and 7 is delivered right after the transfer.
+    h = Harness(4, checkpoint_interval=2, log_window=4)
+    for k in range(6):
+        h.run({0: h.propose(b"b%d" % k, NOW + k)}, drop={(i, 3) for i in range(4)})
+    out: list[Action] = []
+    for i in (0, 1, 2):
+        out += h.feed(3, MessageReceived(h.sign(i, Checkpoint(6, sha(b"root 6"), i))))
+    behind = h.replicas[3]
+    assert behind.low == 6 and behind.delivered == 0
+    assert any(isinstance(a, FetchState) and a.to_seq == 6 for a in out)
+    h.run({0: h.propose(b"b6", NOW + 6)})  # seq 7, replica 3 included
+    assert h.delivered[3] == []
+    for d in h.delivered[0][:6]:
+        h.feed(3, StateFetched(CommittedEntry(d.seq, d.batch, d.certificate)))
+    assert [d.batch for d in h.delivered[3]] == [b"b%d" % k for k in range(7)]
+
+
+def test_commits_beyond_the_window_from_f_plus_1_replicas_start_a_fetch() -> None:
+    # The chain stops at seq 5 (no checkpoint after 4): the only sign that 5 exists is the
+    # commits replica 3 dropped while it was behind. f+1 of them make it fetch up to 5.
+    h = Harness(4, checkpoint_interval=2, log_window=4)
+    for k in range(5):
+        h.run({0: h.propose(b"b%d" % k, NOW + k)}, drop={(i, 3) for i in range(4)})
+    c5 = [c for c in h.replicas[0].slots[5].commits.values()]
+    out: list[Action] = []
+    for c in c5[:1]:
+        out += h.feed(3, MessageReceived(c))
+    assert not any(isinstance(a, FetchState) for a in out)  # one replica's word is not enough
+    for c in c5[1:2]:
+        out += h.feed(3, MessageReceived(c))
+    assert any(isinstance(a, FetchState) and a.to_seq == 5 for a in out)
+    for d in h.delivered[0]:
+        h.feed(3, StateFetched(CommittedEntry(d.seq, d.batch, d.certificate)))
+    assert h.replicas[3].delivered == 5
+
+
 def test_certificate_with_f_forged_signatures_rejected_at_boundary() -> None:
     signers = [Signer(bytes([i + 1]) * 32) for i in range(4)]
     verifier = Ed25519Verifier([s.public_key for s in signers])
