@@ -194,10 +194,13 @@ class LiveCluster:
             for k, f in enumerate(files)
         ]
 
-    def rss_kb(self, i: int) -> int:
+    def rss_kb(self, i: int, field: str = "VmRSS") -> int:
+        """A node's resident memory in KiB: ``VmRSS`` (all of it), ``RssAnon`` (heap and
+        stacks: what the node allocated) or ``RssFile`` (pages of mapped files: LevelDB
+        maps its table files, so reading them shows up here, reclaimable page cache)."""
         try:
             for line in Path(f"/proc/{self.procs[i].pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
         except OSError:
             pass
@@ -251,7 +254,9 @@ def catchup(out: Path, report: dict[str, Any]) -> None:
     (out / "suite.json").write_text(json.dumps(report, indent=2))
 
 
-def rss_growth(samples: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+def rss_growth(
+    samples: list[dict[str, Any]], key: str = "rss_kb"
+) -> tuple[list[float], list[float]]:
     """Per node, after the warm-up: growth from the median RSS of the first minute
     to the median of the last minute (single samples jitter by several percent
     as garbage is collected and trimmed), and the spread (max - min) / min."""
@@ -261,8 +266,8 @@ def rss_growth(samples: list[dict[str, Any]]) -> tuple[list[float], list[float]]
     if len(warm) < 2:
         return growth, spread
     t_first, t_last = warm[0]["t"], warm[-1]["t"]
-    for i in range(len(warm[0]["rss_kb"])):
-        series = [(s["t"], s["rss_kb"][i]) for s in warm if s["rss_kb"][i]]
+    for i in range(len(warm[0][key])):
+        series = [(s["t"], s[key][i]) for s in warm if s[key][i]]
         first = [v for t, v in series if t < t_first + 60]
         last = [v for t, v in series if t > t_last - 60]
         if first and last:
@@ -282,6 +287,8 @@ def soak(out: Path, seconds: float, rate: float, report: dict[str, Any]) -> None
             sample: dict[str, Any] = {
                 "t": round(time.time() - t0, 1),
                 "rss_kb": [c.rss_kb(i) for i in range(4)],
+                "anon_kb": [c.rss_kb(i, "RssAnon") for i in range(4)],
+                "file_kb": [c.rss_kb(i, "RssFile") for i in range(4)],
             }
             try:
                 with c.client(0) as cl:
@@ -290,7 +297,7 @@ def soak(out: Path, seconds: float, rate: float, report: dict[str, Any]) -> None
                 sample["node0"] = {"error": str(exc)}
             samples.append(sample)
             print(
-                f"  t={sample['t']:.0f}s rss MiB {[x // 1024 for x in sample['rss_kb']]} node0 {sample['node0']}",
+                f"  t={sample['t']:.0f}s rss MiB {[x // 1024 for x in sample['rss_kb']]} anon {[x // 1024 for x in sample['anon_kb']]} node0 {sample['node0']}",
                 flush=True,
             )
             time.sleep(10)
@@ -305,6 +312,7 @@ def soak(out: Path, seconds: float, rate: float, report: dict[str, Any]) -> None
             if f.is_file()
         )
         growth, spread = rss_growth(samples)
+        anon_growth, anon_spread = rss_growth(samples, "anon_kb")
         report["soak"] = {
             "seconds": seconds,
             "offered_tx_s": rate,
@@ -315,6 +323,8 @@ def soak(out: Path, seconds: float, rate: float, report: dict[str, Any]) -> None
             "rss_samples": samples,
             "rss_growth_after_warmup": growth,
             "rss_spread_after_warmup": spread,
+            "anon_growth_after_warmup": anon_growth,
+            "anon_spread_after_warmup": anon_spread,
             "warmup_s": WARMUP_S,
             "p50_ms": metrics["commit_latency_ms"]["p50_recent"],
             "p99_ms": metrics["commit_latency_ms"]["p99_recent"],
@@ -323,7 +333,8 @@ def soak(out: Path, seconds: float, rate: float, report: dict[str, Any]) -> None
             f"soak {seconds:.0f}s at {rate:.0f} tx/s: {txs} txs, ledger {ledger_bytes / max(txs, 1):.0f} bytes/tx, "
             f"RSS growth after {WARMUP_S} s warm-up per node (median of the first minute -> "
             f"median of the last): {', '.join(f'{g * 100:+.1f}%' for g in growth)}; "
-            f"spread (max-min)/min: {', '.join(f'{g * 100:.1f}%' for g in spread)}",
+            f"spread (max-min)/min: {', '.join(f'{g * 100:.1f}%' for g in spread)}; "
+            f"anonymous memory only (RssAnon): {', '.join(f'{g * 100:+.1f}%' for g in anon_growth)}",
             flush=True,
         )
     finally:
