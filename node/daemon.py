@@ -122,7 +122,7 @@ class Node:
             self.http = HttpServer(
                 config.http_host,
                 config.http_port,
-                build_app(self.driver, sessions, self.history),
+                build_app(self.driver, sessions, self.history, self.records),
             )
 
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> int:

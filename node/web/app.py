@@ -10,7 +10,6 @@ log are shown only to a session that proved it holds the patient's key
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections import deque
@@ -24,15 +23,14 @@ from contracts.runtime import ChaincodeError
 from contracts.sdk import pseudonym_of
 from node.api import block_json, tx_status
 from node.driver import Driver
-from node.events import EventFilter
 from node.jsonval import to_json
-from node.pool import PoolReject
+from node.records import RecordService
 from node.web.http import HttpError, Request, Response, Router, json_response
-from node.web.portal import DOMAIN_LOGIN, PortalError, Sessions
+from node.web.portal import Sessions
+from node.web.portal_api import add_portal_routes
 from storage.codec import DecodeError
 from storage.tx import Transaction
 
-COOKIE = "mc_session"
 HISTORY_EVERY_S = 5.0
 HISTORY_SAMPLES = 180  # 15 minutes
 STATIC = {
@@ -40,9 +38,8 @@ STATIC = {
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "msgpack.js": "text/javascript; charset=utf-8",
+    "nacl.js": "text/javascript; charset=utf-8",
 }
-# What a patient may submit through the portal (signed in the browser).
-PORTAL_TXS = {("consent", "revoke")}
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -81,7 +78,9 @@ def _static(name: str) -> bytes:
     return (resources.files("node.web") / "static" / name).read_bytes()
 
 
-def build_app(d: Driver, sessions: Sessions, history: History) -> Router:
+def build_app(
+    d: Driver, sessions: Sessions, history: History, records: RecordService | None = None
+) -> Router:
     g = d.genesis
     orgs = g.organizations
     r = Router()
@@ -251,133 +250,9 @@ def build_app(d: Driver, sessions: Sessions, history: History) -> Router:
                 pass
         raise HttpError(404, f"nothing found for {q!r}")
 
-    # -- patient portal -------------------------------------------------------------
-
-    def session(req: Request) -> Any:
-        token = req.cookie(COOKIE) or _bearer(req)
-        s = sessions.get(token)
-        if s is None:
-            raise HttpError(401, "sign in first: this is the patient's own data")
-        return s
-
-    @r.route("POST", "/api/portal/challenge")
-    async def challenge(req: Request) -> Response:
-        c = sessions.challenge()
-        return json_response(
-            {
-                "challenge": c.hex(),
-                "domain": DOMAIN_LOGIN,
-                "chain_id": g.chain_id,
-                "audience": sessions.audience,
-            }
-        )
-
-    @r.route("POST", "/api/portal/login")
-    async def login(req: Request) -> Response:
-        body = req.json()
-        try:
-            key = bytes.fromhex(str(body["public_key"]))
-            ch = bytes.fromhex(str(body["challenge"]))
-            sig = bytes.fromhex(str(body["signature"]))
-        except (KeyError, ValueError, TypeError):
-            raise HttpError(400, "send {public_key, challenge, signature} as hex") from None
-        who = resolve(d.ledger.state_get, g, key)
-        if who.kind != "patient" or not who.active:
-            raise HttpError(403, "that key is not an active patient of this consortium")
-        try:
-            token = sessions.login(key, ch, sig, who.id)
-        except PortalError as exc:
-            raise HttpError(403, str(exc)) from None
-        return json_response(
-            {"patient": who.id},
-            headers=[("set-cookie", f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/")],
-        )
-
-    @r.route("POST", "/api/portal/logout")
-    async def logout(req: Request) -> Response:
-        sessions.logout(req.cookie(COOKIE) or _bearer(req))
-        return json_response(
-            {"ok": True},
-            headers=[("set-cookie", f"{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")],
-        )
-
-    @r.route("GET", "/api/portal/me")
-    async def me(req: Request) -> Response:
-        s = session(req)
-        args = {"patient": s.patient}
-        recs = query("records", "by_patient", args, s.key)
-        names = {o.org_id: o.name for o in orgs}
-        for rec in recs:
-            rec["custodian_name"] = names.get(rec.get("custodian", ""), "")
-        return json_response(
-            {
-                "patient": s.patient,
-                "public_key": s.key.hex(),
-                "chain_id": g.chain_id,
-                "records": recs,
-                "consents": query("consent", "list_for_patient", args, s.key),
-                "accesses": query("access", "by_patient", args, s.key),
-            }
-        )
-
-    @r.route("GET", "/api/portal/events")
-    async def events(req: Request) -> Response:
-        s = session(req)
-
-        async def stream() -> Any:
-            sub = d.events.subscribe(
-                EventFilter(kinds=frozenset({"event"}), attrs={"patient": s.patient})
-            )
-            try:
-                yield b"retry: 1000\n: connected\n\n"
-                while sessions.get(req.cookie(COOKIE) or _bearer(req)) is not None:
-                    with trio.move_on_after(15) as cs:
-                        note = await sub.receive.receive()
-                    if cs.cancelled_caught:
-                        yield b": keep-alive\n\n"
-                        continue
-                    data = {
-                        "contract": note["contract"],
-                        "name": note["name"],
-                        "attrs": to_json(note["attrs"]),
-                        "tx_id": note["tx_id"],
-                        "height": note["height"],
-                    }
-                    yield f"event: {note['contract']}\ndata: {json.dumps(data)}\n\n".encode()
-            except trio.EndOfChannel:
-                return  # too slow a reader: dropped; the browser reconnects
-            finally:
-                sub.close()
-
-        return Response(200, content_type="text/event-stream", stream=stream)
-
-    @r.route("POST", "/api/portal/submit")
-    async def submit(req: Request) -> Response:
-        s = session(req)
-        try:
-            raw = bytes.fromhex(str(req.json()["tx"]))
-            t = Transaction.decode(raw)
-        except (KeyError, ValueError, TypeError, DecodeError) as exc:
-            raise HttpError(400, f"send {{tx: hex}} of a signed transaction ({exc})") from None
-        if t.sender != s.key:
-            raise HttpError(403, "the portal submits only the signed-in patient's own transactions")
-        if (t.contract, t.method) not in PORTAL_TXS:
-            raise HttpError(403, f"the portal does not submit {t.contract}.{t.method}")
-        try:
-            tx_id = await d.submit(raw)
-        except PoolReject as exc:
-            raise HttpError(400, f"{exc.code}: {exc}") from None
-        await d.wait_committed(tx_id, 10.0)
-        return json_response(tx_status(d, tx_id))
-
     del index, static, status, members, hist, blocks, block, tx, record, search
-    del challenge, login, logout, me, events, submit
+    add_portal_routes(r, d, sessions, records, query)
     return r
-
-
-def _bearer(req: Request) -> str | None:
-    auth = req.headers.get("authorization", "")
-    return auth[7:] if auth.lower().startswith("bearer ") else None
 
 
 def _int(v: str, lo: int, hi: int) -> int:

@@ -21,6 +21,7 @@ import pytest
 
 from contracts.sdk import anchor_sign_bytes
 from node.client import RpcClient, TxBuilder
+from node.jsonval import from_json
 from storage.crypto import Signer
 from storage.keyfile import save_key
 from tests.e2e.harness import E2ECluster, cluster
@@ -39,6 +40,19 @@ FLAGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+
+
+WEIGHT = {
+    "resourceType": "Observation",
+    "id": "w-weight-1",
+    "status": "final",
+    "code": {
+        "coding": [{"system": "http://loinc.org", "code": "29463-7", "display": "Body weight"}],
+        "text": "Body weight",
+    },
+    "effectiveDateTime": "2026-10-03T09:30:00Z",
+    "valueQuantity": {"value": 72.5, "unit": "kg"},
+}
 
 
 def send(cl: RpcClient, b: TxBuilder, contract: str, method: str, args: Any) -> Any:
@@ -98,6 +112,33 @@ def setup_patient(c: E2ECluster, key_file: Path) -> dict[str, Any]:
                     ),
                 },
             )
+        # A real FHIR resource in hospital B's vault, anchored by its doctor: the
+        # patient opens it from the portal of node 0 (fetched over libp2p from B).
+        stored = from_json(
+            B.call("records.put", {"items": [{"resource": WEIGHT, "patient": pseudonym}]})[0]
+        )
+        assert stored["status"] == "stored", stored
+        rid, cat, date = stored["record_id"], stored["category"], stored["clinical_date"]
+        ch, fr = stored["content_hash"], stored["fields_root"]
+        send(
+            B,
+            doc_b,
+            "records",
+            "anchor",
+            {
+                "record_id": rid,
+                "patient": pseudonym,
+                "custodian": "hospital-b",
+                "category": cat,
+                "clinical_date": date,
+                "content_hash": ch,
+                "fields_root": fr,
+                "author": doc_b.public_key,
+                "author_sig": doc_b.signer.sign(
+                    anchor_sign_bytes(chain, rid, 1, pseudonym, "hospital-b", cat, date, ch, fr)
+                ),
+            },
+        )
         consent = send(
             A,
             patient,
@@ -113,7 +154,13 @@ def setup_patient(c: E2ECluster, key_file: Path) -> dict[str, Any]:
             },
         )["consent_id"]
     c.sync()
-    return {"pseudonym": pseudonym, "doc_b": doc_b, "consent": consent, "signer": signer}
+    return {
+        "pseudonym": pseudonym,
+        "doc_b": doc_b,
+        "consent": consent,
+        "signer": signer,
+        "weight": rid,
+    }
 
 
 def access(c: E2ECluster, doc_b: TxBuilder, record: str) -> str:
@@ -128,6 +175,17 @@ def access(c: E2ECluster, doc_b: TxBuilder, record: str) -> str:
 def http_get(url: str) -> tuple[int, Any]:
     try:
         with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def http_post(url: str, body: Any) -> tuple[int, Any]:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
@@ -149,6 +207,8 @@ def test_explorer_and_patient_portal_in_chromium(tmp_path: Path) -> None:
         base = f"http://127.0.0.1:{c.nodes[0].config.http_port}"
         # operators (no session) see no patient data
         status, body = http_get(base + "/api/portal/me")
+        assert status == 401 and "sign in" in body["error"]
+        status, body = http_post(base + "/api/portal/fetch", {"tx": "00"})
         assert status == 401 and "sign in" in body["error"]
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
@@ -197,6 +257,18 @@ def test_explorer_and_patient_portal_in_chromium(tmp_path: Path) -> None:
                 expect(row).to_contain_text("hospital-b")
                 assert page.evaluate("window.__marker") == "portal", "the page was reloaded"
                 page.screenshot(path=str(ARTIFACTS / "portal-access.png"), full_page=True)
+                # -- the patient opens a record held by hospital B: signed in the page,
+                # logged on chain, sealed to the patient's key, opened and checked here
+                page.click(f"button.open-record[data-id='{p['weight']}']")
+                expect(page.locator("#record-integrity")).to_contain_text(
+                    "matches the fingerprint anchored on chain", timeout=30_000
+                )
+                expect(page.locator("#record-view h3")).to_contain_text("Body weight")
+                expect(page.locator("#record-view h3")).to_contain_text("72.5 kg")
+                own = page.locator("#access-log tbody tr", has_text=p["weight"])
+                expect(own).to_contain_text("patient", timeout=15_000)
+                expect(own).to_contain_text("the patient's own record")
+                page.screenshot(path=str(ARTIFACTS / "portal-record.png"), full_page=True)
                 # -- revoke the consent from the page (signed in the browser)
                 page.click(f"button.revoke[data-id='{p['consent']}']")
                 expect(page.locator("#consent-msg")).to_contain_text("consent revoked in block")
@@ -255,3 +327,74 @@ def test_explorer_and_patient_portal_in_chromium(tmp_path: Path) -> None:
                 page.screenshot(path=str(ARTIFACTS / "consortium-chart.png"), full_page=True)
             finally:
                 browser.close()
+
+
+@pytest.mark.skipif(
+    os.environ.get("MEDCHAIN_SKIP_BROWSER") == "1", reason="MEDCHAIN_SKIP_BROWSER=1"
+)
+def test_the_page_opens_libsodium_sealed_boxes_and_refuses_altered_ones() -> None:
+    """nacl.js (BLAKE2b, XSalsa20, Poly1305 in JS; X25519 in WebCrypto) against
+    libsodium's crypto_box_seal through pynacl, at block-boundary sizes."""
+    import base64
+    import functools
+    import http.server
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    from node.records_wire import sealed_payload
+    from storage.crypto import seal_to
+
+    web = ROOT / "node" / "web"  # serves /static/... as the node does
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(web))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    signer = Signer(hashlib.sha256(b"sealed boxes").digest())
+    sizes = [0, 1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 1000, 70_000]
+    cases = [os.urandom(n) for n in sizes]
+    boxes = [base64.b64encode(seal_to(signer.public_key, m)).decode() for m in cases]
+    payload = sealed_payload(b'{"resourceType":"Observation"}', b"salt" * 8)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+            try:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{httpd.server_port}/static/index.html")
+                page.wait_for_function(
+                    "() => typeof Nacl === 'object' && typeof MsgPack === 'object'"
+                )
+                js_open = """async ([b64, seedHex]) => {
+                    const seed = Uint8Array.from(seedHex.match(/../g), (x) => parseInt(x, 16));
+                    const box = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                    try {
+                        const m = await Nacl.openSealed(box, seed);
+                        return Array.from(m, (x) => x.toString(16).padStart(2, "0")).join("");
+                    } catch (e) { return "error: " + e.message; }
+                }"""
+                seed = signer.seed.hex()
+                for m, b in zip(cases, boxes, strict=True):
+                    assert page.evaluate(js_open, [b, seed]) == m.hex(), len(m)
+                # altered anywhere (ephemeral key, tag, ciphertext), or the wrong key: refused
+                raw = base64.b64decode(boxes[12])
+                for at in (0, 31, 32, 47, 48, len(raw) - 1):
+                    bad = bytearray(raw)
+                    bad[at] ^= 1
+                    got = page.evaluate(js_open, [base64.b64encode(bytes(bad)).decode(), seed])
+                    assert got.startswith("error: "), at
+                other = Signer(hashlib.sha256(b"someone else").digest()).seed.hex()
+                assert page.evaluate(js_open, [boxes[12], other]).startswith("error: ")
+                # the sealed record payload decodes: [version, content, salt seed]
+                decoded = page.evaluate(
+                    """async ([b64, seedHex]) => {
+                        const seed = Uint8Array.from(seedHex.match(/../g), (x) => parseInt(x, 16));
+                        const box = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                        const [v, content, salt] = MsgPack.decode(await Nacl.openSealed(box, seed));
+                        return [v, new TextDecoder().decode(content), salt.length];
+                    }""",
+                    [base64.b64encode(seal_to(signer.public_key, payload)).decode(), seed],
+                )
+                assert decoded == [1, '{"resourceType":"Observation"}', 32]
+            finally:
+                browser.close()
+    finally:
+        httpd.shutdown()

@@ -1,7 +1,8 @@
 // medchain web UI: the consortium explorer and the patient portal.
 // Everything here talks to this node's /api; nothing is loaded from elsewhere.
 // A patient's key stays in this page: it signs the login challenge and
-// transactions with WebCrypto (Ed25519) and is never sent anywhere.
+// transactions with WebCrypto (Ed25519), opens records sealed to it
+// (nacl.js), and is never sent anywhere.
 "use strict";
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -223,8 +224,11 @@ function renderPatient() {
     <section><h2>Who used your data</h2><table id="access-log"><thead><tr><th>When</th><th>Record</th><th>By</th><th>Purpose</th><th>Decision</th><th>Under consent</th></tr></thead><tbody></tbody></table></section>
     <section><h2>Your consents</h2><p id="consent-msg" hidden></p><table id="consents"><thead><tr><th>Consent</th><th>For</th><th>Purpose</th><th>Scope</th><th>Until</th><th>Status</th><th></th></tr></thead><tbody></tbody></table>
       ${canSign ? "" : '<p class="muted">To revoke from this page, sign in with your key file.</p>'}</section>
-    <section><h2>Your records across institutions</h2><table id="records"><thead><tr><th>Date</th><th>Category</th><th>Held by</th><th>Record</th></tr></thead><tbody></tbody></table>
-      <p class="muted">Contents stay encrypted at each institution; fetch them with <code>medchain records timeline</code>.</p></section>`;
+    <section><h2>Your records across institutions</h2><table id="records"><thead><tr><th>Date</th><th>Category</th><th>Held by</th><th>Record</th><th></th></tr></thead><tbody></tbody></table>
+      <p class="muted">${canSign
+        ? "Contents stay encrypted at each institution. Open one: this page signs the request with your key, the institution logs the access on chain and sends the record sealed to your key, and it is decrypted and checked against its on-chain fingerprint here."
+        : "Contents stay encrypted at each institution. To open them here, sign in with your key file; or use <code>medchain records timeline</code>."}</p>
+      <div id="record-view"></div></section>`;
   $("#logout").onclick = async () => { await post("/api/portal/logout"); portal.seed = null; portal.me = null; location.hash = "#/portal"; portalPage(); };
   fillPatient(new Set());
   eventSource = new EventSource("/api/portal/events");
@@ -251,21 +255,66 @@ function fillPatient(seen) {
     <td>${time(c.expires_ms)}</td><td class="status">${esc(c.status)}</td>
     <td>${c.status === "active" ? `<button class="revoke" data-id="${esc(c.id)}" ${canSign ? "" : "disabled"}>Revoke</button>` : ""}</td></tr>`).join("") || '<tr><td colspan="7" class="muted">no consents</td></tr>';
   document.querySelectorAll("button.revoke").forEach((b) => { b.onclick = () => revoke(b.dataset.id); });
-  $("#records tbody").innerHTML = me.records.map((r) => `<tr><td>${esc(r.clinical_date)}</td><td>${esc(r.category)}</td><td>${esc(r.custodian_name || r.custodian)}</td><td class="mono">${esc(r.record_id)}</td></tr>`).join("") || '<tr><td colspan="4" class="muted">no records</td></tr>';
+  $("#records tbody").innerHTML = me.records.map((r) => `<tr data-record="${esc(r.record_id)}"><td>${esc(r.clinical_date)}</td><td>${esc(r.category)}</td><td>${esc(r.custodian_name || r.custodian)}</td><td class="mono">${esc(r.record_id)}</td>
+    <td><button class="secondary open-record" data-id="${esc(r.record_id)}" ${canSign ? "" : "disabled"}>Open</button></td></tr>`).join("") || '<tr><td colspan="5" class="muted">no records</td></tr>';
+  document.querySelectorAll("button.open-record").forEach((b) => { b.onclick = () => openRecord(b.dataset.id); });
+}
+
+let lastNonce = 0n;
+function nextNonce() {
+  const n = BigInt(Date.now()) * 1000n;
+  lastNonce = n > lastNonce ? n : lastNonce + 1n;
+  return lastNonce;
+}
+
+async function signTx(contract, method, args) {
+  const me = portal.me;
+  const sender = unhex(portal.publicKey);
+  const nonce = nextNonce();
+  const sig = await sign(portal.seed, MsgPack.encode(["medchain/tx/v1", me.chain_id, sender, nonce, contract, method, args]));
+  return hex(MsgPack.encode([me.chain_id, sender, nonce, contract, method, args, sig]));
+}
+
+function summary(res) {
+  const code = res.code || res.type?.[0] || res.vaccineCode || res.medicationCodeableConcept || {};
+  const what = code.text || code.coding?.[0]?.display || "";
+  const when = res.effectiveDateTime || res.onsetDateTime || res.performedPeriod?.start || res.period?.start || res.occurrenceDateTime || res.authoredOn || res.recordedDate || res.issued || "";
+  const value = res.valueQuantity ? `${res.valueQuantity.value} ${res.valueQuantity.unit || ""}` : res.valueCodeableConcept?.text || "";
+  return [res.resourceType, what, value, when].filter(Boolean).join(" · ");
+}
+
+async function openRecord(recordId) {
+  const out = $("#record-view");
+  const rec = portal.me.records.find((r) => r.record_id === recordId);
+  out.innerHTML = `<p class="notice">asking ${esc(rec.custodian_name || rec.custodian)} for record <span class="mono">${esc(recordId)}</span>…</p>`;
+  try {
+    const tx = await signTx("access", "request_many", { purpose: "treatment", records: [recordId] });
+    const reply = await post("/api/portal/fetch", { tx });
+    if (reply.error) throw new Error(reply.error);
+    const item = reply.items.find((i) => i.record_id === recordId);
+    if (!item || item.status !== "ok") throw new Error(item ? `${item.status}: ${item.reason}` : "no answer for this record");
+    const sealed = Uint8Array.from(atob(item.sealed), (c) => c.charCodeAt(0));
+    const [, content] = MsgPack.decode(await Nacl.openSealed(sealed, portal.seed));
+    const digest = hex(new Uint8Array(await crypto.subtle.digest("SHA-256", content)));
+    const anchored = rec.content_hash?.$bytes ?? String(rec.content_hash);  // bytes travel as {$bytes: hex}
+    const verified = digest === anchored;
+    const resource = JSON.parse(new TextDecoder().decode(content));
+    out.innerHTML = `<article class="record" data-record="${esc(recordId)}">
+      <h3>${esc(summary(resource))}</h3>
+      <p class="${verified ? "permit" : "deny"}" id="record-integrity">${verified
+        ? `SHA-256 ${esc(short(digest, 16))} matches the fingerprint anchored on chain`
+        : `INTEGRITY ERROR: SHA-256 ${esc(short(digest, 16))} differs from the anchored ${esc(short(anchored, 16))}`}</p>
+      <p class="muted">held by ${esc(rec.custodian_name || rec.custodian)}; this access is in your log (transaction <span class="mono">${esc(short(reply.tx_id, 16))}</span>)</p>
+      <details><summary>FHIR resource</summary><pre class="mono" id="record-json">${esc(JSON.stringify(resource, null, 1))}</pre></details></article>`;
+  } catch (e) { out.innerHTML = `<p class="error">${esc(e.message || e)}</p>`; }
 }
 
 async function revoke(consentId) {
   const msg = $("#consent-msg");
   msg.hidden = false; msg.className = "notice"; msg.textContent = "signing and committing…";
   try {
-    const me = portal.me;
-    const sender = unhex(portal.publicKey);
-    const nonce = BigInt(Date.now()) * 1000n;
-    const args = { consent_id: consentId };
-    const unsigned = ["medchain/tx/v1", me.chain_id, sender, nonce, "consent", "revoke", args];
-    const sig = await sign(portal.seed, MsgPack.encode(unsigned));
-    const tx = MsgPack.encode([me.chain_id, sender, nonce, "consent", "revoke", args, sig]);
-    const res = await post("/api/portal/submit", { tx: hex(tx) });
+    const tx = await signTx("consent", "revoke", { consent_id: consentId });
+    const res = await post("/api/portal/submit", { tx });
     if (res.status !== "committed") throw new Error(res.reason || res.status);
     msg.textContent = `consent revoked in block ${res.height}`;
     portal.me = await api("/api/portal/me");

@@ -81,5 +81,57 @@ const MsgPack = (() => {
     throw new TypeError("cannot encode " + typeof v);
   }
 
-  return { encode };
+  // Decode one msgpack value (the sealed record payload [version, content, salts]).
+  function decode(buf) {
+    const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    let at = 0;
+    const need = (n) => { if (at + n > buf.length) throw new Error("msgpack: truncated"); };
+    const u = (n) => {
+      need(n);
+      const v = n === 1 ? dv.getUint8(at) : n === 2 ? dv.getUint16(at) : n === 4 ? dv.getUint32(at) : Number(dv.getBigUint64(at));
+      at += n;
+      return v;
+    };
+    const bytes = (n) => { need(n); const b = buf.slice(at, at + n); at += n; return b; };
+    const text = (n) => new TextDecoder("utf-8", { fatal: true }).decode(bytes(n));
+    const arr = (n) => Array.from({ length: n }, () => one());
+    const map = (n) => { const o = {}; for (let i = 0; i < n; i++) { const k = one(); o[k] = one(); } return o; };
+    function one() {
+      const t = u(1);
+      if (t < 0x80) return t;
+      if (t >= 0xe0) return t - 0x100;
+      if ((t & 0xe0) === 0xa0) return text(t & 0x1f);
+      if ((t & 0xf0) === 0x90) return arr(t & 0x0f);
+      if ((t & 0xf0) === 0x80) return map(t & 0x0f);
+      switch (t) {
+        case 0xc0: return null;
+        case 0xc2: return false;
+        case 0xc3: return true;
+        case 0xc4: return bytes(u(1));
+        case 0xc5: return bytes(u(2));
+        case 0xc6: return bytes(u(4));
+        case 0xcc: return u(1);
+        case 0xcd: return u(2);
+        case 0xce: return u(4);
+        case 0xcf: return u(8);
+        case 0xd0: { need(1); const v = dv.getInt8(at); at += 1; return v; }
+        case 0xd1: { need(2); const v = dv.getInt16(at); at += 2; return v; }
+        case 0xd2: { need(4); const v = dv.getInt32(at); at += 4; return v; }
+        case 0xd3: { need(8); const v = Number(dv.getBigInt64(at)); at += 8; return v; }
+        case 0xd9: return text(u(1));
+        case 0xda: return text(u(2));
+        case 0xdb: return text(u(4));
+        case 0xdc: return arr(u(2));
+        case 0xdd: return arr(u(4));
+        case 0xde: return map(u(2));
+        case 0xdf: return map(u(4));
+        default: throw new Error("msgpack: unsupported type 0x" + t.toString(16));
+      }
+    }
+    const v = one();
+    if (at !== buf.length) throw new Error("msgpack: trailing bytes");
+    return v;
+  }
+
+  return { encode, decode };
 })();

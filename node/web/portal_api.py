@@ -1,0 +1,201 @@
+"""The patient portal's API: sign in by signing a challenge with the patient's
+key, see one's records, consents and access log (live, by server-sent events),
+submit one's own consent revocations, and fetch one's records' contents sealed
+to one's key (opened in the browser; the node that serves the page never holds
+them in clear unless it is their custodian).
+
+Every route but the challenge and the login needs a session: a cookie (or a
+bearer token for scripts) from ``/api/portal/login``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from contracts.identity import resolve
+from node.api import tx_status
+from node.driver import Driver
+from node.events import EventFilter
+from node.jsonval import to_json
+from node.pool import PoolReject
+from node.records import RecordService
+from node.web.http import HttpError, Request, Response, Router, json_response
+from node.web.portal import DOMAIN_LOGIN, PortalError, Sessions
+from storage.codec import DecodeError
+from storage.tx import Transaction
+
+COOKIE = "mc_session"
+# What a patient may submit through the portal (signed in the browser).
+PORTAL_TXS = {("consent", "revoke")}
+# What a patient may send to fetch records: an access request naming them.
+FETCH_TXS = {("access", "request_many")}
+
+
+def add_portal_routes(
+    r: Router,
+    d: Driver,
+    sessions: Sessions,
+    records: RecordService | None,
+    query: Callable[..., Any],
+) -> None:
+    g = d.genesis
+    orgs = g.organizations
+
+    def signed_tx(req: Request, s: Any, allowed: set[tuple[str, str]]) -> tuple[bytes, Transaction]:
+        try:
+            raw = bytes.fromhex(str(req.json()["tx"]))
+            t = Transaction.decode(raw)
+        except (KeyError, ValueError, TypeError, DecodeError) as exc:
+            raise HttpError(400, f"send {{tx: hex}} of a signed transaction ({exc})") from None
+        if t.sender != s.key:
+            raise HttpError(403, "the portal submits only the signed-in patient's own transactions")
+        if (t.contract, t.method) not in allowed:
+            raise HttpError(403, f"the portal does not submit {t.contract}.{t.method} here")
+        return raw, t
+
+    def session(req: Request) -> Any:
+        token = req.cookie(COOKIE) or _bearer(req)
+        s = sessions.get(token)
+        if s is None:
+            raise HttpError(401, "sign in first: this is the patient's own data")
+        return s
+
+    @r.route("POST", "/api/portal/challenge")
+    async def challenge(req: Request) -> Response:
+        c = sessions.challenge()
+        return json_response(
+            {
+                "challenge": c.hex(),
+                "domain": DOMAIN_LOGIN,
+                "chain_id": g.chain_id,
+                "audience": sessions.audience,
+            }
+        )
+
+    @r.route("POST", "/api/portal/login")
+    async def login(req: Request) -> Response:
+        body = req.json()
+        try:
+            key = bytes.fromhex(str(body["public_key"]))
+            ch = bytes.fromhex(str(body["challenge"]))
+            sig = bytes.fromhex(str(body["signature"]))
+        except (KeyError, ValueError, TypeError):
+            raise HttpError(400, "send {public_key, challenge, signature} as hex") from None
+        who = resolve(d.ledger.state_get, g, key)
+        if who.kind != "patient" or not who.active:
+            raise HttpError(403, "that key is not an active patient of this consortium")
+        try:
+            token = sessions.login(key, ch, sig, who.id)
+        except PortalError as exc:
+            raise HttpError(403, str(exc)) from None
+        return json_response(
+            {"patient": who.id},
+            headers=[("set-cookie", f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/")],
+        )
+
+    @r.route("POST", "/api/portal/logout")
+    async def logout(req: Request) -> Response:
+        sessions.logout(req.cookie(COOKIE) or _bearer(req))
+        return json_response(
+            {"ok": True},
+            headers=[("set-cookie", f"{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")],
+        )
+
+    @r.route("GET", "/api/portal/me")
+    async def me(req: Request) -> Response:
+        s = session(req)
+        args = {"patient": s.patient}
+        recs = query("records", "by_patient", args, s.key)
+        names = {o.org_id: o.name for o in orgs}
+        for rec in recs:
+            rec["custodian_name"] = names.get(rec.get("custodian", ""), "")
+        return json_response(
+            {
+                "patient": s.patient,
+                "public_key": s.key.hex(),
+                "chain_id": g.chain_id,
+                "records": recs,
+                "consents": query("consent", "list_for_patient", args, s.key),
+                "accesses": query("access", "by_patient", args, s.key),
+            }
+        )
+
+    @r.route("GET", "/api/portal/events")
+    async def events(req: Request) -> Response:
+        s = session(req)
+
+        async def stream() -> Any:
+            sub = d.events.subscribe(
+                EventFilter(kinds=frozenset({"event"}), attrs={"patient": s.patient})
+            )
+            try:
+                yield b"retry: 1000\n: connected\n\n"
+                while sessions.get(req.cookie(COOKIE) or _bearer(req)) is not None:
+                    with trio.move_on_after(15) as cs:
+                        note = await sub.receive.receive()
+                    if cs.cancelled_caught:
+                        yield b": keep-alive\n\n"
+                        continue
+                    data = {
+                        "contract": note["contract"],
+                        "name": note["name"],
+                        "attrs": to_json(note["attrs"]),
+                        "tx_id": note["tx_id"],
+                        "height": note["height"],
+                    }
+                    yield f"event: {note['contract']}\ndata: {json.dumps(data)}\n\n".encode()
+            except trio.EndOfChannel:
+                return  # too slow a reader: dropped; the browser reconnects
+            finally:
+                sub.close()
+
+        return Response(200, content_type="text/event-stream", stream=stream)
+
+    @r.route("POST", "/api/portal/submit")
+    async def submit(req: Request) -> Response:
+        s = session(req)
+        raw, _ = signed_tx(req, s, PORTAL_TXS)
+        try:
+            tx_id = await d.submit(raw)
+        except PoolReject as exc:
+            raise HttpError(400, f"{exc.code}: {exc}") from None
+        await d.wait_committed(tx_id, 10.0)
+        return json_response(tx_status(d, tx_id))
+
+    @r.route("POST", "/api/portal/fetch")
+    async def fetch(req: Request) -> Response:
+        """Fetch the patient's own records from their custodian: the browser signs an
+        ``access.request_many`` naming them; the custodian commits the access entry,
+        then returns each record sealed to the patient's key (base64), or why not."""
+        s = session(req)
+        if records is None:
+            raise HttpError(503, "this node does not serve records")
+        raw, _ = signed_tx(req, s, FETCH_TXS)
+        reply = await records.fetch(raw)
+        return json_response(
+            {
+                "tx_id": reply.tx_id.hex(),
+                "error": reply.error,
+                "items": [
+                    {
+                        "record_id": it.record_id,
+                        "status": it.status,
+                        "reason": it.reason,
+                        "sealed": base64.b64encode(it.sealed).decode() if it.sealed else "",
+                    }
+                    for it in reply.items
+                ],
+            }
+        )
+
+    del challenge, login, logout, me, events, submit, fetch
+
+
+def _bearer(req: Request) -> str | None:
+    auth = req.headers.get("authorization", "")
+    return auth[7:] if auth.lower().startswith("bearer ") else None
