@@ -677,6 +677,14 @@ class Driver:
             self._garbage(msg.peer, f"undecodable transaction batch: {exc}")
             return
 
+        # Skip what we already hold or committed before paying for a signature check: after
+        # a view change or a rebroadcast, most of a batch is transactions we already have.
+        raws = [
+            r for r in raws if (t := sha256(r)) not in self.pool and self.ledger.tx(t) is None
+        ]
+        if not raws:
+            return
+
         def check_all() -> list[tuple[Transaction, bytes] | str]:
             out: list[tuple[Transaction, bytes] | str] = []
             for raw in raws:

@@ -95,7 +95,10 @@ class LevelDBKV:
 
     def __init__(self, path: Path, create: bool = True) -> None:
         try:
-            self._db = plyvel.DB(str(path), create_if_missing=create)
+            # Bloom filters: most reads of a node look up keys that do not exist (new tx
+            # ids, new record ids, first nonces); without a filter each such read searches
+            # a data block in every level, and touches its pages (RSS of mapped tables).
+            self._db = plyvel.DB(str(path), create_if_missing=create, bloom_filter_bits=10)
         except plyvel.IOError as exc:
             raise StoreError(
                 f"cannot open LevelDB at {path}: {exc} (is another node using it?)"
