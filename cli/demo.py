@@ -117,7 +117,10 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
 
     # 1 -------------------------------------------------------------------------------
     s.step("A consortium of four institutions, one node process each")
-    genesis = init_consortium(cdir, [OrgSpec.parse(o) for o in DEMO_ORGS], ports=free_ports(4))
+    ports = free_ports(8)  # p2p, then each node's web UI (explorer and patient portal)
+    genesis = init_consortium(
+        cdir, [OrgSpec.parse(o) for o in DEMO_ORGS], ports=ports[:4], http_ports=ports[4:]
+    )
     statuses = net_up(cdir)
     s.say(
         f"chain {genesis.chain_id}, genesis {genesis.hash().hex()[:24]}…; {genesis.validators.n} validators, quorum {genesis.validators.quorum}"
@@ -180,6 +183,10 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
         ]
     demo_pid = next(p for p in pseudonyms if p.startswith(DEMO_PATIENT))
     patient, me = patient_keys[demo_pid], pseudonyms[demo_pid]
+    # The patient's own key file (mode 0600), to sign in to the web portal with.
+    patient_key_file = cdir / "patients" / f"patient-{demo_pid[:8]}.key"
+    patient_key_file.parent.mkdir(mode=0o700, exist_ok=True)
+    save_key(patient_key_file, patient.signer)
     s.say("2 import systems and 2 physicians registered by their hospitals' admins")
     s.say(
         f"{len(pseudonyms)} patients registered themselves with their own keys; on chain only pseudonyms, e.g. {me}"
@@ -528,11 +535,20 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
     click.echo(
         f"  {time.perf_counter() - s.t0:6.1f}s  in all; {report.anchored} records imported, fetch {fetch_ms:.0f} ms, evidence verified in {verify_ms:.1f} ms"
     )
+    web = {o: f"http://127.0.0.1:{n.config.http_port}/" for o, n in nodes.items()}
+    click.secho("\nExplorer and patient portal (each node serves its own)", bold=True)
+    for o, url in web.items():
+        click.echo(f"  {o:<11} {url}")
+    click.echo(
+        f"  patient portal: {web['hospital-a']}#/portal — sign in with the key file {patient_key_file}"
+    )
     if keep:
         click.secho(
             f"\nThe consortium keeps running in {cdir}; stop it with: medchain net down --dir {cdir}",
             bold=True,
         )
+    else:
+        click.echo("  (the consortium stops now: run `make demo KEEP=1` to keep it up and look)")
     for c in rpc.values():
         c.close()
 
