@@ -36,6 +36,8 @@ def test_sigkill_backup_under_load_then_catch_up_by_state_transfer() -> None:
         top = max(c.heights([0, 1, 3]))
         c.wait_height(top, [2], timeout=60)
         c.assert_consistent()
+        # no http_port in node.toml: no web UI on any node (it is off unless enabled)
+        assert not any('"event":"http-ready"' in c.log_text(i) for i in range(4))
         with c.client(2) as cl:
             assert cl.call("node.metrics")["state_transfer_batches"] > 0
         assert not load.errors[:1] or all("2:" in e or "refused" in e for e in load.errors)

@@ -241,6 +241,20 @@ def test_explorer_and_patient_portal_in_chromium(tmp_path: Path) -> None:
                 page.press("#search-q", "Enter")
                 expect(page.locator("main")).to_contain_text(tx_ids[0])
                 expect(page.locator("main")).to_contain_text("kv.put")
+                # -- search by height, by block hash and by record id
+                for q, kind in (
+                    ("2", "block"),
+                    (http_get(base + "/api/blocks/2")[1]["hash"], "block"),
+                    ("w-cond-1", "record"),
+                    (tx_ids[0], "tx"),
+                ):
+                    status, found = http_get(f"{base}/api/search?q={q}")
+                    assert status == 200 and found["kind"] == kind, (q, found)
+                page.fill("#search-q", "w-cond-1")
+                page.press("#search-q", "Enter")
+                expect(page.locator("main")).to_contain_text("Condition")
+                # the web UI is on only where enabled: these nodes say where it listens
+                assert all('"event":"http-ready"' in c.log_text(i) for i in range(4))
                 # -- the patient signs in with their key file (signed in the page)
                 page.goto(base + "/#/portal")
                 page.set_input_files("#keyfile", str(key_file))
