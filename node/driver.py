@@ -677,11 +677,10 @@ class Driver:
             self._garbage(msg.peer, f"undecodable transaction batch: {exc}")
             return
 
-        # Skip what we already hold or committed before paying for a signature check: after
-        # a view change or a rebroadcast, most of a batch is transactions we already have.
-        raws = [
-            r for r in raws if (t := sha256(r)) not in self.pool and self.ledger.tx(t) is None
-        ]
+        # Skip what we already hold before paying for a signature check: after a view
+        # change or a rebroadcast, most of a batch is transactions already in our pool.
+        # (Committed ones are refused by the pool's own duplicate check, as before.)
+        raws = [r for r in raws if sha256(r) not in self.pool]
         if not raws:
             return
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contracts.bundle import bundled_hashes, make_executor
-from contracts.sdk import DAY_MS, anchor_sign_bytes, day_of, rotation_sign_bytes
+from contracts.sdk import DAY_MS, day_of, rotation_sign_bytes
 from node.chain import apply_block, propose_block
 from storage.block import make_certificate
 from storage.crypto import Signer
@@ -16,6 +16,7 @@ from storage.genesis import ConsensusParams, Genesis, Organization
 from storage.ledger import Ledger
 from storage.state import TxResult
 from storage.tx import make_tx
+from tests.helpers import signed_anchor_args
 
 ORGS = [
     ("hospital-a", "hospital"),
@@ -147,30 +148,18 @@ class Chain:
     ) -> dict[str, Any]:
         content_hash = hashlib.sha256(content).digest()
         fields_root = hashlib.sha256(b"fields" + content).digest()
-        sig = author.sign(
-            anchor_sign_bytes(
-                self.genesis.chain_id,
-                record_id,
-                version,
-                patient,
-                custodian,
-                category,
-                date,
-                content_hash,
-                fields_root,
-            )
+        return signed_anchor_args(
+            self.genesis.chain_id,
+            author,
+            record_id,
+            patient,
+            custodian,
+            category,
+            date,
+            content_hash,
+            fields_root,
+            version,
         )
-        return {
-            "record_id": record_id,
-            "patient": patient,
-            "custodian": custodian,
-            "category": category,
-            "clinical_date": date,
-            "content_hash": content_hash,
-            "fields_root": fields_root,
-            "author": author.public_key,
-            "author_sig": sig,
-        }
 
     def anchor(
         self, author: Signer, custodian: str, record_id: str, patient: str, **kw: Any

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from contracts.kv import KVChaincode
 from contracts.runtime import Executor
+from contracts.sdk import anchor_sign_bytes
 from node.chain import apply_block, propose_block
 from storage.block import Block, CommitCertificate, make_certificate
 from storage.crypto import Signer
@@ -83,3 +85,42 @@ class Consortium:
         )
         block = propose_block(ledger, txs, ts, self.node_keys[0].public_key)
         return apply_block(ledger, self.executor(), block, self.certify(block))
+
+
+def signed_anchor_args(
+    chain_id: str,
+    author: Signer,
+    record_id: str,
+    patient: str,
+    custodian: str,
+    category: str,
+    date: str,
+    content_hash: bytes,
+    fields_root: bytes,
+    version: int = 1,
+) -> dict[str, Any]:
+    """`records.anchor` arguments, signed by the authoring practitioner."""
+    sig = author.sign(
+        anchor_sign_bytes(
+            chain_id,
+            record_id,
+            version,
+            patient,
+            custodian,
+            category,
+            date,
+            content_hash,
+            fields_root,
+        )
+    )
+    return {
+        "record_id": record_id,
+        "patient": patient,
+        "custodian": custodian,
+        "category": category,
+        "clinical_date": date,
+        "content_hash": content_hash,
+        "fields_root": fields_root,
+        "author": author.public_key,
+        "author_sig": sig,
+    }

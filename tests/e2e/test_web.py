@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from contracts.sdk import anchor_sign_bytes
 from node.client import RpcClient, TxBuilder
 from node.jsonval import from_json
 from storage.crypto import Signer
 from storage.keyfile import save_key
 from tests.e2e.harness import E2ECluster, cluster
+from tests.helpers import signed_anchor_args
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,25 +93,10 @@ def setup_patient(c: E2ECluster, key_file: Path) -> dict[str, Any]:
         ):
             content = f"record {rid}".encode()
             ch, fr = hashlib.sha256(content).digest(), hashlib.sha256(b"f" + content).digest()
-            send(
-                A,
-                doc_a,
-                "records",
-                "anchor",
-                {
-                    "record_id": rid,
-                    "patient": pseudonym,
-                    "custodian": "hospital-a",
-                    "category": cat,
-                    "clinical_date": date,
-                    "content_hash": ch,
-                    "fields_root": fr,
-                    "author": doc_a.public_key,
-                    "author_sig": doc_a.signer.sign(
-                        anchor_sign_bytes(chain, rid, 1, pseudonym, "hospital-a", cat, date, ch, fr)
-                    ),
-                },
+            args = signed_anchor_args(
+                chain, doc_a.signer, rid, pseudonym, "hospital-a", cat, date, ch, fr
             )
+            send(A, doc_a, "records", "anchor", args)
         # A real FHIR resource in hospital B's vault, anchored by its doctor: the
         # patient opens it from the portal of node 0 (fetched over libp2p from B).
         stored = from_json(
@@ -120,25 +105,10 @@ def setup_patient(c: E2ECluster, key_file: Path) -> dict[str, Any]:
         assert stored["status"] == "stored", stored
         rid, cat, date = stored["record_id"], stored["category"], stored["clinical_date"]
         ch, fr = stored["content_hash"], stored["fields_root"]
-        send(
-            B,
-            doc_b,
-            "records",
-            "anchor",
-            {
-                "record_id": rid,
-                "patient": pseudonym,
-                "custodian": "hospital-b",
-                "category": cat,
-                "clinical_date": date,
-                "content_hash": ch,
-                "fields_root": fr,
-                "author": doc_b.public_key,
-                "author_sig": doc_b.signer.sign(
-                    anchor_sign_bytes(chain, rid, 1, pseudonym, "hospital-b", cat, date, ch, fr)
-                ),
-            },
+        args = signed_anchor_args(
+            chain, doc_b.signer, rid, pseudonym, "hospital-b", cat, date, ch, fr
         )
+        send(B, doc_b, "records", "anchor", args)
         consent = send(
             A,
             patient,
