@@ -34,6 +34,7 @@ from node.web.http import HttpServer
 from node.web.portal import Sessions
 from storage.genesis import Genesis
 from storage.keyfile import load_key
+from storage.kv import LevelDBKV
 from storage.ledger import Ledger
 from storage.vault import Vault, master_key_from_seed
 
@@ -75,6 +76,8 @@ class Node:
         os.chmod(config.data_dir, 0o700)
         self.executor = build_executor(self.genesis)
         self.ledger = Ledger.open(config.data_dir / "ledger", self.genesis)
+        # The pool's write-ahead log and consensus Persist records (see Driver.local).
+        self.local_store = LevelDBKV(config.data_dir / "node-state", bloom_filter_bits=0)
         validators = self.genesis.validators
         index = validators.index_of(self.signer.public_key)
         assert index is not None
@@ -103,6 +106,7 @@ class Node:
             self.signer,
             self.transport,
             DriverConfig(),
+            local=self.local_store,
         )
         self.vault = Vault.open(config.data_dir / "vault", master_key_from_seed(self.signer.seed))
         self.records = RecordService(self.driver, self.vault)
@@ -147,6 +151,7 @@ class Node:
                 task_status.started()
         finally:
             self.ledger.close()
+            self.local_store.close()
             self.vault.close()
             log.info(
                 "node %s stopped at height %d",

@@ -75,6 +75,7 @@ from storage.block import Block, CommitCertificate
 from storage.codec import DecodeError
 from storage.crypto import Signer, sha256
 from storage.genesis import Genesis
+from storage.kv import KVStore
 from storage.ledger import Ledger, LedgerError
 from storage.state import TxResult
 from storage.tx import Transaction
@@ -117,9 +118,14 @@ class Driver:
         transport: Transport,
         config: DriverConfig | None = None,
         clock: Callable[[], int] | None = None,
+        local: KVStore | None = None,
     ) -> None:
         self.genesis = genesis
         self.ledger = ledger
+        # This node's own scratch state — the pool's write-ahead log and the replica's
+        # Persist records: keys written and soon deleted, kept out of the ledger's
+        # LevelDB so its compactions only move the ledger (default: the ledger's store).
+        self.local: KVStore = ledger.store if local is None else local
         self.executor = executor
         self.signer = signer
         self.transport = transport
@@ -145,7 +151,7 @@ class Driver:
             max_clock_drift_ms=p.max_clock_drift_ms,
             digest_fn=block_digest,
         )
-        self.store = ConsensusStore(ledger.store)
+        self.store = ConsensusStore(self.local)
         self.replica = Replica(self.replica_cfg, signer.sign, self._restored())
         self.pool = TxPool(self.cfg.pool_max_txs, self.cfg.pool_max_bytes, self._nonce_used)
         self.events = EventHub()
@@ -197,7 +203,7 @@ class Driver:
     def _recover_pool(self) -> None:
         """Re-admit the transactions we acknowledged before a crash and had not committed."""
         stale: dict[bytes, bytes | None] = {}
-        for key, raw in self.ledger.store.scan(P_WAL):
+        for key, raw in self.local.scan(P_WAL):
             tx_id = key[len(P_WAL) :]
             if self.ledger.tx(tx_id) is not None:
                 stale[key] = None
@@ -213,7 +219,7 @@ class Driver:
             self._wal.add(tx_id)
             self._forward.append(raw)
         if stale:
-            self.ledger.store.write(stale, sync=False)
+            self.local.write(stale, sync=False)
         if self._wal:
             log.info(
                 "re-admitted %d acknowledged transactions after a restart",
@@ -377,7 +383,7 @@ class Driver:
         done = [t for t in tx_ids if t in self._wal]
         if done:
             self._wal.difference_update(done)
-            self.ledger.store.write({P_WAL + t: None for t in done}, sync=False)
+            self.local.write({P_WAL + t: None for t in done}, sync=False)
         n = len(NONCE_NS)
         self.pool.remove_committed_nonces(
             (k[n : n + 32], int.from_bytes(k[n + 32 :], "big"))
@@ -588,7 +594,7 @@ class Driver:
             raise PoolReject("duplicate", "transaction is already committed")
         # Acknowledged means kept: the pool's write-ahead entry survives a crash (a
         # write() that returned is in the kernel even if the process is SIGKILLed).
-        self.ledger.store.write({P_WAL + tx_id: raw}, sync=False)
+        self.local.write({P_WAL + tx_id: raw}, sync=False)
         self._wal.add(tx_id)
         self._forward.append(raw)
         self._forward_wake.set()
@@ -797,11 +803,12 @@ class Driver:
     def memory(self) -> dict[str, int]:
         """Sizes of everything that grows with traffic: each has a bound (soak test)."""
         r = self.replica
-        store_kb = getattr(self.ledger.store, "memory_kb", None)
+        stores = {id(s): s for s in (self.ledger.store, self.ledger.blocks, self.local)}
+        leveldb_kb = sum(getattr(s, "memory_kb", lambda: 0)() for s in stores.values())
         return {
             "rss_kb": _rss_kb(),
             **memory.malloc_info(),
-            "leveldb_kb": store_kb() if store_kb is not None else 0,
+            "leveldb_kb": leveldb_kb,
             "python_blocks": sys.getallocatedblocks(),
             "pool_txs": len(self.pool),
             "decoded_txs": len(self._decoded),

@@ -93,12 +93,14 @@ class MemoryKV:
 class LevelDBKV:
     """LevelDB through plyvel."""
 
-    def __init__(self, path: Path, create: bool = True) -> None:
+    def __init__(self, path: Path, create: bool = True, bloom_filter_bits: int = 10) -> None:
         try:
             # Bloom filters: most reads of a node look up keys that do not exist (new tx
             # ids, new record ids, first nonces); without a filter each such read searches
             # a data block in every level, and touches its pages (RSS of mapped tables).
-            self._db = plyvel.DB(str(path), create_if_missing=create, bloom_filter_bits=10)
+            self._db = plyvel.DB(
+                str(path), create_if_missing=create, bloom_filter_bits=bloom_filter_bits
+            )
         except plyvel.IOError as exc:
             raise StoreError(
                 f"cannot open LevelDB at {path}: {exc} (is another node using it?)"

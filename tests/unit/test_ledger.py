@@ -181,3 +181,36 @@ def test_read_cache_is_bounded_and_never_stale() -> None:
 
     assert cache.get(b"new", racing_load) == b"2"
     assert cache.get(b"new", store.get) == b"3"
+
+
+def test_block_store_is_separate_and_a_crash_between_the_writes_loses_nothing(
+    tmp_path: Path, consortium: Consortium, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks go to their own LevelDB first, then the main store with the tip. A
+    crash in between leaves a block above the tip: unread, and written again."""
+    c = consortium
+    led = Ledger.open(tmp_path / "db", c.genesis)
+    assert led.blocks is not led.store and (tmp_path / "db" / "blocks" / "CURRENT").exists()
+    for _ in range(2):
+        c.commit(led, [c.tx(c.admin_keys[i]).encode() for i in range(4)])
+    tip = (led.height, led.last_hash, led.state_root, led.seq)
+    txs = [c.tx(c.admin_keys[i]).encode() for i in range(4)]
+
+    def crash(*_: object, **__: object) -> None:
+        raise SystemExit("killed")  # the process dies before the main store's batch
+
+    monkeypatch.setattr(led.store, "write", crash)
+    with pytest.raises(SystemExit):
+        c.commit(led, txs)
+    monkeypatch.undo()
+    led.close()
+
+    led = Ledger.open(tmp_path / "db", c.genesis)
+    assert (led.height, led.last_hash, led.state_root, led.seq) == tip
+    assert led.blocks.get(b"B" + (3).to_bytes(8, "big")) is not None  # written, above the tip
+    assert led.block(3) is None and led.certificate(3) is None and led.state_root_at(3) is None
+    assert led.seq_entry(tip[3] + 1) is None
+    ex = c.commit(led, txs)  # committed again after the restart
+    assert led.height == 3 and led.block(3) == ex.block
+    assert verify_chain(led) == [] and replay_ledger(led, c.executor()) == []
+    led.close()
