@@ -77,7 +77,12 @@ class Node:
         self.executor = build_executor(self.genesis)
         self.ledger = Ledger.open(config.data_dir / "ledger", self.genesis)
         # The pool's write-ahead log and consensus Persist records (see Driver.local).
-        self.local_store = LevelDBKV(config.data_dir / "node-state", bloom_filter_bits=0)
+        self.local_store = LevelDBKV(
+            config.data_dir / "node-state",
+            bloom_filter_bits=0,
+            cache_bytes=1 << 20,
+            write_buffer_bytes=1 << 20,
+        )
         validators = self.genesis.validators
         index = validators.index_of(self.signer.public_key)
         assert index is not None

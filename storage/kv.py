@@ -93,13 +93,26 @@ class MemoryKV:
 class LevelDBKV:
     """LevelDB through plyvel."""
 
-    def __init__(self, path: Path, create: bool = True, bloom_filter_bits: int = 10) -> None:
+    def __init__(
+        self,
+        path: Path,
+        create: bool = True,
+        bloom_filter_bits: int = 10,
+        cache_bytes: int = 8 << 20,
+        write_buffer_bytes: int = 4 << 20,
+    ) -> None:
+        """``cache_bytes`` bounds LevelDB's block cache (uncompressed blocks read), and
+        ``write_buffer_bytes`` its memtable (two exist while one is flushed)."""
         try:
             # Bloom filters: most reads of a node look up keys that do not exist (new tx
             # ids, new record ids, first nonces); without a filter each such read searches
             # a data block in every level, and touches its pages (RSS of mapped tables).
             self._db = plyvel.DB(
-                str(path), create_if_missing=create, bloom_filter_bits=bloom_filter_bits
+                str(path),
+                create_if_missing=create,
+                bloom_filter_bits=bloom_filter_bits,
+                lru_cache_size=cache_bytes,
+                write_buffer_size=write_buffer_bytes,
             )
         except plyvel.IOError as exc:
             raise StoreError(

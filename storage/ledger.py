@@ -120,9 +120,16 @@ class Ledger:
 
     @classmethod
     def open(cls, path: Path, genesis: Genesis) -> Ledger:
-        main = LevelDBKV(path)
+        # Block cache sizes: the main store's reads are chaincode state and indexes; the
+        # block store is read for state transfer and explorers, mostly recent blocks.
+        main = LevelDBKV(path, cache_bytes=4 << 20)
         try:
-            blocks = LevelDBKV(path / "blocks", bloom_filter_bits=0)
+            blocks = LevelDBKV(
+                path / "blocks",
+                bloom_filter_bits=0,
+                cache_bytes=1 << 20,
+                write_buffer_bytes=2 << 20,
+            )
             return cls(main, genesis, blocks)
         except BaseException:
             main.close()
