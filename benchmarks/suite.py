@@ -348,7 +348,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--soak", type=float, default=600)
-    ap.add_argument("--soak-rate", type=float, default=800)
+    ap.add_argument("--soak-rate", type=float, default=1000)
     ap.add_argument("--parts", default="loads,baseline,killed,catchup,soak")
     ap.add_argument("--kinds", default="anchor,mix", help="workloads for the loads part")
     ap.add_argument("--sizes", default="4,7", help="consortium sizes for the loads part")

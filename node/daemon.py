@@ -80,7 +80,7 @@ class Node:
         self.local_store = LevelDBKV(
             config.data_dir / "node-state",
             bloom_filter_bits=0,
-            cache_bytes=1 << 20,
+            cache_bytes=0,
             write_buffer_bytes=1 << 20,
         )
         validators = self.genesis.validators
@@ -180,7 +180,7 @@ class Node:
     async def _trim_heap(self) -> None:
         tracing = memory.start_tracing()  # MEDCHAIN_TRACEMALLOC=1: find what grows
         while True:
-            await trio.sleep(30)
+            await trio.sleep(10)
             memory.trim()
             if tracing:
                 memory.log_growth()

@@ -120,14 +120,15 @@ class Ledger:
 
     @classmethod
     def open(cls, path: Path, genesis: Genesis) -> Ledger:
-        # Block cache sizes: the main store's reads are chaincode state and indexes; the
-        # block store is read for state transfer and explorers, mostly recent blocks.
-        main = LevelDBKV(path, cache_bytes=4 << 20)
+        # Block caches (decompressed blocks; they fill over minutes, then stay): small for
+        # the main store — hot state is cached above it (storage.readcache) — and none for
+        # the block store, read only by state transfer and explorers.
+        main = LevelDBKV(path, cache_bytes=2 << 20)
         try:
             blocks = LevelDBKV(
                 path / "blocks",
                 bloom_filter_bits=0,
-                cache_bytes=1 << 20,
+                cache_bytes=0,
                 write_buffer_bytes=2 << 20,
             )
             return cls(main, genesis, blocks)
