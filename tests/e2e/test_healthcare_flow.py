@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from contracts.sdk import anchor_sign_bytes
 from node.client import RpcClient, TxBuilder
 from storage.crypto import Signer
 from tests.e2e.harness import cluster
+from tests.helpers import signed_anchor_args
 
 pytestmark = pytest.mark.e2e
 LOCAL = "urn:medchain:items"
@@ -73,26 +73,10 @@ def test_patient_journey_across_the_consortium() -> None:
         ):
             content = f"record {rid}".encode()
             ch, fr = hashlib.sha256(content).digest(), hashlib.sha256(b"f" + content).digest()
-            sig = doc_a.signer.sign(
-                anchor_sign_bytes(chain, rid, 1, pseudonym, "hospital-a", cat, date, ch, fr)
+            args = signed_anchor_args(
+                chain, doc_a.signer, rid, pseudonym, "hospital-a", cat, date, ch, fr
             )
-            send(
-                A,
-                doc_a,
-                "records",
-                "anchor",
-                {
-                    "record_id": rid,
-                    "patient": pseudonym,
-                    "custodian": "hospital-a",
-                    "category": cat,
-                    "clinical_date": date,
-                    "content_hash": ch,
-                    "fields_root": fr,
-                    "author": doc_a.public_key,
-                    "author_sig": sig,
-                },
-            )
+            send(A, doc_a, "records", "anchor", args)
         # the patient subscribes to their own access events at hospital B's node... through their app on node A
         watcher = c.client(0)
         watcher.subscribe(kinds=["event"], contract="access", attrs={"patient": pseudonym})
