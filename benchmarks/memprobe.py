@@ -1,0 +1,106 @@
+"""Watch the process heap while the unreplicated pipeline runs at a fixed rate.
+
+The node's RSS creeps under steady load (BENCHMARKS.md, soak). This probe runs
+only decode+verify, execute and commit (no networking, consensus or RPC) and
+prints glibc's and LevelDB's view of memory every ``--every`` seconds, so a
+creep can be pinned to that path — and, with ``--no-execute`` (decode and
+verify only) or ``--no-commit`` (execute each block against the same state,
+never write it), to one part of it::
+
+    python -m benchmarks.memprobe --seconds 300 --rate 1000 --block 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.unreplicated import LocalChain
+from benchmarks.workload import Maker, setup
+from node import memory
+from node.chain import propose_block
+from node.consortium import OrgSpec, init_consortium
+from node.localnet import DEFAULT_ORGS
+from storage.keyfile import load_key
+from storage.ledger import Ledger
+from storage.tx import decode_verified
+
+
+def _status_mib(field: str) -> int:
+    with open(f"/proc/{os.getpid()}/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=300)
+    ap.add_argument("--rate", type=float, default=1000)
+    ap.add_argument("--block", type=int, default=100, help="transactions per block")
+    ap.add_argument("--every", type=float, default=20, help="seconds between samples")
+    ap.add_argument("--no-execute", action="store_true", help="decode and verify only")
+    ap.add_argument("--no-commit", action="store_true", help="execute, never commit")
+    args = ap.parse_args()
+    memory.limit_arenas()
+    n = int(args.seconds * args.rate) + args.block
+    root = Path(tempfile.mkdtemp(prefix="mc-memprobe-"))
+    try:
+        cdir = root / "c"
+        g = init_consortium(cdir, [OrgSpec.parse(x) for x in DEFAULT_ORGS[:4]], ports=[1, 2, 3, 4])
+        keys = [load_key(cdir / o.org_id / "node.key") for o in g.organizations]
+        ledger = Ledger.open(root / "ledger", g)
+        chain = LocalChain(ledger, g, keys)
+        clients: dict[str, Any] = {o.org_id: chain for o in g.organizations}
+        descs = setup("anchor", clients, cdir, 2, g.chain_id)
+        makers = [Maker(d) for d in descs]
+        raws: list[bytes | None] = [makers[i % 2].make(i // 2).encode() for i in range(n)]
+        print(f"signed {n} anchors; sampling every {args.every:.0f}s", flush=True)
+        t0 = time.time()
+        due, last_trim, next_sample = t0, t0, t0
+        i = 0
+        while i + args.block <= n and time.time() - t0 < args.seconds:
+            chunk = [r for r in raws[i : i + args.block] if r is not None]
+            raws[i : i + args.block] = [None] * args.block
+            i += args.block
+            for raw in chunk:
+                decode_verified(raw, g.chain_id)
+            if not args.no_execute:
+                if args.no_commit:
+                    chain.now += 1
+                    block = propose_block(ledger, chunk, chain.now, keys[0].public_key)
+                    chain.executor.execute(ledger, block)
+                else:
+                    chain.commit(chunk)
+            now = time.time()
+            if now - last_trim >= 10:
+                memory.trim()
+                last_trim = now
+            if now >= next_sample:
+                next_sample += args.every
+                m = memory.malloc_info()
+                lv = ledger.store.memory_kb() + ledger.blocks.memory_kb()  # type: ignore[attr-defined]
+                print(
+                    f"{now - t0:5.0f}s height {ledger.height} RssAnon {_status_mib('RssAnon')} "
+                    f"RssFile {_status_mib('RssFile')} MiB; heap {m.get('malloc_heap_kb', 0) >> 10} "
+                    f"in-use {m.get('malloc_used_kb', 0) >> 10} free {m.get('malloc_free_kb', 0) >> 10} "
+                    f"leveldb {lv >> 10} MiB; python blocks {sys.getallocatedblocks()}",
+                    flush=True,
+                )
+            due += args.block / args.rate
+            if due > now:
+                time.sleep(due - now)
+        ledger.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
