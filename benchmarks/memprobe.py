@@ -19,16 +19,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from benchmarks.unreplicated import LocalChain
-from benchmarks.workload import Maker, setup
 from node import memory
 from node.chain import propose_block
-from node.consortium import OrgSpec, init_consortium
-from node.localnet import DEFAULT_ORGS
-from storage.keyfile import load_key
-from storage.ledger import Ledger
 from storage.tx import decode_verified
 
 
@@ -53,14 +47,8 @@ def main() -> None:
     n = int(args.seconds * args.rate) + args.block
     root = Path(tempfile.mkdtemp(prefix="mc-memprobe-"))
     try:
-        cdir = root / "c"
-        g = init_consortium(cdir, [OrgSpec.parse(x) for x in DEFAULT_ORGS[:4]], ports=[1, 2, 3, 4])
-        keys = [load_key(cdir / o.org_id / "node.key") for o in g.organizations]
-        ledger = Ledger.open(root / "ledger", g)
-        chain = LocalChain(ledger, g, keys)
-        clients: dict[str, Any] = {o.org_id: chain for o in g.organizations}
-        descs = setup("anchor", clients, cdir, 2, g.chain_id)
-        makers = [Maker(d) for d in descs]
+        chain, makers = LocalChain.create(root, "anchor", 2)
+        ledger, g = chain.ledger, chain.genesis
         raws: list[bytes | None] = [makers[i % 2].make(i // 2).encode() for i in range(n)]
         print(f"signed {n} anchors; sampling every {args.every:.0f}s", flush=True)
         t0 = time.time()
@@ -75,7 +63,7 @@ def main() -> None:
             if not args.no_execute:
                 if args.no_commit:
                     chain.now += 1
-                    block = propose_block(ledger, chunk, chain.now, keys[0].public_key)
+                    block = propose_block(ledger, chunk, chain.now, chain.node_keys[0].public_key)
                     chain.executor.execute(ledger, block)
                 else:
                     chain.commit(chunk)

@@ -45,6 +45,18 @@ class LocalChain:
         self.ledger.commit_block(executed, cert)
         return list(executed.results)
 
+    @classmethod
+    def create(cls, root: Path, kind: str, generators: int) -> tuple[LocalChain, list[Maker]]:
+        """A 4-member consortium under ``root``, its ledger on LevelDB, the workload
+        ``kind`` set up on it, and one transaction maker per generator."""
+        cdir = root / "c"
+        g = init_consortium(cdir, [OrgSpec.parse(x) for x in DEFAULT_ORGS[:4]], ports=[1, 2, 3, 4])
+        node_keys = [load_key(cdir / o.org_id / "node.key") for o in g.organizations]
+        chain = cls(Ledger.open(root / "ledger", g), g, node_keys)
+        clients: dict[str, Any] = {o.org_id: chain for o in g.organizations}
+        descs = setup(kind, clients, cdir, generators, g.chain_id)
+        return chain, [Maker(d) for d in descs]
+
     def submit(self, tx: Transaction, wait: bool = True, timeout_ms: int = 0) -> dict[str, Any]:
         r = self.commit([tx.encode()])[0]
         return {
@@ -59,14 +71,8 @@ def run_unreplicated(
 ) -> dict[str, float]:
     root = Path(tempfile.mkdtemp(prefix="mc-unrep-"))
     try:
-        cdir = root / "c"
-        g = init_consortium(cdir, [OrgSpec.parse(x) for x in DEFAULT_ORGS[:4]], ports=[1, 2, 3, 4])
-        node_keys = [load_key(cdir / o.org_id / "node.key") for o in g.organizations]
-        ledger = Ledger.open(root / "ledger", g)
-        chain = LocalChain(ledger, g, node_keys)
-        clients: dict[str, Any] = {o.org_id: chain for o in g.organizations}
-        descs = setup(kind, clients, cdir, generators, g.chain_id)
-        makers = [Maker(d) for d in descs]
+        chain, makers = LocalChain.create(root, kind, generators)
+        ledger, g = chain.ledger, chain.genesis
         raws = [makers[i % generators].make(i // generators).encode() for i in range(txs)]
         t = time.perf_counter()
         for i in range(0, len(raws), block_size):
