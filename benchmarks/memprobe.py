@@ -75,11 +75,13 @@ def main() -> None:
                 next_sample += args.every
                 m = memory.malloc_info()
                 lv = ledger.store.memory_kb() + ledger.blocks.memory_kb()  # type: ignore[attr-defined]
+                disk = sum(f.stat().st_size for f in (root / "ledger").rglob("*") if f.is_file())
                 print(
                     f"{now - t0:5.0f}s height {ledger.height} RssAnon {_status_mib('RssAnon')} "
                     f"RssFile {_status_mib('RssFile')} MiB; heap {m.get('malloc_heap_kb', 0) >> 10} "
                     f"in-use {m.get('malloc_used_kb', 0) >> 10} free {m.get('malloc_free_kb', 0) >> 10} "
-                    f"leveldb {lv >> 10} MiB; python blocks {sys.getallocatedblocks()}",
+                    f"leveldb {lv >> 10} MiB; python blocks {sys.getallocatedblocks()}; "
+                    f"disk {disk >> 20} MiB ({disk // max(1, i)} B/tx)",
                     flush=True,
                 )
             due += args.block / args.rate

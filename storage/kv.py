@@ -90,6 +90,10 @@ class MemoryKV:
         self.closed = True
 
 
+# LevelDB raises any smaller max_open_files to this (64 tables + 10 other files).
+MIN_OPEN_FILES = 74
+
+
 class LevelDBKV:
     """LevelDB through plyvel."""
 
@@ -100,9 +104,19 @@ class LevelDBKV:
         bloom_filter_bits: int = 10,
         cache_bytes: int = 8 << 20,
         write_buffer_bytes: int = 4 << 20,
+        max_open_files: int = MIN_OPEN_FILES,
+        block_size: int = 16 << 10,
     ) -> None:
         """``cache_bytes`` bounds LevelDB's block cache (uncompressed blocks read), and
-        ``write_buffer_bytes`` its memtable (two exist while one is flushed)."""
+        ``write_buffer_bytes`` its memtable (two exist while one is flushed).
+
+        ``max_open_files`` bounds LevelDB's table cache (it holds that many minus 10
+        tables). Each open table keeps its index block, decompressed, on the heap and
+        its file mapped, so with LevelDB's default (1,000) a node's memory grows with
+        its ledger for the first ~2 GB of tables, about 15 bytes per transaction
+        (BENCHMARKS.md, memory). ``block_size`` is the uncompressed size of a data
+        block; the index holds one entry per block, so 16 KiB (LevelDB: 4 KiB) makes
+        each open table's index a quarter the size (and compresses a little better)."""
         try:
             # Bloom filters: most reads of a node look up keys that do not exist (new tx
             # ids, new record ids, first nonces); without a filter each such read searches
@@ -113,6 +127,8 @@ class LevelDBKV:
                 bloom_filter_bits=bloom_filter_bits,
                 lru_cache_size=cache_bytes,
                 write_buffer_size=write_buffer_bytes,
+                max_open_files=max(MIN_OPEN_FILES, max_open_files),
+                block_size=block_size,
             )
         except plyvel.IOError as exc:
             raise StoreError(
