@@ -106,6 +106,7 @@ class LevelDBKV:
         write_buffer_bytes: int = 4 << 20,
         max_open_files: int = MIN_OPEN_FILES,
         block_size: int = 16 << 10,
+        table_bytes: int = 2 << 20,
     ) -> None:
         """``cache_bytes`` bounds LevelDB's block cache (uncompressed blocks read), and
         ``write_buffer_bytes`` its memtable (two exist while one is flushed).
@@ -116,7 +117,8 @@ class LevelDBKV:
         its ledger for the first ~2 GB of tables, about 15 bytes per transaction
         (BENCHMARKS.md, memory). ``block_size`` is the uncompressed size of a data
         block; the index holds one entry per block, so 16 KiB (LevelDB: 4 KiB) makes
-        each open table's index a quarter the size (and compresses a little better)."""
+        each open table's index a quarter the size (and compresses a little better).
+        ``table_bytes`` is the size at which LevelDB starts a new table file."""
         try:
             # Bloom filters: most reads of a node look up keys that do not exist (new tx
             # ids, new record ids, first nonces); without a filter each such read searches
@@ -129,6 +131,7 @@ class LevelDBKV:
                 write_buffer_size=write_buffer_bytes,
                 max_open_files=max(MIN_OPEN_FILES, max_open_files),
                 block_size=block_size,
+                max_file_size=table_bytes,
             )
         except plyvel.IOError as exc:
             raise StoreError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,3 +48,34 @@ def test_leveldb_lock_gives_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="another node"):
         LevelDBKV(tmp_path / "db")
     db.close()
+
+
+
+def test_leveldb_keeps_a_bounded_number_of_tables_open(tmp_path: Path) -> None:
+    """LevelDB's default keeps up to ~1,000 tables open, each with its index on the heap
+    and its file mapped, so memory grows with the ledger; ours stays at 64 tables."""
+    path = tmp_path / "db"
+    db = LevelDBKV(path, table_bytes=1 << 20)  # LevelDB's smallest tables
+    values = {b"%08d" % i: os.urandom(400) for i in range(300_000)}  # incompressible
+    items = sorted(values.items(), key=lambda kv: kv[1])  # random key order: compactions merge
+    for at in range(0, len(items), 5_000):
+        db.write(dict(items[at : at + 5_000]), sync=False)
+    db._db.compact_range()  # into 1 MiB tables
+    assert all(db.get(k) == v for k, v in items[::50])  # reads reach every table
+    tables = sum(1 for f in path.iterdir() if f.suffix == ".ldb")
+    held = _open_tables(path)
+    db.close()
+    assert tables > 64
+    assert 0 < len(held) <= 64  # the table cache: max_open_files - 10
+
+
+def _open_tables(path: Path) -> set[str]:
+    """Table files this process has open or mapped (LevelDB maps a table and closes
+    its descriptor)."""
+    names = {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines()}
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            names.add(str(fd.readlink()))
+        except OSError:
+            pass
+    return {n for n in names if n.startswith(str(path)) and n.endswith(".ldb")}
