@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,7 +51,6 @@ def test_leveldb_lock_gives_clear_error(tmp_path: Path) -> None:
     db.close()
 
 
-
 def test_leveldb_keeps_a_bounded_number_of_tables_open(tmp_path: Path) -> None:
     """LevelDB's default keeps up to ~1,000 tables open, each with its index on the heap
     and its file mapped, so memory grows with the ledger; ours stays at 64 tables."""
@@ -74,8 +74,6 @@ def _open_tables(path: Path) -> set[str]:
     its descriptor)."""
     names = {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines()}
     for fd in Path("/proc/self/fd").iterdir():
-        try:
+        with contextlib.suppress(OSError):  # closed since it was listed
             names.add(str(fd.readlink()))
-        except OSError:
-            pass
     return {n for n in names if n.startswith(str(path)) and n.endswith(".ldb")}
