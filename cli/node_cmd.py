@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +23,11 @@ def node() -> None:
 )
 def start(config: Path) -> None:
     """Run the node daemon in the foreground (SIGTERM or Ctrl-C stops it cleanly)."""
+    from node import memory
+
+    env = memory.allocator_env(dict(os.environ), memory.jemalloc_path())
+    if env is not None:  # same process id, now on jemalloc (node/memory.py says why)
+        os.execve(sys.executable, sys.orig_argv, env)
     from node.config import ConfigError
     from node.daemon import NodeError, run_node
     from storage.genesis import GenesisError

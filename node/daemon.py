@@ -198,5 +198,6 @@ def run_node(config_path: Path) -> int:
     config = NodeConfig.load(config_path)
     setup_logging(config.org_id, config.log_level, config.log_file)
     memory.limit_arenas()
+    log.info("allocator %s", memory.allocator(), extra={"event": "allocator"})
     node = Node(config)
     return trio.run(node.run)

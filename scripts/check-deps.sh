@@ -11,6 +11,17 @@ else
   need="$need libgmp-dev"
 fi
 python3 -c 'import sysconfig,os,sys; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"],"Python.h")) else 1)' 2>/dev/null || need="$need python3-dev"
+# Optional: jemalloc keeps a node's memory flat under load (node/memory.py).
+if [ ! -e /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ] && [ ! -e /usr/lib/aarch64-linux-gnu/libjemalloc.so.2 ] \
+   && [ ! -e /usr/lib64/libjemalloc.so.2 ] && [ ! -e /usr/lib/libjemalloc.so.2 ] && [ ! -e /usr/local/lib/libjemalloc.so.2 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "medchain: installing libjemalloc2 (optional: keeps node memory flat)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q libjemalloc2 >/dev/null 2>&1 || \
+      echo "medchain: libjemalloc2 not installed; nodes will use glibc malloc" >&2
+  else
+    echo "medchain: optional libjemalloc2 missing (sudo apt-get install libjemalloc2); nodes will use glibc malloc" >&2
+  fi
+fi
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "medchain: installing build dependencies:$need"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from node import memory
 from node.localnet import free_ports
 
 pytestmark = pytest.mark.e2e
@@ -104,6 +105,8 @@ def test_net_up_status_tx_block_down() -> None:
         for org in ("hospital-a", "hospital-b", "insurer", "regulator"):
             log = (d / org / "node.log").read_text()
             assert "received SIGTERM; shutting down" in log and "stopped at height" in log
+            # jemalloc when the machine has it (scripts/check-deps.sh installs it as root)
+            assert f"allocator {'jemalloc' if memory.jemalloc_path() else 'glibc'}" in log
             assert not (d / org / "data" / "node.sock").exists()
         # and it all comes back with its data
         medchain("net", "up", "--dir", str(d))
