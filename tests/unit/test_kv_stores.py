@@ -61,12 +61,14 @@ def test_leveldb_keeps_a_bounded_number_of_tables_open(tmp_path: Path) -> None:
     for at in range(0, len(items), 5_000):
         db.write(dict(items[at : at + 5_000]), sync=False)
     db._db.compact_range()  # into 1 MiB tables
-    assert all(db.get(k) == v for k, v in items[::50])  # reads reach every table
+    assert all(db.get(k) == v for k, v in items[::10])  # reads reach every table
     tables = sum(1 for f in path.iterdir() if f.suffix == ".ldb")
     held = _open_tables(path)
     db.close()
     assert tables > 64
-    assert 0 < len(held) <= 64  # the table cache: max_open_files - 10
+    # the table cache (max_open_files - 10), plus the output a background compaction
+    # (started by our reads) may be writing at this moment
+    assert 0 < len(held) <= 64 + 2
 
 
 def _open_tables(path: Path) -> set[str]:
