@@ -12,8 +12,7 @@ else
 fi
 python3 -c 'import sysconfig,os,sys; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"],"Python.h")) else 1)' 2>/dev/null || need="$need python3-dev"
 # Optional: jemalloc keeps a node's memory flat under load (node/memory.py).
-if [ ! -e /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ] && [ ! -e /usr/lib/aarch64-linux-gnu/libjemalloc.so.2 ] \
-   && [ ! -e /usr/lib64/libjemalloc.so.2 ] && [ ! -e /usr/lib/libjemalloc.so.2 ] && [ ! -e /usr/local/lib/libjemalloc.so.2 ]; then
+if ! { /sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null; } | grep -q 'libjemalloc\.so\.2'; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "medchain: installing libjemalloc2 (optional: keeps node memory flat)"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q libjemalloc2 >/dev/null 2>&1 || \

@@ -129,7 +129,7 @@ class LevelDBKV:
                 bloom_filter_bits=bloom_filter_bits,
                 lru_cache_size=cache_bytes,
                 write_buffer_size=write_buffer_bytes,
-                max_open_files=max(MIN_OPEN_FILES, max_open_files),
+                max_open_files=max_open_files,  # LevelDB raises it to at least 74
                 block_size=block_size,
                 max_file_size=table_bytes,
             )
