@@ -153,9 +153,63 @@ class _Mallinfo2(ctypes.Structure):
     ]
 
 
+_JEMALLOC_STATS = ("allocated", "active", "resident", "metadata", "mapped", "retained")
+_jemalloc: ctypes.CDLL | None = None
+_jemalloc_probed = False
+
+
+def _jemalloc_lib() -> ctypes.CDLL | None:
+    """jemalloc's control interface when this process runs on jemalloc."""
+    global _jemalloc, _jemalloc_probed
+    if not _jemalloc_probed:
+        _jemalloc_probed = True
+        if allocator() == "jemalloc":
+            try:
+                lib = ctypes.CDLL(None)  # the preloaded library's symbols come first
+                lib.mallctl.argtypes = [
+                    ctypes.c_char_p,
+                    ctypes.c_void_p,
+                    ctypes.POINTER(ctypes.c_size_t),
+                    ctypes.c_void_p,
+                    ctypes.c_size_t,
+                ]
+                _jemalloc = lib
+            except (OSError, AttributeError):
+                pass
+    return _jemalloc
+
+
+def jemalloc_stats() -> dict[str, int]:
+    """jemalloc's view (KiB): ``allocated`` is what the program holds; ``active`` the
+    pages its allocations occupy (active - allocated: fragmentation inside pages);
+    ``resident`` what jemalloc keeps in RAM, its own ``metadata`` included; ``mapped``
+    and ``retained`` address space. Empty when not on jemalloc."""
+    lib = _jemalloc_lib()
+    if lib is None:
+        return {}
+    epoch = ctypes.c_uint64(1)
+    size = ctypes.c_size_t(ctypes.sizeof(epoch))
+    # Statistics are a snapshot taken when the epoch advances.
+    if lib.mallctl(b"epoch", ctypes.byref(epoch), ctypes.byref(size), ctypes.byref(epoch), size):
+        return {}
+    out: dict[str, int] = {}
+    for name in _JEMALLOC_STATS:
+        value = ctypes.c_size_t(0)
+        size = ctypes.c_size_t(ctypes.sizeof(value))
+        if (
+            lib.mallctl(f"stats.{name}".encode(), ctypes.byref(value), ctypes.byref(size), None, 0)
+            == 0
+        ):
+            out[f"jemalloc_{name}_kb"] = value.value // 1024
+    return out
+
+
 def malloc_info() -> dict[str, int]:
-    """glibc's view (KiB): heap obtained by brk/arenas, in mmapped chunks, in use, free.
-    Free heap that does not go back to the OS is fragmentation."""
+    """The allocator's view (KiB). On jemalloc: :func:`jemalloc_stats`. On glibc: heap
+    obtained by brk/arenas, in mmapped chunks, in use, free; free heap that does not go
+    back to the OS is fragmentation."""
+    if _jemalloc_lib() is not None:
+        return jemalloc_stats()
     lib = _glibc()
     if lib is None or not hasattr(lib, "mallinfo2"):
         return {}

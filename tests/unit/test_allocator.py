@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -38,3 +39,38 @@ def test_a_child_started_with_that_env_runs_on_jemalloc() -> None:
     )
     assert out.stdout.strip() == "jemalloc"
     assert memory.allocator() == "glibc"  # this test process was not re-executed
+
+
+_PROBE = """
+import json
+from node import memory
+before = memory.malloc_info()
+held = [bytes(4096) for _ in range(10_000)]  # 40 MiB through malloc (over pymalloc's 512 B)
+after = memory.malloc_info()
+print(json.dumps([before, after]))
+"""
+
+
+@pytest.mark.skipif(memory.jemalloc_path() is None, reason="libjemalloc2 not installed")
+def test_on_jemalloc_malloc_info_reports_jemalloc_statistics() -> None:
+    env = memory.allocator_env({}, memory.jemalloc_path())
+    assert env is not None
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, check=True
+    )
+    before, after = json.loads(out.stdout)
+    assert set(before) == {f"jemalloc_{k}_kb" for k in memory._JEMALLOC_STATS}
+    grew = after["jemalloc_allocated_kb"] - before["jemalloc_allocated_kb"]
+    assert 39_000 <= grew <= 60_000, grew  # 40 MiB requested, in 5 KiB size classes
+    assert (
+        after["jemalloc_resident_kb"]
+        >= after["jemalloc_active_kb"]
+        >= after["jemalloc_allocated_kb"]
+    )
+
+
+def test_on_glibc_malloc_info_reports_glibc_statistics() -> None:
+    info = memory.malloc_info()  # this test process runs on glibc's malloc
+    assert memory.allocator() == "glibc"
+    assert set(info) == {"malloc_heap_kb", "malloc_mmap_kb", "malloc_used_kb", "malloc_free_kb"}
+    assert info["malloc_used_kb"] > 0
