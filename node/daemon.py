@@ -7,9 +7,11 @@ SIGTERM or SIGINT. A divergence halt stops the process with exit code 3.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -179,11 +181,16 @@ class Node:
 
     async def _trim_heap(self) -> None:
         tracing = memory.start_tracing()  # MEDCHAIN_TRACEMALLOC=1: find what grows
-        while True:
+        # MEDCHAIN_MALLOCSTATS=1: Python's allocator statistics (arenas, pools, blocks in
+        # use) on stderr every minute.
+        pystats = os.environ.get("MEDCHAIN_MALLOCSTATS") == "1"
+        for tick in itertools.count(1):
             await trio.sleep(10)
             memory.trim()
-            if tracing:
+            if tracing and tick >= 12 and tick % 6 == 0:  # baseline after 2 minutes
                 memory.log_growth()
+            if pystats and tick % 6 == 0:
+                sys._debugmallocstats()
 
     async def _watch_halt(self, scope: trio.CancelScope) -> None:
         while not self.driver.halted:

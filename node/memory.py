@@ -103,36 +103,39 @@ def trim() -> bool:
     return bool(lib is not None and lib.malloc_trim(0))
 
 
-_last: Any = None
+_base: Any = None
 
 
 def start_tracing() -> bool:
-    """Diagnostics only (slow): with MEDCHAIN_TRACEMALLOC=1, trace Python allocations."""
+    """Diagnostics only: with MEDCHAIN_TRACEMALLOC=1, trace Python allocations. Slow: a
+    4-node cluster on 2 cores stalls under it at 400 tx/s; use a few tx/s."""
     if os.environ.get("MEDCHAIN_TRACEMALLOC") != "1":
         return False
-    tracemalloc.start(12)
+    tracemalloc.start(8)
     return True
 
 
 def log_growth(top: int = 12) -> None:
-    """Log where traced memory grew since the last call."""
-    global _last
+    """The first call takes a baseline; each later one logs where traced memory grew
+    since it (growth that only ever adds up stands out from churn)."""
+    global _base
     snap = tracemalloc.take_snapshot()
-    if _last is not None:
-        total = sum(s.size for s in snap.statistics("filename"))
-        for st in snap.compare_to(_last, "traceback")[:top]:
-            frames = " <- ".join(
-                f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in list(st.traceback)[::-1][:6]
-            )
-            log.warning(
-                "heap growth %+d KiB (%+d blocks) at %s; traced total %d KiB",
-                st.size_diff // 1024,
-                st.count_diff,
-                frames,
-                total // 1024,
-                extra={"event": "heap-growth"},
-            )
-    _last = snap
+    if _base is None:
+        _base = snap
+        return
+    total = sum(s.size for s in snap.statistics("filename"))
+    for st in snap.compare_to(_base, "traceback")[:top]:
+        frames = " <- ".join(
+            f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in list(st.traceback)[::-1][:8]
+        )
+        log.warning(
+            "heap growth %+d KiB (%+d blocks) at %s; traced total %d KiB",
+            st.size_diff // 1024,
+            st.count_diff,
+            frames,
+            total // 1024,
+            extra={"event": "heap-growth"},
+        )
 
 
 class _Mallinfo2(ctypes.Structure):
