@@ -521,7 +521,14 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
     s.say(
         f"Hospital B asks for {good[0].record_id.split(':')[1]} again: {again_rec.status}: {again_rec.reason}"
     )
-    heights = {o: RpcClient(n.config.rpc_socket).status() for o, n in nodes.items()}
+    # Compare the nodes at one height: the denied fetch's access log was just committed,
+    # and each node commits it a moment apart.
+    deadline = time.monotonic() + 30
+    while True:
+        heights = {o: RpcClient(n.config.rpc_socket).status() for o, n in nodes.items()}
+        if len({st["height"] for st in heights.values()}) == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     roots = {st["state_root"] for st in heights.values()}
     top = min(st["height"] for st in heights.values())
     s.say(
