@@ -2,8 +2,8 @@
 
 The node's RSS creeps under steady load (BENCHMARKS.md, soak). This probe runs
 only decode+verify, execute and commit (no networking, consensus or RPC) and
-prints glibc's and LevelDB's view of memory every ``--every`` seconds, so a
-creep can be pinned to that path — and, with ``--no-execute`` (decode and
+prints the allocator's (glibc's, or jemalloc's under LD_PRELOAD) and LevelDB's
+view of memory every ``--every`` seconds, so a creep can be pinned to that path — and, with ``--no-execute`` (decode and
 verify only) or ``--no-commit`` (execute each block against the same state,
 never write it), to one part of it::
 
@@ -78,9 +78,9 @@ def main() -> None:
                 disk = sum(f.stat().st_size for f in (root / "ledger").rglob("*") if f.is_file())
                 print(
                     f"{now - t0:5.0f}s height {ledger.height} RssAnon {_status_mib('RssAnon')} "
-                    f"RssFile {_status_mib('RssFile')} MiB; heap {m.get('malloc_heap_kb', 0) >> 10} "
-                    f"in-use {m.get('malloc_used_kb', 0) >> 10} free {m.get('malloc_free_kb', 0) >> 10} "
-                    f"leveldb {lv >> 10} MiB; python blocks {sys.getallocatedblocks()}; "
+                    f"RssFile {_status_mib('RssFile')} MiB; "
+                    + " ".join(f"{k.removesuffix('_kb')} {v >> 10}" for k, v in m.items())
+                    + f" MiB; leveldb {lv >> 10} MiB; python blocks {sys.getallocatedblocks()}; "
                     f"disk {disk >> 20} MiB ({disk // max(1, i)} B/tx)",
                     flush=True,
                 )
