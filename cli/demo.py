@@ -523,12 +523,8 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
     )
     # Compare the nodes at one height: the denied fetch's access log was just committed,
     # and each node commits it a moment apart.
-    deadline = time.monotonic() + 30
-    while True:
-        heights = {o: RpcClient(n.config.rpc_socket).status() for o, n in nodes.items()}
-        if len({st["height"] for st in heights.values()}) == 1 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    sync()
+    heights = {o: RpcClient(n.config.rpc_socket).status() for o, n in nodes.items()}
     roots = {st["state_root"] for st in heights.values()}
     top = min(st["height"] for st in heights.values())
     s.say(
