@@ -13,7 +13,7 @@ State keys are ``<namespace> 0x00 <key>``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -68,17 +68,29 @@ class Chaincode(Protocol):
 class Overlay:
     """Uncommitted writes layered over a reader; ``None`` marks a delete."""
 
-    def __init__(self, base: StateReader) -> None:
+    def __init__(self, base: StateReader, memo: bool = False) -> None:
+        """``memo``: remember what the base returned (absent keys too) — for a block's
+        overlay over committed state, which cannot change while the block executes.
+        Every transaction of a block asks, for instance, whether its contract has an
+        installed upgrade; the answer is read once per block instead of once per
+        transaction (absent keys read from LevelDB cost it seek compactions)."""
         self.base = base
         self.writes: dict[bytes, bytes | None] = {}
         # Secondary indexes (outside the state root): written by chaincode for
         # queries, kept or dropped together with the transaction's writes.
         self.index_writes: dict[bytes, bytes | None] = {}
+        self._reads: dict[bytes, bytes | None] | None = {} if memo else None
 
     def get(self, key: bytes) -> bytes | None:
         if key in self.writes:
             return self.writes[key]
-        return self.base.state_get(key)
+        reads = self._reads
+        if reads is None:
+            return self.base.state_get(key)
+        if key in reads:
+            return reads[key]
+        value = reads[key] = self.base.state_get(key)
+        return value
 
     def state_get(self, key: bytes) -> bytes | None:
         return self.get(key)
@@ -342,15 +354,24 @@ class Executor:
         return None if h2 is None else self._modules[h2]
 
     def execute(
-        self, state: StateReader, block: Block, decoded: Mapping[bytes, Transaction] | None = None
+        self,
+        state: StateReader,
+        block: Block,
+        decoded: Mapping[bytes, Transaction] | None = None,
+        checked: Container[bytes] = (),
     ) -> ExecutedBlock:
         """Execute ``block`` on top of ``state``; returns results and the write set.
-        ``decoded``: transactions already decoded (by tx id), to skip decoding them again."""
-        block_overlay = Overlay(state)
+        ``decoded``: transactions already decoded (by tx id), to skip decoding them again;
+        ``checked``: ids of transactions whose bytes already passed ``Transaction.decode``
+        (decoded again here without the checks)."""
+        block_overlay = Overlay(state, memo=True)
         results: list[TxResult] = []
         known = decoded or {}
         for tx_id, raw in zip(block.tx_ids(), block.txs, strict=True):
-            results.append(self._execute_tx(block_overlay, block, tx_id, raw, known.get(tx_id)))
+            tx = known.get(tx_id)
+            if tx is None and tx_id in checked:
+                tx = Transaction.decode_checked(raw)
+            results.append(self._execute_tx(block_overlay, block, tx_id, raw, tx))
         return ExecutedBlock(block, results, block_overlay.writes, block_overlay.index_writes)
 
     def _execute_tx(

@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import trio
@@ -167,7 +168,9 @@ class Driver:
         self._validated_blocks: dict[bytes, Block] = {}  # digest -> decoded block, until delivered
         self._broadcasted: set[bytes] = set()
         self._last_inclusion_ms = 0  # when a block last carried one of our pool's transactions
-        self._decoded: OrderedDict[bytes, Transaction] = OrderedDict()  # verified in blocks
+        # ids of transactions checked inside proposed blocks (not in our pool), until the
+        # block is delivered: execution decodes them without checking them again
+        self._checked: OrderedDict[bytes, None] = OrderedDict()
         self._last_proposal_ms = 0
         self._exec_ms_per_tx = 0.0  # moving average: what a transaction costs to execute here
         self._pending_pp: dict[int, tuple[PrePrepare, Block]] = {}
@@ -357,20 +360,19 @@ class Driver:
             self.halted = f"committed block at seq {d.seq} does not apply: {exc}"
             log.critical("HALT: %s", self.halted, extra={"event": "halt"})
             return
-        decoded = {}
+        checked = set()
         for tx_id in block.tx_ids():
-            pooled = self.pool.get(tx_id)
-            if pooled is not None:
-                decoded[tx_id] = pooled.tx
-            elif tx_id in self._decoded:
-                decoded[tx_id] = self._decoded.pop(tx_id)  # needed once
+            if tx_id in self.pool:
+                checked.add(tx_id)
+            elif tx_id in self._checked:
+                del self._checked[tx_id]  # needed once
+                checked.add(tx_id)
+        execute = partial(self.executor.execute, checked=checked)
         if self.cfg.offload:
-            executed = await trio.to_thread.run_sync(
-                self.executor.execute, self.ledger, block, decoded
-            )
+            executed = await trio.to_thread.run_sync(execute, self.ledger, block)
             await trio.to_thread.run_sync(self.ledger.commit_block, executed, cert, d.seq)
         else:
-            executed = self.executor.execute(self.ledger, block, decoded)
+            executed = execute(self.ledger, block)
             self.ledger.commit_block(executed, cert, d.seq)
         now = self.clock()
         tx_ids = block.tx_ids()
@@ -559,7 +561,7 @@ class Driver:
                     block, fresh = await trio.to_thread.run_sync(
                         decode_and_verify_block, m.batch, self.genesis, _Known(known)
                     )
-                    self._remember_decoded(fresh)
+                    self._remember_checked(fresh)
             except DecodeError as exc:
                 why = f"invalid proposal: {exc}"
             if why:
@@ -587,11 +589,12 @@ class Driver:
                 raise PoolReject("bad-signature", "transaction signature does not verify")
             tx_id = self.pool.admit(tx, raw, self.clock())
         except PoolReject as exc:
+            if exc.code == "replayed" and self.ledger.tx(sha256(raw)) is not None:
+                # A committed transaction always used its nonce, so the pool's nonce
+                # check is what finds it: no tx-index read for every new transaction.
+                exc = PoolReject("duplicate", "transaction is already committed")
             self._remember_reject(sha256(raw), f"{exc.code}: {exc}")
-            raise
-        if self.ledger.tx(tx_id) is not None:
-            self.pool.remove([tx_id])
-            raise PoolReject("duplicate", "transaction is already committed")
+            raise exc from None
         # Acknowledged means kept: the pool's write-ahead entry survives a crash (a
         # write() that returned is in the kernel even if the process is SIGKILLed).
         self.local.write({P_WAL + tx_id: raw}, sync=False)
@@ -601,10 +604,10 @@ class Driver:
         self.post("poke")
         return tx_id
 
-    def _remember_decoded(self, txs: dict[bytes, Transaction]) -> None:
-        self._decoded.update(txs)
-        while len(self._decoded) > 20_000:  # blocks validated but never delivered
-            self._decoded.popitem(last=False)
+    def _remember_checked(self, tx_ids: list[bytes]) -> None:
+        self._checked.update(dict.fromkeys(tx_ids))
+        while len(self._checked) > 20_000:  # blocks validated but never delivered
+            self._checked.popitem(last=False)
 
     def _remember_reject(self, tx_id: bytes, why: str) -> None:
         self._recent_rejects[tx_id] = why
@@ -811,7 +814,7 @@ class Driver:
             "leveldb_kb": leveldb_kb,
             "python_blocks": sys.getallocatedblocks(),
             "pool_txs": len(self.pool),
-            "decoded_txs": len(self._decoded),
+            "checked_txs": len(self._checked),
             "validated_blocks": len(self._validated_blocks),
             "pending_preprepares": len(self._pending_pp),
             "proposed": len(self._proposed),

@@ -51,23 +51,25 @@ def decode_tx_batch(payload: bytes, max_tx_bytes: int) -> list[bytes]:
 
 def decode_and_verify_block(
     batch: bytes, genesis: Genesis, known: Collection[bytes]
-) -> tuple[Block, dict[bytes, Transaction]]:
+) -> tuple[Block, list[bytes]]:
     """Decode a proposed block and verify every transaction signature not already
-    verified (``known``: ids of transactions in our pool). Raises DecodeError."""
+    verified (``known``: ids of transactions in our pool). Returns the block and the
+    ids of the transactions it checked (their decoded form is not kept: execution
+    decodes them again, unchecked). Raises DecodeError."""
     params = genesis.consensus
     if len(batch) > params.batch_max_bytes + 64 * 1024:
         raise DecodeError(f"block of {len(batch)} bytes exceeds the batch limit")
     block = Block.decode(batch, max_tx_size=params.max_tx_bytes, check_txs=False)
     if len(block.txs) > params.batch_max_txs:
         raise DecodeError(f"block of {len(block.txs)} transactions exceeds {params.batch_max_txs}")
-    fresh: dict[bytes, Transaction] = {}
+    fresh: list[bytes] = []
     for raw, tx_id in zip(block.txs, block.tx_ids(), strict=True):
         if tx_id in known:
             continue
         tx = Transaction.decode(raw, params.max_tx_bytes)
         if tx.chain_id != genesis.chain_id or not tx.verify_signature():
             raise DecodeError(f"transaction {tx_id.hex()[:16]} has a bad signature or chain id")
-        fresh[tx_id] = tx
+        fresh.append(tx_id)
     return block, fresh
 
 

@@ -55,8 +55,11 @@ async def test_four_drivers_commit_the_same_blocks() -> None:
             assert len({d.ledger.block(height).hash for d in drivers}) == 1  # type: ignore[union-attr]
             assert len({d.ledger.state_root_at(height) for d in drivers}) == 1
         # replays and duplicates are refused at the door
-        with pytest.raises(PoolReject) as info:
+        with pytest.raises(PoolReject) as info:  # the same bytes again
             await drivers[1].submit(c.tx(c.admin_keys[0], nonce=1).encode())
+        assert info.value.code == "duplicate"
+        with pytest.raises(PoolReject) as info:  # another transaction, a used nonce
+            await drivers[1].submit(c.tx(c.admin_keys[0], args={"k": "v"}, nonce=1).encode())
         assert info.value.code == "replayed"
         nursery.cancel_scope.cancel()
 
