@@ -62,7 +62,7 @@ from node.chain import propose_block
 from node.consensus_store import ConsensusStore
 from node.events import EventHub
 from node.metrics import Metrics
-from node.pool import PoolReject, TxPool, check_tx
+from node.pool import PooledTx, PoolReject, TxPool, check_tx
 from node.transport import CHANNEL_CONSENSUS, CHANNEL_SYNC, CHANNEL_TXS, Incoming, Transport
 from node.validation import (
     MAX_TX_BATCH,
@@ -84,6 +84,7 @@ from storage.tx import Transaction
 log = logging.getLogger("medchain.driver")
 
 BATCH_TIMER = "batch"
+REBROADCAST_MAX = 64  # pending transactions sent to every replica per check (4 a second)
 P_WAL = b"W"  # acknowledged, not yet committed transactions (the pool's write-ahead log)
 
 
@@ -199,7 +200,9 @@ class Driver:
         return Restored(persisted, self.ledger.seq, proof, self.ledger.last_timestamp_ms)
 
     def _nonce_used(self, sender: bytes, nonce: int) -> bool:
-        return self.ledger.state_get(nonce_key(sender, nonce)) is not None
+        # Not through the state read cache: each nonce is used once, so a cached
+        # one is never asked for again (and replays would fill the cache).
+        return self.ledger.state_get_uncached(nonce_key(sender, nonce)) is not None
 
     # -- running ------------------------------------------------------------------
 
@@ -641,7 +644,13 @@ class Driver:
         every replica's progress timer runs and a silent primary is replaced (PBFT's
         client rebroadcast). While blocks do carry ours, a backlog is congestion, and
         rebroadcasting would only add work (every replica verifying it again): then
-        only a transaction pending for 4 timeouts (censored?) goes to everyone."""
+        only a transaction pending for 4 timeouts (censored?) goes to everyone.
+        Either way at most REBROADCAST_MAX every 250 ms, oldest first: a few pending
+        transactions start every replica's timer as well as thousands would, and
+        rebroadcasting a whole backlog made every replica verify it again — under a
+        stall of a second or two that work made the backlog grow instead of drain.
+        (Nothing pending is lost by the cap: when the view changes, every node
+        forwards its whole pool to the new primary.)"""
         half_timeout = self.genesis.consensus.view_change_timeout_ms // 2
         censored = 8 * half_timeout
         last_check = 0
@@ -662,11 +671,12 @@ class Driver:
             if now - last_check >= 250:
                 last_check = now
                 limit = half_timeout if now - self._last_inclusion_ms > half_timeout else censored
-                stale = [
-                    p
-                    for p in self.pool.take(len(self.pool), 1 << 40, self._broadcasted)
-                    if now - p.received_ms > limit
-                ]
+                stale: list[PooledTx] = []
+                for p in self.pool.by_age():
+                    if now - p.received_ms <= limit or len(stale) >= REBROADCAST_MAX:
+                        break
+                    if p.tx_id not in self._broadcasted:
+                        stale.append(p)
                 if stale:
                     self._broadcasted.update(p.tx_id for p in stale)
                     self._send_txs(self.peers, [p.raw for p in stale])
@@ -701,6 +711,8 @@ class Driver:
                 except PoolReject as exc:
                     out.append(str(exc))
                     continue
+                if self._nonce_used(tx.sender, tx.nonce):
+                    continue  # committed already (a rebroadcast): not worth a signature check
                 out.append((tx, raw) if tx.verify_signature() else "bad signature")
             return out
 

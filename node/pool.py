@@ -10,7 +10,7 @@ only records the verdict.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from storage.codec import DecodeError
@@ -127,6 +127,10 @@ class TxPool:
             out.append(p)
             size += len(p.raw)
         return out
+
+    def by_age(self) -> Iterator[PooledTx]:
+        """Oldest first (arrival order); do not change the pool while iterating."""
+        return iter(self._txs.values())
 
     def oldest_ms(self) -> int | None:
         for p in self._txs.values():

@@ -274,6 +274,10 @@ class Ledger:
         """Committed state, through a read cache (absent keys too) that every commit updates."""
         return self._cache.get(key, self._load_state)
 
+    def state_get_uncached(self, key: bytes) -> bytes | None:
+        """Committed state, straight from the store: for keys read once (nonces)."""
+        return self._load_state(key)
+
     def _load_state(self, key: bytes) -> bytes | None:
         return self.store.get(P_STATE + key)
 
