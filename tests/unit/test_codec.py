@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from storage.block import Block, BlockHeader, CommitCertificate
 from storage.codec import DecodeError, as_value, canonical, pack, unpack
@@ -27,6 +29,41 @@ def test_transaction_round_trip(consortium: Consortium) -> None:
     assert again.encode() == data
     assert again.verify_signature()
     assert list(again.args) == ["a", "b"]  # maps are canonicalised (sorted) before signing
+
+
+def _shape(v: object) -> object:
+    """A value with its exact types spelled out (True and 1 compare equal in Python)."""
+    if isinstance(v, list):
+        return ["list", [_shape(x) for x in v]]
+    if isinstance(v, dict):
+        return ["dict", [(k, _shape(x)) for k, x in v.items()]]
+    return [type(v).__name__, v]
+
+
+_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.text(max_size=20)
+    | st.binary(max_size=40),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(args=_values, nonce=st.integers(1, 2**64 - 1))
+def test_decode_checked_builds_what_decode_builds(args: object, nonce: int) -> None:
+    """Execution re-decodes pooled transactions with decode_checked (no checks): for any
+    bytes decode() accepted, it must build exactly the same transaction."""
+    c = Consortium.make()
+    data = c.tx(c.admin_keys[0], args=args, nonce=nonce).encode()
+    checked, fast = Transaction.decode(data), Transaction.decode_checked(data)
+    assert fast == checked and fast.encode() == data and fast.tx_id == checked.tx_id
+    assert _shape(fast.args) == _shape(checked.args)
+    assert fast.verify_signature()
 
 
 def test_header_certificate_result_round_trip(consortium: Consortium) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 import trio
 
-from node.driver import Driver, DriverConfig
+from node.driver import REBROADCAST_MAX, Driver, DriverConfig
 from node.pool import PoolReject
-from node.transport import MemoryHub
+from node.transport import CHANNEL_TXS, MemoryHub
+from node.validation import encode_tx_batch
 from storage.ledger import Ledger
+from storage.tx import Transaction
 from tests.helpers import Consortium
 
 
@@ -183,8 +185,8 @@ async def test_byzantine_primary_is_survived_and_named() -> None:
             await honest[k % 3].submit(c.tx(c.admin_keys[1 + k % 3]).encode()) for k in range(30)
         ]
         for d in honest:
-            for t in ids:
-                assert await d.wait_committed(t, 20)
+            for tx_id in ids:
+                assert await d.wait_committed(tx_id, 20)
         await wait_height(honest, max(d.ledger.height for d in honest))
         for h in range(1, min(d.ledger.height for d in honest) + 1):
             assert len({d.ledger.block(h).hash for d in honest}) == 1  # type: ignore[union-attr]
@@ -192,4 +194,56 @@ async def test_byzantine_primary_is_survived_and_named() -> None:
             assert d.replica.view >= 1
             assert set(d.metrics.offenses) == {0}
         assert drivers[0].transport.sent["equivocations"] >= 1  # type: ignore[attr-defined]
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_stale_transactions_are_rebroadcast_a_few_at_a_time() -> None:
+    """A node whose transactions do not reach the primary sends the oldest of them to
+    every replica — REBROADCAST_MAX per check, not its whole backlog (which every
+    replica would verify again) — and all of them are committed (the replicas that
+    got them rebroadcast them in turn, or the view changes)."""
+    c = Consortium.make(batch_timeout_ms=5, view_change_timeout_ms=2000)
+    hub = MemoryHub()
+    async with trio.open_nursery() as nursery:
+        drivers = await start_cluster(nursery, c, hub)
+        hub.cut.add((1, 0))  # node 1 cannot reach the primary of view 0
+        ids = [await drivers[1].submit(c.tx(c.admin_keys[1]).encode()) for _ in range(200)]
+        with trio.fail_after(10):
+            while not drivers[1]._broadcasted:
+                await trio.sleep(0.005)
+        assert len(drivers[1]._broadcasted) == REBROADCAST_MAX  # the first check: the oldest
+        assert drivers[1]._broadcasted == set(ids[:REBROADCAST_MAX])
+        for tx_id in ids:
+            assert await drivers[2].wait_committed(tx_id, 30)
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_forwarded_transaction_already_committed_is_not_verified_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    c = Consortium.make(batch_timeout_ms=5)
+    hub = MemoryHub()
+    async with trio.open_nursery() as nursery:
+        drivers = await start_cluster(nursery, c, hub)
+        raw = c.tx(c.admin_keys[0]).encode()
+        tx_id = await drivers[0].submit(raw)
+        for d in drivers:
+            assert await d.wait_committed(tx_id, 10)
+        checks = []
+        real = Transaction.verify_signature
+
+        def counting(self: Transaction) -> bool:
+            checks.append(self.nonce)
+            return real(self)
+
+        monkeypatch.setattr(Transaction, "verify_signature", counting)
+        fresh = c.tx(c.admin_keys[0]).encode()
+        drivers[2].transport.send(1, CHANNEL_TXS, encode_tx_batch([raw, fresh]))
+        with trio.fail_after(10):
+            while len(drivers[1].pool) == 0:
+                await trio.sleep(0.005)
+        assert checks == [2]  # the committed one (nonce 1) was skipped before its check
+        assert drivers[1].metrics.offenses == {}
         nursery.cancel_scope.cancel()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts.runtime import ChaincodeError, Context, Executor
+from contracts.kv import KVChaincode
+from contracts.runtime import LIFECYCLE, ChaincodeError, Context, Executor, Overlay
 from node.chain import propose_block
 from storage.ledger import Ledger
 from tests.helpers import Consortium
@@ -104,7 +106,7 @@ def test_indexes_committed_outside_state_and_read_by_queries(consortium: Consort
 )
 def test_two_executors_reach_same_root(ops: list[tuple[int, str, int, bool]], nblocks: int) -> None:
     c = Consortium.make()
-    txs = []
+    txs: list[bytes] = []
     for who, method, key, replay in ops:
         if replay and txs:
             txs.append(txs[-1])
@@ -126,3 +128,51 @@ def test_query_is_read_only(consortium: Consortium) -> None:
     ledger = Ledger.in_memory(c.genesis)
     c.commit(ledger, [c.tx(c.admin_keys[0], args={"key": "a", "value": "1"}).encode()])
     assert c.executor().query(ledger, "kv", "get", {"key": "a"}, 1, 0) == b"1"
+
+
+class CountingReader:
+    """Committed state that records every read."""
+
+    def __init__(self, data: dict[bytes, bytes]) -> None:
+        self.data = data
+        self.reads: list[bytes] = []
+
+    def state_get(self, key: bytes) -> bytes | None:
+        self.reads.append(key)
+        return self.data.get(key)
+
+    def state_scan(
+        self, prefix: bytes, start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        return iter(sorted((k, v) for k, v in self.data.items() if k.startswith(prefix)))
+
+
+def test_block_overlay_reads_committed_state_once_per_key() -> None:
+    base = CountingReader({b"a": b"1"})
+    block = Overlay(base, memo=True)
+    assert block.get(b"a") == b"1" and block.get(b"a") == b"1"
+    assert block.get(b"gone") is None and block.get(b"gone") is None  # absent: remembered too
+    assert base.reads == [b"a", b"gone"]
+    tx = Overlay(block)  # a transaction's writes, kept: later reads see them, not the memo
+    tx.writes[b"gone"] = b"2"
+    block.writes.update(tx.writes)
+    assert tx.get(b"gone") == b"2" and block.get(b"gone") == b"2"
+    block.writes[b"a"] = None  # deleted in this block
+    assert block.get(b"a") is None
+    plain = Overlay(base)  # without memo (transactions, queries): every read goes through
+    plain.get(b"a")
+    plain.get(b"a")
+    assert base.reads == [b"a", b"gone", b"a", b"a"]
+
+
+def test_contract_lookup_is_read_once_per_block(consortium: Consortium) -> None:
+    c = consortium
+    ex = Executor(c.genesis, {"kv": KVChaincode()})
+    ledger = Ledger.in_memory(c.genesis)
+    txs = [c.tx(c.admin_keys[0], "not-installed", "x", None).encode() for _ in range(5)]
+    block = propose_block(ledger, txs, 1, c.node_keys[0].public_key)
+    base = CountingReader({})
+    out = ex.execute(base, block)
+    assert [r.data for r in out.results] == ["unknown contract 'not-installed'"] * 5
+    lookups = [k for k in base.reads if k.startswith(LIFECYCLE.encode())]
+    assert lookups == [LIFECYCLE.encode() + b"\x00active/not-installed"]
