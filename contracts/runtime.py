@@ -357,20 +357,15 @@ class Executor:
         self,
         state: StateReader,
         block: Block,
-        decoded: Mapping[bytes, Transaction] | None = None,
         checked: Container[bytes] = (),
     ) -> ExecutedBlock:
         """Execute ``block`` on top of ``state``; returns results and the write set.
-        ``decoded``: transactions already decoded (by tx id), to skip decoding them again;
         ``checked``: ids of transactions whose bytes already passed ``Transaction.decode``
         (decoded again here without the checks)."""
         block_overlay = Overlay(state, memo=True)
         results: list[TxResult] = []
-        known = decoded or {}
         for tx_id, raw in zip(block.tx_ids(), block.txs, strict=True):
-            tx = known.get(tx_id)
-            if tx is None and tx_id in checked:
-                tx = Transaction.decode_checked(raw)
+            tx = Transaction.decode_checked(raw) if tx_id in checked else None
             results.append(self._execute_tx(block_overlay, block, tx_id, raw, tx))
         return ExecutedBlock(block, results, block_overlay.writes, block_overlay.index_writes)
 
