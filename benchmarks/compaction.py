@@ -1,0 +1,78 @@
+"""What LevelDB's compactions cost per transaction, offline.
+
+At 1,000 tx/s a node's LevelDB background thread (compactions of the main store)
+uses about as much CPU as the node's Python thread (BENCHMARKS.md, soak,
+"2026-11-30"). This runs record anchors through the unreplicated pipeline
+(``LocalChain``: execute and commit blocks to a real LevelDB ledger, plus the nonce
+read a node does at admission) and reports the background threads' CPU (process
+CPU minus this thread's) and LevelDB's own compaction table for the main store, so
+a change to keys or store options can be judged in a minute instead of a soak::
+
+    python -m benchmarks.compaction --txs 300000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.unreplicated import LocalChain
+from contracts.runtime import nonce_key
+from storage.tx import Transaction
+
+
+def _process_cpu_s() -> float:
+    total = 0
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime, clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _thread_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_THREAD)
+    return r.ru_utime + r.ru_stime
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--txs", type=int, default=300_000)
+    ap.add_argument("--block", type=int, default=200, help="transactions per block")
+    ap.add_argument("--generators", type=int, default=4, help="senders (one key each)")
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="mc-compaction-"))
+    try:
+        chain, makers = LocalChain.create(root, "anchor", args.generators)
+        ledger = chain.ledger
+        t0, p0, m0 = time.perf_counter(), _process_cpu_s(), _thread_cpu_s()
+        g = args.generators
+        for i in range(0, args.txs, args.block):
+            raws = [makers[j % g].make(j // g).encode() for j in range(i, i + args.block)]
+            for raw in raws:  # what admission reads: is the nonce used?
+                tx = Transaction.decode(raw)
+                ledger.state_get_uncached(nonce_key(tx.sender, tx.nonce))
+            chain.commit(raws)
+        wall = time.perf_counter() - t0
+        background = (_process_cpu_s() - p0) - (_thread_cpu_s() - m0)
+        stats = ledger.store._db.get_property(b"leveldb.stats")  # type: ignore[attr-defined]
+        ledger.close()
+        n = args.txs
+        print(f"{n} anchors in {wall:.1f} s ({n / wall:,.0f} tx/s, building and signing included)")
+        print(
+            f"background threads (LevelDB compactions): {background:.1f} s CPU, "
+            f"{background / n * 1e6:.0f} µs per transaction"
+        )
+        print("main store (ledger/):")
+        print(stats.decode() if stats else "(no statistics)")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
