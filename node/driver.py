@@ -663,7 +663,7 @@ class Driver:
             if self.replica.normal and primary != self._forwarded_to_primary:
                 self._forwarded_to_primary = primary
                 if primary != self.index:
-                    self._forward = [p.raw for p in self.pool.take(len(self.pool), 1 << 40, set())]
+                    self._forward = [p.raw for p in self.pool.by_age()]
             batch, self._forward = self._forward, []
             if batch and primary != self.index:
                 self._send_txs([primary], batch)

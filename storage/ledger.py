@@ -271,7 +271,7 @@ class Ledger:
         return TxLocation(as_int(f[0], "height"), as_int(f[1], "index"), TxResult.from_wire(f[2]))
 
     def state_get(self, key: bytes) -> bytes | None:
-        """Committed state, through a read cache (absent keys too) that every commit updates."""
+        """Committed state, through a read cache (of keys that exist) that every commit updates."""
         return self._cache.get(key, self._load_state)
 
     def state_get_uncached(self, key: bytes) -> bytes | None:

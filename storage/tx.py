@@ -15,8 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-import msgpack
-
 from storage.codec import (
     DecodeError,
     as_bytes,
@@ -27,6 +25,7 @@ from storage.codec import (
     fields,
     pack,
     unpack,
+    unpack_accepted,
 )
 from storage.crypto import (
     DOMAIN_TX,
@@ -96,7 +95,7 @@ class Transaction:
         caller knows them by their tx id), without checking them again: ~2 µs instead
         of ~6. The values are the same objects :meth:`decode` builds (its checks
         return what they check), so execution cannot tell the two apart."""
-        return cls(*msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True))
+        return cls(*unpack_accepted(data))
 
 
 def make_tx(
