@@ -61,6 +61,7 @@ def main() -> None:
         wall = time.perf_counter() - t0
         background = (_process_cpu_s() - p0) - (_thread_cpu_s() - m0)
         stats = ledger.store._db.get_property(b"leveldb.stats")  # type: ignore[attr-defined]
+        bstats = ledger.blocks._db.get_property(b"leveldb.stats")  # type: ignore[attr-defined]
         ledger.close()
         n = args.txs
         print(f"{n} anchors in {wall:.1f} s ({n / wall:,.0f} tx/s, building and signing included)")
@@ -70,6 +71,8 @@ def main() -> None:
         )
         print("main store (ledger/):")
         print(stats.decode() if stats else "(no statistics)")
+        print("block store (ledger/blocks/):")
+        print(bstats.decode() if bstats else "(no statistics)")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from contracts.runtime import Executor
 from storage.block import Block, BlockHeader, CommitCertificate, tx_root
-from storage.ledger import ExecutedBlock, Ledger
+from storage.ledger import ExecutedBlock, Ledger, LedgerError
 
 
 def propose_block(
@@ -55,7 +55,10 @@ def replay_ledger(ledger: Ledger, executor: Executor) -> list[str]:
             return [f"block {h} does not re-execute: {exc}"]
         if fresh.state_root != ledger.state_root_at(h):
             problems.append(f"state root after block {h} does not recompute")
-    ours = dict(ledger.state_scan(b""))
+    try:
+        ours = dict(ledger.state_scan(b""))
+    except LedgerError as exc:
+        return [*problems, f"stored state unreadable: {exc}"]
     theirs = dict(fresh.state_scan(b""))
     if ours != theirs:
         diff = {k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)}

@@ -1,25 +1,37 @@
 """The ledger: blocks, certificates, tx index, chaincode state, indexes.
 
-Key layout (heights are 8-byte big-endian so keys sort by height)::
+Key layout (format 2; heights and seqs are 8-byte big-endian so keys sort by them)::
 
     M genesis            genesis hash the data dir was created with
+    M format             ledger format (2; a store without it is format 1, see below)
     M tip                [height, block hash, state root, last consensus seq]
-    B <h>                block bytes
-    C <h>                commit certificate
-    R <h>                state root after executing block h
     Q <seq>              [height or 0 for a null batch, certificate] per consensus seq
     H <block hash>       height
-    T <tx id>            [height, index, result]
-    S <state key>        chaincode state
+    T <tx id>            [height, index]
+    S <state key>        chaincode state: 00 + value, or 01 + <h> <n> (the value is b <h> V <n>)
     X <index key>        secondary indexes chaincode or the node asks for
+    b <h> B              block bytes                                  (block store)
+    b <h> C              commit certificate                           (block store)
+    b <h> R              state root after executing block h           (block store)
+    b <h> E <i>          result of transaction i of block h           (block store)
+    b <h> V <n>          n-th state value of VALUE_LOG_MIN bytes or more block h wrote (block store)
 
-``B``, ``C``, ``R`` and ``Q`` (keyed by height or seq, append-only) live in a
-second store, the block store (on disk: a LevelDB of its own in
-``<ledger>/blocks``); everything else in the main store. Keys that arrive in
-order never overlap, so LevelDB moves the block store's files down its levels
-without rewriting them, while the main store — random keys: tx ids, state —
-only compacts what is its own (about 40 % of the bytes; before the split, the
-block bodies were rewritten at every level along with it).
+The ``b`` entries live in a second store, the block store (on disk: a LevelDB of
+its own in ``<ledger>/blocks``); everything else in the main store. The main
+store's keys are random (tx ids, record ids), so LevelDB rewrites its bytes some
+25 times on their way down the levels — at 1,000 tx/s those compactions cost a
+node about as much CPU as everything else it does. So the main store holds only
+what must be found by such a key: the key, and a pointer or a short value. The
+bytes behind them — block bodies, results, large state values — are appended to
+the block store under the block's height (WiscKey's key-value separation, Lu et
+al., FAST '16). Its keys only ever grow, so its files never overlap and LevelDB
+moves them down the levels without rewriting them. A state read is one lookup in
+the main store and, for a large value, one in the block store; overwritten
+values stay in the block store as history.
+
+Format 1 (ledgers created before format 2) keeps working as it was: ``B``, ``C``,
+``R`` and ``Q`` keyed by height or seq in the block store, ``T`` holding [height,
+index, result] and ``S`` the value itself.
 
 Committing a block is one synced write to the block store, then one synced
 write batch to the main store holding the rest and the tip. A crash between
@@ -43,9 +55,21 @@ from storage.readcache import ReadCache
 from storage.state import TxResult, next_state_root
 
 _BE8 = struct.Struct(">Q")
+_BE4 = struct.Struct(">I")
 
 K_GENESIS = b"Mgenesis"
 K_TIP = b"Mtip"
+K_FORMAT = b"Mformat"
+FORMAT = 2
+P_HEIGHT = b"b"  # format 2: the block store's keys, b <height> <kind>
+K_BLOCK = b"B"
+K_CERT = b"C"
+K_ROOT = b"R"
+K_RESULT = b"E"
+K_VALUE = b"V"
+VALUE_LOG_MIN = 48  # state values this long or longer go to the block store (V)
+_INLINE = 0
+_POINTER = 1
 P_BLOCK = b"B"
 P_CERT = b"C"
 P_ROOT = b"R"
@@ -96,9 +120,19 @@ class Ledger:
         self.genesis_hash = genesis.hash()
         self._cache = ReadCache(CACHE_ENTRIES)
         stored = store.get(K_GENESIS)
+        fmt = store.get(K_FORMAT)
         if stored is None:
-            store.write({K_GENESIS: self.genesis_hash}, sync=True)
-        elif stored != self.genesis_hash:
+            store.write({K_GENESIS: self.genesis_hash, K_FORMAT: bytes([FORMAT])}, sync=True)
+            self.format = FORMAT
+        elif fmt is None:
+            self.format = 1
+        elif len(fmt) != 1 or not 1 <= fmt[0] <= FORMAT:
+            raise LedgerError(
+                f"this ledger has format {fmt.hex()}, newer than this release reads ({FORMAT})"
+            )
+        else:
+            self.format = fmt[0]
+        if stored is not None and stored != self.genesis_hash:
             raise GenesisMismatch(
                 f"this data dir belongs to the chain with genesis {stored.hex()[:16]}…, "
                 f"not {self.genesis_hash.hex()[:16]}…; refusing to start with a different genesis"
@@ -123,7 +157,13 @@ class Ledger:
         # Block caches (decompressed blocks; they fill over minutes, then stay): small for
         # the main store — hot state is cached above it (storage.readcache) — and none for
         # the block store, read only by state transfer and explorers.
-        main = LevelDBKV(path, cache_bytes=2 << 20)
+        # A 16 MiB memtable (LevelDB: 4) for the main store. Most of its reads look up
+        # keys that do not exist (a new record's id): the bloom filters answer them,
+        # but LevelDB still charges a "seek" to the first table it consulted whenever
+        # it consulted two, and compacts a table after ~100 such charges — so with
+        # 4 MiB level-0 tables, seek compactions kept its background thread busy
+        # (benchmarks/compaction.py: 60 µs of compaction CPU per anchor; 16 MiB: 26).
+        main = LevelDBKV(path, cache_bytes=2 << 20, write_buffer_bytes=16 << 20)
         try:
             blocks = LevelDBKV(
                 path / "blocks",
@@ -184,31 +224,46 @@ class Ledger:
         block_hash = block.hash
         hb = be8(height)
         cert = certificate.encode()
-        appended: dict[bytes, bytes | None] = {
-            P_BLOCK + hb: block.encode(),
-            P_CERT + hb: cert,
-            P_ROOT + hb: root,
-            P_SEQ + be8(seq): pack([height, cert]),
-        }
+        seq_entry = {P_SEQ + be8(seq): pack([height, cert])}
         batch: dict[bytes, bytes | None] = {
             P_HASH + block_hash: hb,
             K_TIP: self._tip(height, block_hash, root, seq, block.header.timestamp_ms),
         }
-        if self.blocks is self.store:
-            batch.update(appended)
-        for i, (tx_id, result) in enumerate(zip(block.tx_ids(), executed.results, strict=True)):
-            key = P_TX + tx_id
-            # A transaction repeated (in this block or an earlier one) keeps
-            # its first location; the executor has failed the repeat as a replay.
-            # (Only a failed transaction can be such a repeat: skip the lookup otherwise.)
-            if key in batch or (not result.ok and self.store.get(key) is not None):
-                continue
-            batch[key] = pack([height, i, result.to_wire()])
-        for k, v in executed.writes.items():
-            batch[P_STATE + k] = v
+        if self.format >= 2:
+            hk = P_HEIGHT + hb
+            appended: dict[bytes, bytes | None] = {
+                hk + K_BLOCK: block.encode(),
+                hk + K_CERT: cert,
+                hk + K_ROOT: root,
+            }
+            batch.update(seq_entry)
+            for i, tx_id in self._index_txs(block, executed.results, batch):
+                batch[P_TX + tx_id] = pack([height, i])
+            for i, result in enumerate(executed.results):
+                appended[hk + K_RESULT + _BE4.pack(i)] = pack(result.to_wire())
+            n = 0
+            for k, v in executed.writes.items():
+                if v is None:
+                    batch[P_STATE + k] = None
+                elif len(v) < VALUE_LOG_MIN:
+                    batch[P_STATE + k] = b"\x00" + v
+                else:
+                    ref = hb + _BE4.pack(n)
+                    n += 1
+                    appended[hk + K_VALUE + _BE4.pack(n - 1)] = v
+                    batch[P_STATE + k] = b"\x01" + ref
+        else:
+            appended = {P_BLOCK + hb: block.encode(), P_CERT + hb: cert, P_ROOT + hb: root}
+            appended.update(seq_entry)
+            for i, tx_id in self._index_txs(block, executed.results, batch):
+                batch[P_TX + tx_id] = pack([height, i, executed.results[i].to_wire()])
+            for k, v in executed.writes.items():
+                batch[P_STATE + k] = v
         for k, v in executed.index_writes.items():
             batch[P_INDEX + k] = v
-        if self.blocks is not self.store:
+        if self.blocks is self.store:
+            batch.update(appended)
+        else:
             self.blocks.write(appended, sync=True)  # first: the tip below must find them
         self.store.write(batch, sync=True)
         self._cache.committed(executed.writes)
@@ -216,13 +271,28 @@ class Ledger:
         self.seq, self.last_timestamp_ms = seq, block.header.timestamp_ms
         return root
 
+    def _index_txs(
+        self, block: Block, results: Sequence[TxResult], batch: Mapping[bytes, bytes | None]
+    ) -> Iterator[tuple[int, bytes]]:
+        """(index, tx id) of the block's transactions that get a tx index entry.
+
+        A transaction repeated (in this block or an earlier one) keeps its first
+        location; the executor has failed the repeat as a replay. (Only a failed
+        transaction can be such a repeat: skip the lookup otherwise.)"""
+        seen: set[bytes] = set()
+        for i, (tx_id, result) in enumerate(zip(block.tx_ids(), results, strict=True)):
+            if tx_id in seen or (not result.ok and self.store.get(P_TX + tx_id) is not None):
+                continue
+            seen.add(tx_id)
+            yield i, tx_id
+
     def commit_null(self, seq: int, certificate: CommitCertificate) -> None:
         """Record that consensus ordered a null batch at ``seq`` (no block, state unchanged)."""
         if seq <= self.seq:
             raise LedgerError(f"consensus seq {seq} already delivered (at {self.seq})")
         tip = self._tip(self.height, self.last_hash, self.state_root, seq, self.last_timestamp_ms)
         entry = {P_SEQ + be8(seq): pack([0, certificate.encode()])}
-        if self.blocks is not self.store:
+        if self.blocks is not self.store and self.format < 2:
             self.blocks.write(entry, sync=True)
             self.store.write({K_TIP: tip}, sync=True)
         else:
@@ -233,31 +303,37 @@ class Ledger:
         """(height or 0 for a null batch, certificate) of a delivered consensus seq."""
         if seq > self.seq:  # written before a crash that lost the tip: not committed here
             return None
-        data = self.blocks.get(P_SEQ + be8(seq))
+        data = (self.store if self.format >= 2 else self.blocks).get(P_SEQ + be8(seq))
         if data is None:
             return None
         f = fields(unpack(data, 128 * 1024, "seq entry"), 2, "seq entry")
         return as_int(f[0], "height"), CommitCertificate.decode(as_bytes(f[1], "certificate"))
+
+    def _height_key(self, height: int, kind: bytes) -> bytes:
+        """Block-store key of a block's body, certificate or root (``kind``: K_BLOCK, ...)."""
+        if self.format >= 2:
+            return P_HEIGHT + be8(height) + kind
+        return {K_BLOCK: P_BLOCK, K_CERT: P_CERT, K_ROOT: P_ROOT}[kind] + be8(height)
 
     # -- reads -------------------------------------------------------------------
 
     def block_bytes(self, height: int) -> bytes | None:
         if height > self.height:
             return None
-        return self.blocks.get(P_BLOCK + be8(height))
+        return self.blocks.get(self._height_key(height, K_BLOCK))
 
     def block(self, height: int) -> Block | None:
         data = self.block_bytes(height)
         return None if data is None else Block.decode(data, check_txs=False)
 
     def certificate(self, height: int) -> CommitCertificate | None:
-        data = None if height > self.height else self.blocks.get(P_CERT + be8(height))
+        data = None if height > self.height else self.blocks.get(self._height_key(height, K_CERT))
         return None if data is None else CommitCertificate.decode(data)
 
     def state_root_at(self, height: int) -> bytes | None:
         if height == 0:
             return self.genesis.initial_state_root()
-        return None if height > self.height else self.blocks.get(P_ROOT + be8(height))
+        return None if height > self.height else self.blocks.get(self._height_key(height, K_ROOT))
 
     def height_of(self, block_hash: bytes) -> int | None:
         data = self.store.get(P_HASH + block_hash)
@@ -267,8 +343,18 @@ class Ledger:
         data = self.store.get(P_TX + tx_id)
         if data is None:
             return None
-        f = fields(unpack(data, 2 * 1024 * 1024, "tx index"), 3, "tx index")
-        return TxLocation(as_int(f[0], "height"), as_int(f[1], "index"), TxResult.from_wire(f[2]))
+        if self.format < 2:
+            f = fields(unpack(data, 2 * 1024 * 1024, "tx index"), 3, "tx index")
+            wire = f[2]
+        else:
+            f = fields(unpack(data, 64, "tx index"), 2, "tx index")
+        height, index = as_int(f[0], "height"), as_int(f[1], "index")
+        if self.format >= 2:
+            raw = self.blocks.get(P_HEIGHT + be8(height) + K_RESULT + _BE4.pack(index))
+            if raw is None:
+                raise LedgerError(f"the result of transaction {tx_id.hex()} is missing")
+            wire = unpack(raw, 2 * 1024 * 1024, "tx result")
+        return TxLocation(height, index, TxResult.from_wire(wire))
 
     def state_get(self, key: bytes) -> bytes | None:
         """Committed state, through a read cache (of keys that exist) that every commit updates."""
@@ -279,7 +365,19 @@ class Ledger:
         return self._load_state(key)
 
     def _load_state(self, key: bytes) -> bytes | None:
-        return self.store.get(P_STATE + key)
+        raw = self.store.get(P_STATE + key)
+        return raw if raw is None or self.format < 2 else self._value(key, raw)
+
+    def _value(self, key: bytes, raw: bytes) -> bytes:
+        """A state entry of format 2 -> the value (inline, or in the block store)."""
+        if raw[:1] == b"\x00":
+            return raw[1:]
+        if raw[:1] == b"\x01" and len(raw) == 13:
+            value = self.blocks.get(P_HEIGHT + raw[1:9] + K_VALUE + raw[9:13])
+            if value is not None:
+                return value
+            raise LedgerError(f"state value of {key!r} is missing from the block store")
+        raise LedgerError(f"state entry {key!r} is corrupt")
 
     def state_scan(
         self, prefix: bytes, start: bytes | None = None, reverse: bool = False
@@ -288,7 +386,8 @@ class Ledger:
         for k, v in self.store.scan(
             P_STATE + prefix, None if start is None else P_STATE + start, reverse
         ):
-            yield k[n:], v
+            key = k[n:]
+            yield key, (v if self.format < 2 else self._value(key, v))
 
     def index_get(self, key: bytes) -> bytes | None:
         return self.store.get(P_INDEX + key)

@@ -110,7 +110,7 @@ def test_reopen_keeps_everything(tmp_path: Path, consortium: Consortium) -> None
 
 
 def test_verify_chain_detects_tampering(tmp_path: Path, consortium: Consortium) -> None:
-    from storage.ledger import P_BLOCK, P_CERT, be8
+    from storage.ledger import K_BLOCK, K_CERT
 
     c = consortium
     led = Ledger.in_memory(c.genesis)
@@ -118,14 +118,17 @@ def test_verify_chain_detects_tampering(tmp_path: Path, consortium: Consortium) 
         c.commit(led, [c.tx(c.admin_keys[0]).encode()])
     cert = led.certificate(2)
     assert cert is not None
-    led.store.write({P_CERT + be8(2): replace(cert, votes=cert.votes[:1]).encode()})
+    cert_key, block_key = led._height_key(2, K_CERT), led._height_key(2, K_BLOCK)
+    led.store.write({cert_key: replace(cert, votes=cert.votes[:1]).encode()})
     assert any("certificate invalid" in p for p in verify_chain(led))
-    led.store.write({P_CERT + be8(2): cert.encode(), P_BLOCK + be8(2): led.block_bytes(3)})
+    led.store.write({cert_key: cert.encode(), block_key: led.block_bytes(3)})
     assert verify_chain(led)
     led2 = Ledger.in_memory(c.genesis)
     c.commit(led2, [c.tx(c.admin_keys[0]).encode()])
-    led2.store.write({b"Skv\x00k999": b"forged"})
+    led2.store.write({b"Skv\x00k999": b"\x00forged"})
     assert any("differ" in p for p in replay_ledger(led2, c.executor()))
+    led2.store.write({b"Skv\x00k999": b"garbage"})  # not a format-2 entry
+    assert any("k999" in p and "corrupt" in p for p in replay_ledger(led2, c.executor()))
 
 
 def test_consensus_seq_and_null_batches(ledger: Ledger, consortium: Consortium) -> None:
@@ -183,11 +186,80 @@ def test_read_cache_is_bounded_and_never_stale() -> None:
     assert cache.get(b"new", store.get) == b"3"
 
 
+def test_format_2_keeps_large_values_in_the_block_store(
+    tmp_path: Path, consortium: Consortium
+) -> None:
+    """The main store (random keys, rewritten at every compaction) holds tx ids and
+    state keys with pointers or short values; bodies, results and large values are
+    appended to the block store, whose keys only grow."""
+    from storage.ledger import FORMAT, P_HEIGHT, P_STATE, P_TX, VALUE_LOG_MIN
+
+    c = consortium
+    led = Ledger.open(tmp_path / "db", c.genesis)
+    assert led.format == FORMAT == 2
+    big, small = b"v" * VALUE_LOG_MIN, b"s" * (VALUE_LOG_MIN - 1)
+    exs = []
+    for i in range(3):
+        tx = c.tx(c.admin_keys[i], "kv", "put", {"key": f"big{i}", "value": big + bytes([i])})
+        exs.append(
+            c.commit(
+                led,
+                [
+                    tx.encode(),
+                    c.tx(c.admin_keys[3], "kv", "put", {"key": "s", "value": small}).encode(),
+                ],
+            )
+        )
+    keys = [k for k, _ in led.blocks.scan(b"")]
+    assert keys == sorted(keys) and all(k.startswith(P_HEIGHT) for k in keys)
+    for i in range(3):
+        entry = led.store.get(P_STATE + b"kv\x00big" + str(i).encode())
+        assert entry is not None and len(entry) == 13  # a pointer
+        assert led.state_get(b"kv\x00big" + str(i).encode()) == big + bytes([i])
+    assert led.store.get(P_STATE + b"kv\x00s") == b"\x00" + small  # short: inline
+    assert dict(led.state_scan(b"kv\x00big"))[b"kv\x00big2"] == big + b"\x02"
+    tx_id = exs[1].block.tx_ids()[0]
+    assert len(led.store.get(P_TX + tx_id) or b"") < 16
+    loc = led.tx(tx_id)
+    assert loc is not None and (loc.height, loc.index) == (2, 0) and loc.result == exs[1].results[0]
+    led.close()
+    led = Ledger.open(tmp_path / "db", c.genesis)
+    assert led.format == 2 and led.state_get(b"kv\x00big0") == big + b"\x00"
+    assert verify_chain(led) == [] and replay_ledger(led, c.executor()) == []
+    led.close()
+
+
+def test_format_1_ledgers_keep_working(consortium: Consortium) -> None:
+    """A ledger created before format 2 (no ``M format`` key) is read and extended
+    in its own layout."""
+    from storage.kv import MemoryKV
+    from storage.ledger import K_GENESIS, P_BLOCK, P_STATE, P_TX, be8
+
+    c = consortium
+    store = MemoryKV()
+    store.write({K_GENESIS: c.genesis.hash()})  # what format 1 wrote on creation
+    led = Ledger(store, c.genesis)
+    assert led.format == 1
+    ex = c.commit(
+        led, [c.tx(c.admin_keys[0], "kv", "put", {"key": "k", "value": b"x" * 100}).encode()]
+    )
+    assert store.get(P_BLOCK + be8(1)) == ex.block.encode()
+    assert store.get(P_STATE + b"kv\x00k") == b"x" * 100
+    assert len(store.get(P_TX + ex.block.tx_ids()[0]) or b"") > 16  # result inline
+    led = Ledger(store, c.genesis)
+    assert led.format == 1 and led.state_get(b"kv\x00k") == b"x" * 100
+    c.commit(led, [c.tx(c.admin_keys[1]).encode()])
+    assert led.tx(ex.block.tx_ids()[0]) is not None and led.seq_entry(2) is not None
+    assert verify_chain(led) == [] and replay_ledger(led, c.executor()) == []
+
+
 def test_block_store_is_separate_and_a_crash_between_the_writes_loses_nothing(
     tmp_path: Path, consortium: Consortium, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Blocks go to their own LevelDB first, then the main store with the tip. A
     crash in between leaves a block above the tip: unread, and written again."""
+    from storage.ledger import K_BLOCK
+
     c = consortium
     led = Ledger.open(tmp_path / "db", c.genesis)
     assert led.blocks is not led.store and (tmp_path / "db" / "blocks" / "CURRENT").exists()
@@ -207,7 +279,7 @@ def test_block_store_is_separate_and_a_crash_between_the_writes_loses_nothing(
 
     led = Ledger.open(tmp_path / "db", c.genesis)
     assert (led.height, led.last_hash, led.state_root, led.seq) == tip
-    assert led.blocks.get(b"B" + (3).to_bytes(8, "big")) is not None  # written, above the tip
+    assert led.blocks.get(led._height_key(3, K_BLOCK)) is not None  # written, above the tip
     assert led.block(3) is None and led.certificate(3) is None and led.state_root_at(3) is None
     assert led.seq_entry(tip[3] + 1) is None
     ex = c.commit(led, txs)  # committed again after the restart
