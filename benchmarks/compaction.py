@@ -9,12 +9,20 @@ CPU minus this thread's) and LevelDB's own compaction table for the main store, 
 a change to keys or store options can be judged in a minute instead of a soak::
 
     python -m benchmarks.compaction --txs 300000
+
+``--logs DIR`` instead sums up what LevelDB wrote in its ``LOG`` files under DIR
+(for instance a soak's consortium directory, ``/tmp/mc-suite-*/c``): per store,
+bytes flushed from memtables, bytes written by compactions, and how many
+compactions moved a table down a level without rewriting it::
+
+    python -m benchmarks.compaction --logs /tmp/mc-suite-xxxx/c
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import shutil
 import tempfile
@@ -40,12 +48,39 @@ def _thread_cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def log_summary(log: str) -> dict[str, int]:
+    """Totals of one LevelDB ``LOG`` file (one process's run of that store)."""
+    return {
+        "flushed": sum(int(x) for x in re.findall(r"Level-0 table #\d+: (\d+) bytes OK", log)),
+        "compacted": sum(int(x) for x in re.findall(r"Compacted .*? => (\d+) bytes", log)),
+        "compactions": len(re.findall(r"Compacted ", log)),
+        "moves": len(re.findall(r"Moved #", log)),
+    }
+
+
+def summarize_logs(root: Path) -> None:
+    for log in sorted(root.rglob("LOG")):
+        s = log_summary(log.read_text(errors="replace"))
+        if not s["flushed"] and not s["compactions"]:
+            continue
+        amp = s["compacted"] / s["flushed"] if s["flushed"] else 0.0
+        print(
+            f"{log.parent.relative_to(root)}: flushed {s['flushed'] / 1e6:,.1f} MB, "
+            f"compactions wrote {s['compacted'] / 1e6:,.1f} MB ({amp:.1f}x) in "
+            f"{s['compactions']} compactions, {s['moves']} tables moved without rewriting"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--txs", type=int, default=300_000)
     ap.add_argument("--block", type=int, default=200, help="transactions per block")
     ap.add_argument("--generators", type=int, default=4, help="senders (one key each)")
+    ap.add_argument("--logs", type=Path, help="summarize the LevelDB LOG files under this dir")
     args = ap.parse_args()
+    if args.logs is not None:
+        summarize_logs(args.logs)
+        return
     root = Path(tempfile.mkdtemp(prefix="mc-compaction-"))
     try:
         chain, makers = LocalChain.create(root, "anchor", args.generators)

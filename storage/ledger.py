@@ -157,19 +157,23 @@ class Ledger:
         # Block caches (decompressed blocks; they fill over minutes, then stay): small for
         # the main store — hot state is cached above it (storage.readcache) — and none for
         # the block store, read only by state transfer and explorers.
-        # A 16 MiB memtable (LevelDB: 4) for the main store. Most of its reads look up
+        # An 8 MiB memtable (LevelDB: 4) for the main store. Most of its reads look up
         # keys that do not exist (a new record's id): the bloom filters answer them,
         # but LevelDB still charges a "seek" to the first table it consulted whenever
         # it consulted two, and compacts a table after ~100 such charges — so with
-        # 4 MiB level-0 tables, seek compactions kept its background thread busy
-        # (benchmarks/compaction.py: 60 µs of compaction CPU per anchor; 16 MiB: 26).
-        main = LevelDBKV(path, cache_bytes=2 << 20, write_buffer_bytes=16 << 20)
+        # small level-0 tables, seek compactions kept its background thread busy
+        # (benchmarks/compaction.py, compaction CPU per anchor: 4 MiB 60 µs, 8 MiB 36,
+        # 16 MiB 23; the memtable's memory comes and goes with each flush).
+        main = LevelDBKV(path, cache_bytes=2 << 20, write_buffer_bytes=8 << 20)
         try:
+            # 4 MiB memtable (~6 s of writes at 1,000 tx/s): LevelDB flushes it on the
+            # one background thread it shares with the main store's compactions, and
+            # a commit waits while the memtable is full (with 2 MiB: 6 waits in 10 min).
             blocks = LevelDBKV(
                 path / "blocks",
                 bloom_filter_bits=0,
                 cache_bytes=0,
-                write_buffer_bytes=2 << 20,
+                write_buffer_bytes=4 << 20,
             )
             return cls(main, genesis, blocks)
         except BaseException:
