@@ -241,7 +241,7 @@ class Ledger:
                 hk + K_ROOT: root,
             }
             batch.update(seq_entry)
-            for i, tx_id in self._index_txs(block, executed.results, batch):
+            for i, tx_id in self._index_txs(block, executed.results):
                 batch[P_TX + tx_id] = pack([height, i])
             for i, result in enumerate(executed.results):
                 appended[hk + K_RESULT + _BE4.pack(i)] = pack(result.to_wire())
@@ -252,14 +252,14 @@ class Ledger:
                 elif len(v) < VALUE_LOG_MIN:
                     batch[P_STATE + k] = b"\x00" + v
                 else:
-                    ref = hb + _BE4.pack(n)
+                    idx = _BE4.pack(n)
                     n += 1
-                    appended[hk + K_VALUE + _BE4.pack(n - 1)] = v
-                    batch[P_STATE + k] = b"\x01" + ref
+                    appended[hk + K_VALUE + idx] = v
+                    batch[P_STATE + k] = b"\x01" + hb + idx
         else:
             appended = {P_BLOCK + hb: block.encode(), P_CERT + hb: cert, P_ROOT + hb: root}
             appended.update(seq_entry)
-            for i, tx_id in self._index_txs(block, executed.results, batch):
+            for i, tx_id in self._index_txs(block, executed.results):
                 batch[P_TX + tx_id] = pack([height, i, executed.results[i].to_wire()])
             for k, v in executed.writes.items():
                 batch[P_STATE + k] = v
@@ -275,9 +275,7 @@ class Ledger:
         self.seq, self.last_timestamp_ms = seq, block.header.timestamp_ms
         return root
 
-    def _index_txs(
-        self, block: Block, results: Sequence[TxResult], batch: Mapping[bytes, bytes | None]
-    ) -> Iterator[tuple[int, bytes]]:
+    def _index_txs(self, block: Block, results: Sequence[TxResult]) -> Iterator[tuple[int, bytes]]:
         """(index, tx id) of the block's transactions that get a tx index entry.
 
         A transaction repeated (in this block or an earlier one) keeps its first
