@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from storage.block import Block, CommitCertificate
-from storage.codec import as_bytes, as_int, fields, pack, unpack
+from storage.codec import DecodeError, as_bytes, as_int, fields, pack, unpack
 from storage.genesis import Genesis
 from storage.kv import KVStore, LevelDBKV, MemoryKV
 from storage.readcache import ReadCache
@@ -145,12 +145,16 @@ class Ledger:
             self.seq = 0  # last consensus sequence number delivered (blocks and null batches)
             self.last_timestamp_ms = genesis.genesis_time_ms
         else:
-            f = fields(unpack(tip, 256, "tip"), 5, "tip")
+            # Format 2 adds the format to the tip: a release that reads only format 1
+            # (a 5-field tip) refuses such a ledger instead of misreading it.
+            f = fields(unpack(tip, 256, "tip"), 5 if self.format < 2 else 6, "tip")
             self.height = as_int(f[0], "tip.height")
             self.last_hash = as_bytes(f[1], "tip.hash", 32)
             self.state_root = as_bytes(f[2], "tip.root", 32)
             self.seq = as_int(f[3], "tip.seq")
             self.last_timestamp_ms = as_int(f[4], "tip.timestamp")
+            if self.format >= 2 and f[5] != self.format:
+                raise LedgerError(f"the tip says format {f[5]!r}, the ledger {self.format}")
 
     @classmethod
     def open(cls, path: Path, genesis: Genesis) -> Ledger:
@@ -206,7 +210,9 @@ class Ledger:
             raise LedgerError(f"block {h.height} names a different validator set")
 
     def _tip(self, height: int, block_hash: bytes, root: bytes, seq: int, ts: int) -> bytes:
-        return pack([height, block_hash, root, seq, ts])
+        if self.format < 2:
+            return pack([height, block_hash, root, seq, ts])
+        return pack([height, block_hash, root, seq, ts, self.format])
 
     def commit_block(
         self, executed: ExecutedBlock, certificate: CommitCertificate, seq: int | None = None
@@ -434,7 +440,11 @@ def verify_chain(ledger: Ledger, from_height: int = 1) -> list[str]:
             if why:
                 problems.append(f"block {h} certificate invalid: {why}")
         for i, tx_id in enumerate(block.tx_ids()):
-            loc = ledger.tx(tx_id)
+            try:
+                loc = ledger.tx(tx_id)
+            except (LedgerError, DecodeError) as exc:
+                problems.append(f"block {h} tx {i}: tx index unreadable: {exc}")
+                continue
             if loc is None or (loc.height, loc.index) > (h, i):
                 problems.append(f"block {h} tx {i} missing from the tx index")
         prev_hash = block.hash

@@ -75,3 +75,14 @@ def test_after_a_restart_a_prepared_slot_is_written_whole_and_stable_drops_both(
     assert list(kv.scan(P_SLOT)) == [] and list(kv.scan(P_PREP)) == []
     state = ConsensusStore(kv).load()
     assert state.stable_seq == 2 and state.slots == {}
+
+
+def test_prepares_of_another_view_with_the_same_digest_are_not_joined() -> None:
+    from storage.codec import pack
+
+    kv = MemoryKV()
+    a1 = PrePrepare(1, 1, 5, b"\x07" * 32, b"batch", 0, b"s" * 64)  # view 1
+    a0 = PrePrepare(0, 1, 5, b"\x07" * 32, b"batch", 0, b"s" * 64)  # same digest, view 0
+    ConsensusStore(kv).save(SlotRecord(1, a1))
+    kv.write({P_PREP + be8(1): pack([p.encode() for p in prepares(a0)])})
+    assert ConsensusStore(kv).load().slots[1] == SlotRecord(1, a1)

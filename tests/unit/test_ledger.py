@@ -226,6 +226,14 @@ def test_format_2_keeps_large_values_in_the_block_store(
     led = Ledger.open(tmp_path / "db", c.genesis)
     assert led.format == 2 and led.state_get(b"kv\x00big0") == big + b"\x00"
     assert verify_chain(led) == [] and replay_ledger(led, c.executor()) == []
+    # A release that reads only format 1 expects a 5-field tip: it refuses this one.
+    from storage.codec import unpack
+
+    tip = led.store.get(b"Mtip")
+    assert tip is not None and len(unpack(tip, 256, "tip")) == 6
+    # A missing result is reported, not raised.
+    led.blocks.write({P_HEIGHT + (2).to_bytes(8, "big") + b"E" + bytes(4): None})
+    assert any("tx 0" in p and "unreadable" in p for p in verify_chain(led))
     led.close()
 
 
@@ -284,5 +292,7 @@ def test_block_store_is_separate_and_a_crash_between_the_writes_loses_nothing(
     assert led.seq_entry(tip[3] + 1) is None
     ex = c.commit(led, txs)  # committed again after the restart
     assert led.height == 3 and led.block(3) == ex.block
+    for k, v in ex.writes.items():  # large values too (in the block store)
+        assert led.state_get(k) == v
     assert verify_chain(led) == [] and replay_ledger(led, c.executor()) == []
     led.close()
