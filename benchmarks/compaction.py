@@ -12,8 +12,10 @@ a change to keys or store options can be judged in a minute instead of a soak::
 
 ``--logs DIR`` instead sums up what LevelDB wrote in its ``LOG`` files under DIR
 (for instance a soak's consortium directory, ``/tmp/mc-suite-*/c``): per store,
-bytes flushed from memtables, bytes written by compactions, and how many
-compactions moved a table down a level without rewriting it::
+bytes flushed from memtables, bytes written by compactions, how many
+compactions moved a table down a level without rewriting it, and how many writes
+waited for a full memtable (LevelDB flushes all of a process's stores on one
+background thread)::
 
     python -m benchmarks.compaction --logs /tmp/mc-suite-xxxx/c
 """
@@ -55,6 +57,8 @@ def log_summary(log: str) -> dict[str, int]:
         "compacted": sum(int(x) for x in re.findall(r"Compacted .*? => (\d+) bytes", log)),
         "compactions": len(re.findall(r"Compacted ", log)),
         "moves": len(re.findall(r"Moved #", log)),
+        # A writer found the memtable full while the (shared) background thread was busy.
+        "waits": log.count("Current memtable full; waiting"),
     }
 
 
@@ -67,7 +71,8 @@ def summarize_logs(root: Path) -> None:
         print(
             f"{log.parent.relative_to(root)}: flushed {s['flushed'] / 1e6:,.1f} MB, "
             f"compactions wrote {s['compacted'] / 1e6:,.1f} MB ({amp:.1f}x) in "
-            f"{s['compactions']} compactions, {s['moves']} tables moved without rewriting"
+            f"{s['compactions']} compactions, {s['moves']} tables moved without rewriting, "
+            f"{s['waits']} writes waited for a full memtable"
         )
 
 
