@@ -45,15 +45,11 @@ def pack(obj: Any) -> bytes:
     return data
 
 
-def _unpackb(data: bytes) -> Any:
-    """msgpack's decoder with the one set of options every decode here uses."""
-    return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True, max_ext_len=0)
-
-
 def unpack_accepted(data: bytes) -> Any:
     """Decode bytes that :func:`unpack` has already accepted, without its checks
-    (the caller knows them to be the same bytes, e.g. by their hash)."""
-    return _unpackb(data)
+    (the caller knows them to be the same bytes, e.g. by their hash). It is also
+    the one place that sets msgpack's decoder options."""
+    return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True, max_ext_len=0)
 
 
 def unpack(data: bytes, max_size: int, what: str = "value") -> Any:
@@ -70,7 +66,7 @@ def unpack(data: bytes, max_size: int, what: str = "value") -> Any:
     if len(data) == 0:
         fail(what, "empty input")
     try:
-        obj = _unpackb(data)
+        obj = unpack_accepted(data)
     except Exception as exc:  # msgpack raises many types; callers see one
         fail(what, f"malformed msgpack ({type(exc).__name__}: {exc})")
     try:

@@ -85,6 +85,32 @@ def be8(n: int) -> bytes:
     return _BE8.pack(n)
 
 
+def _indexed(hb: bytes, kind: bytes, idx: bytes) -> bytes:
+    """Format 2 block-store key of a block's ``idx``-th result or value (``hb``: be8(height))."""
+    return P_HEIGHT + hb + kind + idx
+
+
+def _separate_values(
+    hb: bytes,
+    writes: Mapping[bytes, bytes | None],
+    batch: dict[bytes, bytes | None],
+    appended: dict[bytes, bytes | None],
+) -> None:
+    """Format 2: a block's state writes as main-store entries (``batch``: short values
+    inline, others as pointers) and block-store values (``appended``)."""
+    n = 0
+    for k, v in writes.items():
+        if v is None:
+            batch[P_STATE + k] = None
+        elif len(v) < VALUE_LOG_MIN:
+            batch[P_STATE + k] = b"\x00" + v
+        else:
+            idx = _BE4.pack(n)
+            n += 1
+            appended[_indexed(hb, K_VALUE, idx)] = v
+            batch[P_STATE + k] = b"\x01" + hb + idx
+
+
 class LedgerError(Exception):
     """The ledger refuses an operation (inconsistent block, corrupt store)."""
 
@@ -217,7 +243,9 @@ class Ledger:
     def commit_block(
         self, executed: ExecutedBlock, certificate: CommitCertificate, seq: int | None = None
     ) -> bytes:
-        """Write the block and all its effects in one synced batch; return the new state root.
+        """Write the block and all its effects — one synced write to the block store,
+        then one synced batch to the main store with the tip (see the module doc);
+        return the new state root.
 
         ``seq`` is the consensus sequence number that ordered it (default: the next one)."""
         block = executed.block
@@ -250,18 +278,8 @@ class Ledger:
             for i, tx_id in self._index_txs(block, executed.results):
                 batch[P_TX + tx_id] = pack([height, i])
             for i, result in enumerate(executed.results):
-                appended[hk + K_RESULT + _BE4.pack(i)] = pack(result.to_wire())
-            n = 0
-            for k, v in executed.writes.items():
-                if v is None:
-                    batch[P_STATE + k] = None
-                elif len(v) < VALUE_LOG_MIN:
-                    batch[P_STATE + k] = b"\x00" + v
-                else:
-                    idx = _BE4.pack(n)
-                    n += 1
-                    appended[hk + K_VALUE + idx] = v
-                    batch[P_STATE + k] = b"\x01" + hb + idx
+                appended[_indexed(hb, K_RESULT, _BE4.pack(i))] = pack(result.to_wire())
+            _separate_values(hb, executed.writes, batch, appended)
         else:
             appended = {P_BLOCK + hb: block.encode(), P_CERT + hb: cert, P_ROOT + hb: root}
             appended.update(seq_entry)
@@ -358,7 +376,7 @@ class Ledger:
             f = fields(unpack(data, 64, "tx index"), 2, "tx index")
         height, index = as_int(f[0], "height"), as_int(f[1], "index")
         if self.format >= 2:
-            raw = self.blocks.get(P_HEIGHT + be8(height) + K_RESULT + _BE4.pack(index))
+            raw = self.blocks.get(_indexed(be8(height), K_RESULT, _BE4.pack(index)))
             if raw is None:
                 raise LedgerError(f"the result of transaction {tx_id.hex()} is missing")
             wire = unpack(raw, 2 * 1024 * 1024, "tx result")
@@ -381,7 +399,7 @@ class Ledger:
         if raw[:1] == b"\x00":
             return raw[1:]
         if raw[:1] == b"\x01" and len(raw) == 13:
-            value = self.blocks.get(P_HEIGHT + raw[1:9] + K_VALUE + raw[9:13])
+            value = self.blocks.get(_indexed(raw[1:9], K_VALUE, raw[9:13]))
             if value is not None:
                 return value
             raise LedgerError(f"state value of {key!r} is missing from the block store")
