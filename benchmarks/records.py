@@ -121,7 +121,7 @@ def one_run(data: Path, fetches: int) -> dict[str, Any]:
                 me,
                 "hospital-a",
                 stored["category"],
-                stored["clinical_date"],
+                stored["clinical_year"],
                 stored["content_hash"],
                 stored["fields_root"],
             )
@@ -136,7 +136,7 @@ def one_run(data: Path, fetches: int) -> dict[str, Any]:
                 "patient": me,
                 "custodian": "hospital-a",
                 "category": stored["category"],
-                "clinical_date": stored["clinical_date"],
+                "clinical_year": stored["clinical_year"],
                 "content_hash": stored["content_hash"],
                 "fields_root": stored["fields_root"],
                 "author": imp.public_key,

@@ -152,7 +152,7 @@ def anchor_args(record_id: str, patient: str, org: str, author: bytes, salt: str
         "patient": patient,
         "custodian": org,
         "category": "Observation",
-        "clinical_date": "2026-11-01",
+        "clinical_year": 2026,
         "content_hash": hashlib.sha256(salt.encode()).digest(),
         "fields_root": hashlib.sha256(b"f" + salt.encode()).digest(),
         "author": author,

@@ -286,9 +286,7 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
         f"each record sealed to the doctor's key and checked against its anchored SHA-256"
     )
     for f in good[:6]:
-        s.say(
-            f"  {f.anchor['clinical_date']}  {f.anchor['category']:<18} {summary(f.resource or {})}"
-        )
+        s.say(f"  {record_date(f)}  {f.anchor['category']:<18} {summary(f.resource or {})}")
     reasons = Counter(r["reason"] for r in denied)
     for why, n in reasons.most_common(3):
         s.say(f"  denied {n}: {why}", dim=True)
@@ -324,7 +322,7 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
         f"before: {before.status} ({before.reason}); after acceptance: {after.status}, via permission {acc['consent_id']}"
     )
     s.say(
-        f"the procedure: {summary(after.resource or {})} on {after.anchor['clinical_date']} (14-day permission for exactly this record)"
+        f"the procedure: {summary(after.resource or {})} on {record_date(after)} (14-day permission for exactly this record)"
     )
 
     # 8 -------------------------------------------------------------------------------
@@ -373,10 +371,13 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
         admin["insurer"],
         "settlement",
         "enroll",
-        {"patient": me, "product_id": "standard-care", "start": "2020-01-01", "end": "2030-12-31"},
+        {"patient": me, "product_id": "standard-care", "start": "2020-01", "end": "2030-12"},
     )
     encounters = [r for r in at_a if r["category"] == "Encounter"]
     enc = encounters[-1]
+    # Hospital A, the custodian, knows the encounter's date; the claim names its month only.
+    own = rpc["hospital-a"].call("records.timeline", {"patient": me})
+    month = next(r["clinical_date"] for r in own if r["record_id"] == enc["record_id"])[:7]
     claim = send(
         "hospital-a",
         doc_a,
@@ -387,7 +388,7 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
             "patient": me,
             "product_id": "standard-care",
             "encounter_id": enc["record_id"].split(":")[-1],
-            "encounter_date": enc["clinical_date"],
+            "encounter_month": month,
             "records": [enc["record_id"]],
             "diagnoses": [],
             "items": [
@@ -413,7 +414,7 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
             "patient": me,
             "product_id": "standard-care",
             "encounter_id": enc["record_id"].split(":")[-1],
-            "encounter_date": enc["clinical_date"],
+            "encounter_month": month,
             "records": [enc["record_id"]],
             "diagnoses": [],
             "items": [{"system": LOCAL, "code": "CONSULT", "quantity": 1}],
@@ -566,3 +567,13 @@ def _tamper_vault(path: Path, record_id: str) -> None:
     value[-5] ^= 0x40
     db.put(key, bytes(value), sync=True)
     db.close()
+
+
+def record_date(fetched: Any) -> str:
+    """A fetched record's exact clinical date (from its content: the chain has its year)."""
+    from storage.fhirdoc import FhirError, clinical_date
+
+    try:
+        return clinical_date(fetched.resource or {})
+    except FhirError:
+        return str(fetched.anchor["clinical_year"])

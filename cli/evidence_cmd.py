@@ -96,8 +96,9 @@ def verify(
                 f["timestamp_ms"] / 1000, tz=datetime.UTC
             ).isoformat(timespec="seconds")
             click.secho(
-                f"VERIFIED: record {f['record_id']} v{f['version']} ({f['category']}, {f['clinical_date']}) held by {f['custodian']} "
-                f"was committed by the consortium at block {f['height']} on {when}",
+                f"VERIFIED: record {f['record_id']} v{f['version']} ({f['category']}, "
+                f"{f['clinical_year']}) held by {f['custodian']} was anchored by a transaction "
+                f"that succeeded, committed by the consortium at block {f['height']} on {when}",
                 fg="green",
             )
         else:
@@ -182,26 +183,23 @@ def verify_proof(
     """Check a disclosure proof against the record's on-chain anchor (from a node, or offline
     from an evidence certificate). Exit 1 if it does not hold."""
     from node.jsonval import from_json
-    from storage.evidence import Evidence, find_anchor, verify_evidence
+    from storage.evidence import verify_evidence
     from storage.fhirdoc import Disclosure, FhirError
-    from storage.tx import Transaction
 
     try:
         d = Disclosure.from_json(json.loads(file.read_text()))
     except (FhirError, ValueError) as exc:
         raise click.ClickException(f"{file}: {exc}") from None
     if evidence_file is not None:
-        data = evidence_file.read_bytes()
-        verdict = verify_evidence(data)
+        verdict = verify_evidence(evidence_file.read_bytes())
         if not verdict.ok:
             raise click.ClickException(
                 "the evidence certificate does not verify: run `medchain evidence verify` for details"
             )
-        ev = Evidence.decode(data)
-        anchor = find_anchor(Transaction.decode(ev.tx), d.record_id)
-        if anchor is None or ev.record_id != d.record_id or ev.version != d.version:
+        f = verdict.facts
+        if (f["record_id"], f["version"]) != (d.record_id, d.version):
             raise click.ClickException("the evidence certificate is for another record or version")
-        root = anchor["fields_root"]
+        root = bytes.fromhex(f["fields_root"])
     else:
         with connect(socket_path, config) as c:
             anchor = from_json(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -292,9 +293,11 @@ def timeline(
     as_json: bool,
 ) -> None:
     """A patient's records across all institutions in clinical-date order; those the
-    requester may read are fetched from their custodians and verified."""
+    requester may read are fetched from their custodians and verified. The chain
+    holds each record's year; exact dates come with the records fetched (and from
+    this node's own vault), so records not readable sort last within their year."""
     from node.records_client import fetch_records
-    from storage.fhirdoc import summary
+    from storage.fhirdoc import FhirError, clinical_date, summary
 
     with connect(socket_path, config) as c:
         me = _builder(key, c.status()["chain_id"])
@@ -318,7 +321,17 @@ def timeline(
         )
         if f and f.status != "ok":
             row["reason"] = f.reason
+        if f and f.resource:
+            with contextlib.suppress(FhirError):
+                row["clinical_date"] = clinical_date(f.resource)
         out.append(row)
+    out.sort(
+        key=lambda r: (
+            r["clinical_year"],
+            r.get("clinical_date") or f"{r['clinical_year']}-99",
+            r["record_id"],
+        )
+    )
     if as_json:
         echo_json(out)
         return
@@ -332,6 +345,5 @@ def timeline(
         what = row["summary"] or (
             row["reason"] if row.get("decision") != "permit" or row.get("fetched") != "ok" else ""
         )
-        click.echo(
-            f"  {row['clinical_date']}  {row['custodian']:<12} {row['category']:<20} {mark} {what}"
-        )
+        when = row.get("clinical_date") or f"{row['clinical_year']}      "
+        click.echo(f"  {when:<10}  {row['custodian']:<12} {row['category']:<20} {mark} {what}")

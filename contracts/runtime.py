@@ -33,6 +33,7 @@ from storage.block import Block
 from storage.codec import DecodeError, canonical, pack
 from storage.genesis import Genesis
 from storage.ledger import ExecutedBlock
+from storage.receipts import receipt_of
 from storage.state import FAILED, OK, Event, TxResult
 from storage.tx import Transaction
 
@@ -364,24 +365,31 @@ class Executor:
         (decoded again here without the checks)."""
         block_overlay = Overlay(state, memo=True)
         results: list[TxResult] = []
+        receipts: list[bytes] = []
         for tx_id, raw in zip(block.tx_ids(), block.txs, strict=True):
             tx = Transaction.decode_checked(raw) if tx_id in checked else None
-            results.append(self._execute_tx(block_overlay, block, tx_id, raw, tx))
-        return ExecutedBlock(block, results, block_overlay.writes, block_overlay.index_writes)
+            if tx is None:
+                try:
+                    tx = Transaction.decode(raw, self.genesis.consensus.max_tx_bytes)
+                except DecodeError as exc:
+                    result = TxResult(FAILED, f"malformed transaction: {exc}")
+                    results.append(result)
+                    receipts.append(receipt_of(tx_id, None, result).encode())
+                    continue
+            result = self._execute_tx(block_overlay, block, tx_id, tx)
+            results.append(result)
+            receipts.append(receipt_of(tx_id, tx, result).encode())
+        return ExecutedBlock(
+            block, results, block_overlay.writes, block_overlay.index_writes, receipts
+        )
 
     def _execute_tx(
         self,
         block_overlay: Overlay,
         block: Block,
         tx_id: bytes,
-        raw: bytes,
-        tx: Transaction | None = None,
+        tx: Transaction,
     ) -> TxResult:
-        if tx is None:
-            try:
-                tx = Transaction.decode(raw, self.genesis.consensus.max_tx_bytes)
-            except DecodeError as exc:
-                return TxResult(FAILED, f"malformed transaction: {exc}")
         if tx.chain_id != self.genesis.chain_id:
             return TxResult(FAILED, "wrong chain id")
         nkey = nonce_key(tx.sender, tx.nonce)

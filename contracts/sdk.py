@@ -189,22 +189,22 @@ def anchor_sign_bytes(
     patient: str,
     custodian: str,
     category: str,
-    clinical_date: str,
+    clinical_year: int,
     content_hash: bytes,
     fields_root: bytes,
 ) -> bytes:
-    """What the authoring practitioner signs for a record anchor."""
+    """What the authoring practitioner signs for a record anchor (docs/evidence.md)."""
     from storage.crypto import sign_bytes
 
     return sign_bytes(
-        "medchain/anchor/v1",
+        "medchain/anchor/v2",
         chain_id,
         record_id,
         version,
         patient,
         custodian,
         category,
-        clinical_date,
+        clinical_year,
         content_hash,
         fields_root,
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import trio
+
 from contracts.runtime import ChaincodeError
 from node.jsonval import to_json
 from node.records import RecordService
@@ -17,9 +19,10 @@ from node.rpc import (
     param_b64,
     param_str,
 )
-from storage.block import Block
-from storage.evidence import Evidence
+from storage.evidence import EvidenceUnavailable, build_evidence
 from storage.fhirdoc import FhirError, disclose
+
+EVIDENCE_WAIT_S = 10.0
 
 
 def register_records(server: RpcServer, svc: RecordService) -> None:
@@ -103,10 +106,19 @@ def register_records(server: RpcServer, svc: RecordService) -> None:
 
     @server.method("records.timeline")
     async def timeline(conn: Connection, params: dict[str, Any]) -> Any:
-        """Every anchor of a patient across custodians in clinical-date order, with whether
-        ``requester`` (a public key, hex) may read each."""
+        """Every anchor of a patient across custodians, with whether ``requester`` (a
+        public key, hex) may read each. The chain knows each record's clinical year; this
+        node adds the exact date of the records it is custodian of (``clinical_date``) and
+        orders by year, then date (records of other custodians last within their year:
+        their dates come with the records, fetched under consent)."""
         patient = param_str(params, "patient")
         requester = params.get("requester")
+        who = None
+        if isinstance(requester, str):
+            try:
+                who = bytes.fromhex(requester)
+            except ValueError:
+                raise RpcError(INVALID_PARAMS, "requester must be a public key in hex") from None
         anchors = query("records", "by_patient", {"patient": patient})
         out = []
         for a in anchors:
@@ -117,19 +129,14 @@ def register_records(server: RpcServer, svc: RecordService) -> None:
                     "version",
                     "custodian",
                     "category",
-                    "clinical_date",
+                    "clinical_year",
                     "content_hash",
                     "author_id",
                     "height",
                 )
             }
-            if isinstance(requester, str):
-                try:
-                    who = bytes.fromhex(requester)
-                except ValueError:
-                    raise RpcError(
-                        INVALID_PARAMS, "requester must be a public key in hex"
-                    ) from None
+            row["clinical_date"] = svc.local_date(a["record_id"])
+            if who is not None:
                 verdict = query(
                     "consent",
                     "check",
@@ -141,36 +148,36 @@ def register_records(server: RpcServer, svc: RecordService) -> None:
                 )
                 row.update(decision=verdict["decision"], reason=verdict["reason"])
             out.append(row)
+        out.sort(
+            key=lambda r: (
+                r["clinical_year"],
+                r["clinical_date"] or f"{r['clinical_year']}-99",
+                r["record_id"],
+            )
+        )
         return out
 
     @server.method("evidence.get")
     async def evidence(conn: Connection, params: dict[str, Any]) -> Any:
-        """A self-contained evidence certificate (base64) for a record version."""
+        """A self-contained evidence certificate (base64) for a record version. Block h+1
+        certifies block h's outcomes: for a record anchored in the newest block, this
+        waits (a few seconds at most) for the next one."""
         rid = param_str(params, "record_id")
         args: dict[str, Any] = {"record_id": rid}
         if isinstance(params.get("version"), int):
             args["version"] = params["version"]
         anchor = query("records", "get", args)
-        loc = d.ledger.tx(anchor["tx_id"])
-        block = d.ledger.block(anchor["height"])
-        cert = d.ledger.certificate(anchor["height"])
-        if loc is None or block is None or cert is None:
-            raise RpcError(NOT_FOUND, f"the anchoring block of {rid} is not in this node's ledger")
-        full = Block.decode(d.ledger.block_bytes(anchor["height"]) or b"", check_txs=False)
-        ev = Evidence(
-            genesis=d.genesis.encode(),
-            header=full.header_bytes,
-            certificate=cert.encode(),
-            tx=full.txs[loc.index],
-            tx_index=loc.index,
-            tx_count=len(full.txs),
-            path=tuple(full.inclusion_proof(loc.index)),
-            record_id=rid,
-            version=anchor["version"],
-        )
+        height = anchor["height"]
+        with trio.move_on_after(EVIDENCE_WAIT_S):
+            while d.ledger.height <= height:
+                await trio.sleep(0.05)
+        try:
+            ev = build_evidence(d.ledger, height, anchor["tx_id"], rid, anchor["version"])
+        except EvidenceUnavailable as exc:
+            raise RpcError(NOT_FOUND, str(exc)) from None
         return {
             "evidence": base64.b64encode(ev.encode()).decode(),
-            "height": anchor["height"],
+            "height": height,
             "genesis_hash": d.genesis.hash().hex(),
         }
 

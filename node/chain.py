@@ -21,6 +21,7 @@ def propose_block(
         timestamp_ms=timestamp_ms,
         tx_root=tx_root(txs),
         state_root=ledger.state_root,
+        results_root=ledger.results_root,
         validator_set_hash=ledger.validators.hash(),
         proposer=proposer,
     )

@@ -98,6 +98,10 @@ class DriverConfig:
     max_state_bytes: int = 16 * 1024 * 1024
     max_inflight: int = 1  # a block's header needs its predecessor's state root
     offload: bool = True  # execute and commit in worker threads
+    # An idle primary proposes an empty block this long after a block with transactions,
+    # so that their outcomes (carried by the next header) are certified without waiting
+    # for more traffic: an evidence certificate needs that next block.
+    seal_delay_ms: int = 250
 
 
 def commits_from_certificate(cert: CommitCertificate) -> tuple[Commit, ...]:
@@ -173,6 +177,9 @@ class Driver:
         # block is delivered: execution decodes them without checking them again
         self._checked: OrderedDict[bytes, None] = OrderedDict()
         self._last_proposal_ms = 0
+        tip = ledger.block(ledger.height) if ledger.height else None
+        self._tip_unsealed = tip is not None and len(tip.txs) > 0  # its outcomes not yet certified
+        self._last_commit_ms = 0
         self._exec_ms_per_tx = 0.0  # moving average: what a transaction costs to execute here
         self._pending_pp: dict[int, tuple[PrePrepare, Block]] = {}
         self._forward: list[bytes] = []
@@ -396,6 +403,8 @@ class Driver:
             if k.startswith(NONCE_NS)
         )
         self._proposed.difference_update(tx_ids)
+        self._tip_unsealed = len(tx_ids) > 0
+        self._last_commit_ms = now
         self.metrics.blocks += 1
         self.metrics.txs += len(tx_ids)
         exec_ms = (time.perf_counter() - started) * 1000
@@ -464,9 +473,11 @@ class Driver:
             self._proposed_view = r.view
         params = self.genesis.consensus
         unproposed = len(self.pool) - len(self._proposed)
-        if unproposed <= 0:
-            return
         now = self.clock()
+        if unproposed <= 0:
+            if self._tip_unsealed:
+                await self._seal(now)
+            return
         max_txs = self.batch_cap()
         if unproposed < max_txs:
             # Cheap checks first (this runs after every input): wait for the batch timer
@@ -489,6 +500,22 @@ class Driver:
         block = propose_block(self.ledger, [p.raw for p in batch], ts, self.signer.public_key)
         self._validated_blocks[block.hash] = block
         self._proposed.update(p.tx_id for p in batch)
+        self.metrics.proposed += 1
+        await self._apply(ProposeBatch(block.encode(), ts))
+
+    async def _seal(self, now: int) -> None:
+        """Propose an empty block after the last block with transactions: its header
+        carries their results root, signed by its commit certificate."""
+        wait = self.cfg.seal_delay_ms - (now - self._last_commit_ms)
+        if wait > 0:
+            if BATCH_TIMER not in self._timers:
+                self._set_timer(BATCH_TIMER, wait)
+            return
+        r = self.replica
+        self._last_proposal_ms = now
+        ts = max(now, self.ledger.last_timestamp_ms + 1, r.last_proposed_ts() + 1)
+        block = propose_block(self.ledger, [], ts, self.signer.public_key)
+        self._validated_blocks[block.hash] = block
         self.metrics.proposed += 1
         await self._apply(ProposeBatch(block.encode(), ts))
 

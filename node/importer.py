@@ -236,7 +236,7 @@ def run_import(
                         "patient": s["patient"],
                         "custodian": org,
                         "category": s["category"],
-                        "clinical_date": s["clinical_date"],
+                        "clinical_year": s["clinical_year"],
                         "content_hash": s["content_hash"],
                         "fields_root": s["fields_root"],
                         "author": signer.public_key,  # the import system signs the tx: no separate author_sig

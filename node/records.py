@@ -19,6 +19,7 @@ Requester side
 
 from __future__ import annotations
 
+import datetime
 import logging
 import secrets
 from typing import Any
@@ -83,6 +84,7 @@ class RecordService:
                 "fields_root": meta["fields_root"],
                 "category": rtype,
                 "clinical_date": date,
+                "clinical_year": int(date[:4]),
                 "patient": meta["patient"],
             }
         if existing is not None:
@@ -102,8 +104,19 @@ class RecordService:
             "fields_root": root,
             "category": rtype,
             "clinical_date": date,
+            "clinical_year": int(date[:4]),
             "patient": patient,
         }
+
+    def local_date(self, record_id: str) -> str | None:
+        """The exact clinical date of a record this node is custodian of (None otherwise)."""
+        try:
+            rec = self.vault.get(record_id)
+        except VaultIntegrityError as exc:
+            log.error("%s", exc, extra={"event": "integrity-error", "record": record_id})
+            return None
+        date = None if rec is None else rec.meta.get("clinical_date")
+        return date if isinstance(date, str) else None
 
     # -- custodian: serving a fetch -------------------------------------------------------
 
@@ -292,6 +305,10 @@ def describe_record(resource: Any, org: str, record_id: Any = None) -> tuple[str
     if not 0 < len(rid) <= MAX_RECORD_ID:
         raise FhirError(f"record id must be 1 to {MAX_RECORD_ID} characters")
     date = clinical_date(resource)
+    try:
+        datetime.date.fromisoformat(date)
+    except ValueError:
+        raise FhirError(f"{rtype} has a clinical date that is not a date: {date!r}") from None
     try:
         content = canonical_json(resource)
     except (ValueError, TypeError, RecursionError) as exc:  # NaN, Infinity, too deep

@@ -86,6 +86,8 @@ def check_proposal(pp: PrePrepare, block: Block, ledger: Ledger, proposer_key: b
         return "block does not extend our last block"
     if h.state_root != ledger.state_root:
         return "block carries a state root that differs from ours"
+    if h.results_root != ledger.results_root:
+        return "block carries a results root that differs from ours"
     if h.validator_set_hash != ledger.validators.hash():
         return "block names another validator set"
     if h.proposer != proposer_key:

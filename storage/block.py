@@ -88,6 +88,7 @@ class BlockHeader:
     timestamp_ms: int
     tx_root: bytes
     state_root: bytes  # state root after executing block height-1
+    results_root: bytes  # Merkle root of block height-1's receipts (storage.receipts)
     validator_set_hash: bytes
     proposer: bytes  # proposer's node public key
 
@@ -100,6 +101,7 @@ class BlockHeader:
                 self.timestamp_ms,
                 self.tx_root,
                 self.state_root,
+                self.results_root,
                 self.validator_set_hash,
                 self.proposer,
             ]
@@ -110,7 +112,7 @@ class BlockHeader:
 
     @classmethod
     def decode(cls, data: bytes) -> BlockHeader:
-        f = fields(unpack(data, HEADER_BYTES_MAX, "header"), 8, "header")
+        f = fields(unpack(data, HEADER_BYTES_MAX, "header"), 9, "header")
         return cls(
             chain_id=as_str(f[0], "header.chain_id", MAX_NAME, 1),
             height=as_int(f[1], "header.height", 1),
@@ -118,8 +120,9 @@ class BlockHeader:
             timestamp_ms=as_int(f[3], "header.timestamp_ms"),
             tx_root=as_bytes(f[4], "header.tx_root", HASH_BYTES),
             state_root=as_bytes(f[5], "header.state_root", HASH_BYTES),
-            validator_set_hash=as_bytes(f[6], "header.validator_set_hash", HASH_BYTES),
-            proposer=as_bytes(f[7], "header.proposer", PUBLIC_KEY_BYTES),
+            results_root=as_bytes(f[6], "header.results_root", HASH_BYTES),
+            validator_set_hash=as_bytes(f[7], "header.validator_set_hash", HASH_BYTES),
+            proposer=as_bytes(f[8], "header.proposer", PUBLIC_KEY_BYTES),
         )
 
 

@@ -86,6 +86,7 @@ class Disclosure:
         try:
             if doc.get("medchain_disclosure") != 1:
                 raise ValueError("not a medchain disclosure proof")
+            canonical_json(doc["value"])  # NaN, Infinity: not JSON, so never a field's value
             return cls(
                 str(doc["record_id"]),
                 int(doc["version"]),
@@ -96,7 +97,7 @@ class Disclosure:
                 int(doc["size"]),
                 tuple(bytes.fromhex(p) for p in doc["path"]),
             )
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError, RecursionError) as exc:
             raise FhirError(f"malformed disclosure proof: {exc}") from None
 
     def verify(self, anchored_fields_root: bytes) -> bool:

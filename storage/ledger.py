@@ -1,10 +1,11 @@
 """The ledger: blocks, certificates, tx index, chaincode state, indexes.
 
-Key layout (format 2; heights and seqs are 8-byte big-endian so keys sort by them)::
+Key layout (format 3; heights and seqs are 8-byte big-endian so keys sort by them)::
 
     M genesis            genesis hash the data dir was created with
-    M format             ledger format (2; a store without it is format 1, see below)
-    M tip                [height, block hash, state root, last consensus seq]
+    M format             ledger format (3)
+    M tip                [height, block hash, state root, last consensus seq, timestamp,
+                          format, results root]
     Q <seq>              [height or 0 for a null batch, certificate] per consensus seq
     H <block hash>       height
     T <tx id>            [height, index]
@@ -13,6 +14,7 @@ Key layout (format 2; heights and seqs are 8-byte big-endian so keys sort by the
     b <h> B              block bytes                                  (block store)
     b <h> C              commit certificate                           (block store)
     b <h> R              state root after executing block h           (block store)
+    b <h> O              results root of block h (its receipts)       (block store)
     b <h> E <i>          result of transaction i of block h           (block store)
     b <h> V <n>          n-th state value of VALUE_LOG_MIN bytes or more block h wrote (block store)
 
@@ -29,9 +31,9 @@ moves them down the levels without rewriting them. A state read is one lookup in
 the main store and, for a large value, one in the block store; overwritten
 values stay in the block store as history.
 
-Format 1 (ledgers created before format 2) keeps working as it was: ``B``, ``C``,
-``R`` and ``Q`` keyed by height or seq in the block store, ``T`` holding [height,
-index, result] and ``S`` the value itself.
+Format 3 blocks commit to their predecessor's transaction outcomes (the header's
+results root, storage.receipts). Ledgers of formats 1 and 2 hold blocks without
+it, which cannot prove an outcome: this release refuses them with that reason.
 
 Committing a block is one synced write to the block store, then one synced
 write batch to the main store holding the rest and the tip. A crash between
@@ -52,6 +54,7 @@ from storage.codec import DecodeError, as_bytes, as_int, fields, pack, unpack
 from storage.genesis import Genesis
 from storage.kv import KVStore, LevelDBKV, MemoryKV
 from storage.readcache import ReadCache
+from storage.receipts import EMPTY_RESULTS_ROOT, block_receipts, results_root
 from storage.state import TxResult, next_state_root
 
 _BE8 = struct.Struct(">Q")
@@ -60,19 +63,15 @@ _BE4 = struct.Struct(">I")
 K_GENESIS = b"Mgenesis"
 K_TIP = b"Mtip"
 K_FORMAT = b"Mformat"
-FORMAT = 2
-P_HEIGHT = b"b"  # format 2: the block store's keys, b <height> <kind>
+FORMAT = 3
+P_HEIGHT = b"b"  # the block store's keys, b <height> <kind>
 K_BLOCK = b"B"
 K_CERT = b"C"
 K_ROOT = b"R"
+K_RESULTS_ROOT = b"O"
 K_RESULT = b"E"
 K_VALUE = b"V"
 VALUE_LOG_MIN = 48  # state values this long or longer go to the block store (V)
-_INLINE = 0
-_POINTER = 1
-P_BLOCK = b"B"
-P_CERT = b"C"
-P_ROOT = b"R"
 P_HASH = b"H"
 P_TX = b"T"
 P_STATE = b"S"
@@ -86,7 +85,7 @@ def be8(n: int) -> bytes:
 
 
 def _indexed(hb: bytes, kind: bytes, idx: bytes) -> bytes:
-    """Format 2 block-store key of a block's ``idx``-th result or value (``hb``: be8(height))."""
+    """Block-store key of a block's ``idx``-th result or value (``hb``: be8(height))."""
     return P_HEIGHT + hb + kind + idx
 
 
@@ -96,8 +95,8 @@ def _separate_values(
     batch: dict[bytes, bytes | None],
     appended: dict[bytes, bytes | None],
 ) -> None:
-    """Format 2: a block's state writes as main-store entries (``batch``: short values
-    inline, others as pointers) and block-store values (``appended``)."""
+    """A block's state writes as main-store entries (``batch``: short values inline,
+    others as pointers) and block-store values (``appended``)."""
     n = 0
     for k, v in writes.items():
         if v is None:
@@ -134,6 +133,13 @@ class ExecutedBlock:
     results: Sequence[TxResult]
     writes: Mapping[bytes, bytes | None]  # state key -> value (None deletes)
     index_writes: Mapping[bytes, bytes | None] = field(default_factory=dict)
+    receipts: Sequence[bytes] = ()  # encoded receipts; computed from the block if empty
+
+    def receipt_list(self) -> Sequence[bytes]:
+        if len(self.receipts) == len(self.results):
+            return self.receipts
+        b = self.block
+        return block_receipts(b.tx_ids(), b.txs, self.results)
 
 
 class Ledger:
@@ -149,15 +155,19 @@ class Ledger:
         fmt = store.get(K_FORMAT)
         if stored is None:
             store.write({K_GENESIS: self.genesis_hash, K_FORMAT: bytes([FORMAT])}, sync=True)
-            self.format = FORMAT
-        elif fmt is None:
-            self.format = 1
-        elif len(fmt) != 1 or not 1 <= fmt[0] <= FORMAT:
+        elif fmt != bytes([FORMAT]):
+            made = "1" if fmt is None else (str(fmt[0]) if len(fmt) == 1 else fmt.hex())
             raise LedgerError(
-                f"this ledger has format {fmt.hex()}, newer than this release reads ({FORMAT})"
+                f"this ledger has format {made}; this release reads format {FORMAT} only"
+                + (
+                    " (format 1 and 2 blocks do not commit to their transactions' outcomes, "
+                    "so no evidence from them could be trusted): start a new data dir for a "
+                    "new chain, or keep running the release that made it"
+                    if fmt is None or (len(fmt) == 1 and fmt[0] < FORMAT)
+                    else ": it was made by a newer release"
+                )
             )
-        else:
-            self.format = fmt[0]
+        self.format = FORMAT
         if stored is not None and stored != self.genesis_hash:
             raise GenesisMismatch(
                 f"this data dir belongs to the chain with genesis {stored.hex()[:16]}…, "
@@ -168,19 +178,19 @@ class Ledger:
             self.height = 0
             self.last_hash = self.genesis_hash
             self.state_root = genesis.initial_state_root()
+            self.results_root = EMPTY_RESULTS_ROOT  # of the last block
             self.seq = 0  # last consensus sequence number delivered (blocks and null batches)
             self.last_timestamp_ms = genesis.genesis_time_ms
         else:
-            # Format 2 adds the format to the tip: a release that reads only format 1
-            # (a 5-field tip) refuses such a ledger instead of misreading it.
-            f = fields(unpack(tip, 256, "tip"), 5 if self.format < 2 else 6, "tip")
+            f = fields(unpack(tip, 256, "tip"), 7, "tip")
             self.height = as_int(f[0], "tip.height")
             self.last_hash = as_bytes(f[1], "tip.hash", 32)
             self.state_root = as_bytes(f[2], "tip.root", 32)
             self.seq = as_int(f[3], "tip.seq")
             self.last_timestamp_ms = as_int(f[4], "tip.timestamp")
-            if self.format >= 2 and f[5] != self.format:
+            if f[5] != self.format:
                 raise LedgerError(f"the tip says format {f[5]!r}, the ledger {self.format}")
+            self.results_root = as_bytes(f[6], "tip.results_root", 32)
 
     @classmethod
     def open(cls, path: Path, genesis: Genesis) -> Ledger:
@@ -232,13 +242,15 @@ class Ledger:
             raise LedgerError(f"block {h.height} does not extend block {self.height}")
         if h.state_root != self.state_root:
             raise LedgerError(f"block {h.height} carries a state root that differs from ours")
+        if h.results_root != self.results_root:
+            raise LedgerError(f"block {h.height} carries a results root that differs from ours")
         if h.validator_set_hash != self.validators.hash():
             raise LedgerError(f"block {h.height} names a different validator set")
 
-    def _tip(self, height: int, block_hash: bytes, root: bytes, seq: int, ts: int) -> bytes:
-        if self.format < 2:
-            return pack([height, block_hash, root, seq, ts])
-        return pack([height, block_hash, root, seq, ts, self.format])
+    def _tip(
+        self, height: int, block_hash: bytes, root: bytes, seq: int, ts: int, results: bytes
+    ) -> bytes:
+        return pack([height, block_hash, root, seq, ts, self.format, results])
 
     def commit_block(
         self, executed: ExecutedBlock, certificate: CommitCertificate, seq: int | None = None
@@ -259,34 +271,28 @@ class Ledger:
         if seq <= self.seq:
             raise LedgerError(f"consensus seq {seq} already delivered (at {self.seq})")
         root = next_state_root(self.state_root, height, executed.writes, executed.results)
+        outcomes = results_root(executed.receipt_list())
         block_hash = block.hash
         hb = be8(height)
         cert = certificate.encode()
-        seq_entry = {P_SEQ + be8(seq): pack([height, cert])}
+        ts = block.header.timestamp_ms
         batch: dict[bytes, bytes | None] = {
             P_HASH + block_hash: hb,
-            K_TIP: self._tip(height, block_hash, root, seq, block.header.timestamp_ms),
+            P_SEQ + be8(seq): pack([height, cert]),
+            K_TIP: self._tip(height, block_hash, root, seq, ts, outcomes),
         }
-        if self.format >= 2:
-            hk = P_HEIGHT + hb
-            appended: dict[bytes, bytes | None] = {
-                hk + K_BLOCK: block.encode(),
-                hk + K_CERT: cert,
-                hk + K_ROOT: root,
-            }
-            batch.update(seq_entry)
-            for i, tx_id in self._index_txs(block, executed.results):
-                batch[P_TX + tx_id] = pack([height, i])
-            for i, result in enumerate(executed.results):
-                appended[_indexed(hb, K_RESULT, _BE4.pack(i))] = pack(result.to_wire())
-            _separate_values(hb, executed.writes, batch, appended)
-        else:
-            appended = {P_BLOCK + hb: block.encode(), P_CERT + hb: cert, P_ROOT + hb: root}
-            appended.update(seq_entry)
-            for i, tx_id in self._index_txs(block, executed.results):
-                batch[P_TX + tx_id] = pack([height, i, executed.results[i].to_wire()])
-            for k, v in executed.writes.items():
-                batch[P_STATE + k] = v
+        hk = P_HEIGHT + hb
+        appended: dict[bytes, bytes | None] = {
+            hk + K_BLOCK: block.encode(),
+            hk + K_CERT: cert,
+            hk + K_ROOT: root,
+            hk + K_RESULTS_ROOT: outcomes,
+        }
+        for i, tx_id in self._index_txs(block, executed.results):
+            batch[P_TX + tx_id] = pack([height, i])
+        for i, result in enumerate(executed.results):
+            appended[_indexed(hb, K_RESULT, _BE4.pack(i))] = pack(result.to_wire())
+        _separate_values(hb, executed.writes, batch, appended)
         for k, v in executed.index_writes.items():
             batch[P_INDEX + k] = v
         if self.blocks is self.store:
@@ -296,7 +302,7 @@ class Ledger:
         self.store.write(batch, sync=True)
         self._cache.committed(executed.writes)
         self.height, self.last_hash, self.state_root = height, block_hash, root
-        self.seq, self.last_timestamp_ms = seq, block.header.timestamp_ms
+        self.seq, self.last_timestamp_ms, self.results_root = seq, ts, outcomes
         return root
 
     def _index_txs(self, block: Block, results: Sequence[TxResult]) -> Iterator[tuple[int, bytes]]:
@@ -316,20 +322,23 @@ class Ledger:
         """Record that consensus ordered a null batch at ``seq`` (no block, state unchanged)."""
         if seq <= self.seq:
             raise LedgerError(f"consensus seq {seq} already delivered (at {self.seq})")
-        tip = self._tip(self.height, self.last_hash, self.state_root, seq, self.last_timestamp_ms)
+        tip = self._tip(
+            self.height,
+            self.last_hash,
+            self.state_root,
+            seq,
+            self.last_timestamp_ms,
+            self.results_root,
+        )
         entry = {P_SEQ + be8(seq): pack([0, certificate.encode()])}
-        if self.blocks is not self.store and self.format < 2:
-            self.blocks.write(entry, sync=True)
-            self.store.write({K_TIP: tip}, sync=True)
-        else:
-            self.store.write({**entry, K_TIP: tip}, sync=True)
+        self.store.write({**entry, K_TIP: tip}, sync=True)
         self.seq = seq
 
     def seq_entry(self, seq: int) -> tuple[int, CommitCertificate] | None:
         """(height or 0 for a null batch, certificate) of a delivered consensus seq."""
         if seq > self.seq:  # written before a crash that lost the tip: not committed here
             return None
-        data = (self.store if self.format >= 2 else self.blocks).get(P_SEQ + be8(seq))
+        data = self.store.get(P_SEQ + be8(seq))
         if data is None:
             return None
         f = fields(unpack(data, 128 * 1024, "seq entry"), 2, "seq entry")
@@ -337,9 +346,7 @@ class Ledger:
 
     def _height_key(self, height: int, kind: bytes) -> bytes:
         """Block-store key of a block's body, certificate or root (``kind``: K_BLOCK, ...)."""
-        if self.format >= 2:
-            return P_HEIGHT + be8(height) + kind
-        return {K_BLOCK: P_BLOCK, K_CERT: P_CERT, K_ROOT: P_ROOT}[kind] + be8(height)
+        return P_HEIGHT + be8(height) + kind
 
     # -- reads -------------------------------------------------------------------
 
@@ -361,6 +368,25 @@ class Ledger:
             return self.genesis.initial_state_root()
         return None if height > self.height else self.blocks.get(self._height_key(height, K_ROOT))
 
+    def results_root_at(self, height: int) -> bytes | None:
+        """The results root of block ``height`` (what block height+1's header carries)."""
+        if height == 0:
+            return EMPTY_RESULTS_ROOT
+        if height > self.height:
+            return None
+        return self.blocks.get(self._height_key(height, K_RESULTS_ROOT))
+
+    def results(self, height: int, count: int) -> list[TxResult]:
+        """The results of the ``count`` transactions of block ``height``."""
+        hb = be8(height)
+        out = []
+        for i in range(count):
+            raw = self.blocks.get(_indexed(hb, K_RESULT, _BE4.pack(i)))
+            if raw is None or height > self.height:
+                raise LedgerError(f"the result of transaction {i} of block {height} is missing")
+            out.append(TxResult.from_wire(unpack(raw, 2 * 1024 * 1024, "tx result")))
+        return out
+
     def height_of(self, block_hash: bytes) -> int | None:
         data = self.store.get(P_HASH + block_hash)
         return None if data is None else int(_BE8.unpack(data)[0])
@@ -369,17 +395,12 @@ class Ledger:
         data = self.store.get(P_TX + tx_id)
         if data is None:
             return None
-        if self.format < 2:
-            f = fields(unpack(data, 2 * 1024 * 1024, "tx index"), 3, "tx index")
-            wire = f[2]
-        else:
-            f = fields(unpack(data, 64, "tx index"), 2, "tx index")
+        f = fields(unpack(data, 64, "tx index"), 2, "tx index")
         height, index = as_int(f[0], "height"), as_int(f[1], "index")
-        if self.format >= 2:
-            raw = self.blocks.get(_indexed(be8(height), K_RESULT, _BE4.pack(index)))
-            if raw is None:
-                raise LedgerError(f"the result of transaction {tx_id.hex()} is missing")
-            wire = unpack(raw, 2 * 1024 * 1024, "tx result")
+        raw = self.blocks.get(_indexed(be8(height), K_RESULT, _BE4.pack(index)))
+        if raw is None:
+            raise LedgerError(f"the result of transaction {tx_id.hex()} is missing")
+        wire = unpack(raw, 2 * 1024 * 1024, "tx result")
         return TxLocation(height, index, TxResult.from_wire(wire))
 
     def state_get(self, key: bytes) -> bytes | None:
@@ -392,10 +413,10 @@ class Ledger:
 
     def _load_state(self, key: bytes) -> bytes | None:
         raw = self.store.get(P_STATE + key)
-        return raw if raw is None or self.format < 2 else self._value(key, raw)
+        return raw if raw is None else self._value(key, raw)
 
     def _value(self, key: bytes, raw: bytes) -> bytes:
-        """A state entry of format 2 -> the value (inline, or in the block store)."""
+        """A state entry -> the value (inline, or in the block store)."""
         if raw[:1] == b"\x00":
             return raw[1:]
         if raw[:1] == b"\x01" and len(raw) == 13:
@@ -413,7 +434,7 @@ class Ledger:
             P_STATE + prefix, None if start is None else P_STATE + start, reverse
         ):
             key = k[n:]
-            yield key, (v if self.format < 2 else self._value(key, v))
+            yield key, self._value(key, v)
 
     def index_get(self, key: bytes) -> bytes | None:
         return self.store.get(P_INDEX + key)
@@ -425,11 +446,13 @@ class Ledger:
 
 
 def verify_chain(ledger: Ledger, from_height: int = 1) -> list[str]:
-    """Check every stored block: structure, hash chain, state roots carried in
-    headers, commit certificates, tx index. Returns a list of problems (empty: sound)."""
+    """Check every stored block: structure, hash chain, state and results roots
+    carried in headers (results recomputed from the stored results), commit
+    certificates, tx index. Returns a list of problems (empty: sound)."""
     problems: list[str] = []
     prev_hash = ledger.genesis_hash if from_height == 1 else None
     prev_root = ledger.state_root_at(from_height - 1)
+    prev_results = ledger.results_root_at(from_height - 1)
     for h in range(from_height, ledger.height + 1):
         raw = ledger.block_bytes(h)
         if raw is None:
@@ -448,6 +471,8 @@ def verify_chain(ledger: Ledger, from_height: int = 1) -> list[str]:
             problems.append(
                 f"block {h} carries a state root that is not the root after block {h - 1}"
             )
+        if block.header.results_root != prev_results:
+            problems.append(f"block {h} carries a results root that is not block {h - 1}'s")
         if ledger.height_of(block.hash) != h:
             problems.append(f"block {h} missing from the hash index")
         cert = ledger.certificate(h)
@@ -470,7 +495,19 @@ def verify_chain(ledger: Ledger, from_height: int = 1) -> list[str]:
         if prev_root is None:
             problems.append(f"block {h} has no state root")
             break
-    tip_differs = prev_hash != ledger.last_hash or prev_root != ledger.state_root
+        try:
+            results = ledger.results(h, len(block.txs))
+            prev_results = results_root(block_receipts(block.tx_ids(), block.txs, results))
+        except (LedgerError, DecodeError) as exc:
+            problems.append(f"block {h}: results unreadable: {exc}")
+            break
+        if ledger.results_root_at(h) != prev_results:
+            problems.append(f"block {h}: the stored results root does not match its results")
+    tip_differs = (
+        prev_hash != ledger.last_hash
+        or prev_root != ledger.state_root
+        or prev_results != ledger.results_root
+    )
     if not problems and ledger.height >= from_height and tip_differs:
         problems.append("the tip does not match the last block")
     return problems

@@ -108,7 +108,7 @@ def signed_anchor_args(
             patient,
             custodian,
             category,
-            date,
+            int(date[:4]),
             content_hash,
             fields_root,
         )
@@ -118,7 +118,7 @@ def signed_anchor_args(
         "patient": patient,
         "custodian": custodian,
         "category": category,
-        "clinical_date": date,
+        "clinical_year": int(date[:4]),
         "content_hash": content_hash,
         "fields_root": fields_root,
         "author": author.public_key,

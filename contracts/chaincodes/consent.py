@@ -170,6 +170,30 @@ def close_for_referral(ctx: Any, args: Any) -> Any:
     return {"consent_id": c["id"], "status": c["status"]}
 
 
+def year_days(year: int) -> tuple[int, int]:
+    """First and last day number of a calendar year."""
+    return day_of(f"{year:04d}-01-01"), day_of(f"{year:04d}-12-31")
+
+
+def period_miss(period: Any, clinical_year: int, today: int) -> Any:
+    """Why a record of ``clinical_year`` is outside a consent's data period, or None.
+
+    The chain knows only the record's year: a year wholly outside the period
+    misses it; a year that overlaps it passes here, and the custodian, who holds
+    the exact date, checks it at release."""
+    first, last = year_days(clinical_year)
+    if "last_days" in period:
+        if last < today - period["last_days"]:
+            return (
+                2,
+                f"the record is older than the consent's window of {period['last_days']} days",
+            )
+        return None
+    if last < period["from_day"] or first > period["to_day"]:
+        return (2, "the record is outside the consent's data period")
+    return None
+
+
 def evaluate(ctx: Any, requester: Any, record: Any, purpose: str) -> Any:
     """permit/deny for one requester, record and purpose, with the reason and consent id."""
     if requester.kind == "patient" and requester.active and requester.id == record["patient"]:
@@ -188,7 +212,6 @@ def evaluate(ctx: Any, requester: Any, record: Any, purpose: str) -> Any:
         }
     now = ctx.timestamp_ms
     today = day_of_ms(now)
-    clinical = day_of(record["clinical_date"])
     prefix = b"pat/" + record["patient"].encode() + b"/"
     # Checks go from the record's scope to the consent's state, so that among several
     # near misses the reason reported is that of the consent closest to permitting.
@@ -206,18 +229,8 @@ def evaluate(ctx: Any, requester: Any, record: Any, purpose: str) -> Any:
                 miss = (1, "the record is not among those the consent names")
         elif "*" not in c["categories"] and record["category"] not in c["categories"]:
             miss = (1, f"the consent does not cover {record['category']} records")
-        period = c["period"]
-        if miss is None and "last_days" in period and clinical < today - period["last_days"]:
-            miss = (
-                2,
-                f"the record is older than the consent's window of {period['last_days']} days",
-            )
-        elif (
-            miss is None
-            and "last_days" not in period
-            and not period["from_day"] <= clinical <= period["to_day"]
-        ):
-            miss = (2, "the record is outside the consent's data period")
+        if miss is None:
+            miss = period_miss(c["period"], record["clinical_year"], today)
         if miss is None and c["purpose"] != purpose:
             miss = (3, f"the consent is for {c['purpose']}, not {purpose}")
         if miss is None and c["status"] != "active":

@@ -1,13 +1,24 @@
 """records: the notary. One anchor per off-chain record version: record id,
 patient pseudonym, custodian organization, category (FHIR resource type),
-clinical date, SHA-256 of the canonical content, a Merkle root over salted
+clinical year, SHA-256 of the canonical content, a Merkle root over salted
 fields (for selective disclosure), the authoring practitioner and their
 signature. Only the custodian's practitioners (or its admin, for imports)
 anchor; an amendment adds a version that supersedes the previous one and
 never overwrites it.
 
+The chain holds the clinical *year* only: an exact date beside a pseudonym can
+single a person out (a birth date, from an immunization given at birth). The
+exact date stays with the custodian, inside the record and its fields root.
+An anchor with any field beyond those below is refused, so a client cannot
+put more on chain by mistake.
+
+Every anchor written emits one event (``anchored`` for version 1, ``amended``
+after) carrying exactly the anchor: the receipt of the transaction commits to
+it, so an evidence certificate proves one anchor of a bulk import without
+disclosing the others (storage.receipts, docs/evidence.md).
+
 State: rec/<record id>/<version> -> anchor; head/<record id> -> latest
-version; pat/<patient>/<clinical day>/<record id> -> "" (the timeline).
+version; pat/<patient>/<clinical year>/<record id> -> "" (the timeline).
 """
 
 from __future__ import annotations
@@ -23,7 +34,6 @@ from contracts.sdk import (
     arg_str,
     args_dict,
     be4,
-    day_of,
     query,
     require,
     transaction,
@@ -31,6 +41,33 @@ from contracts.sdk import (
 )
 
 MAX_BULK = 2000
+ANCHOR_ARGS = (
+    "author",
+    "author_sig",
+    "category",
+    "clinical_year",
+    "content_hash",
+    "custodian",
+    "fields_root",
+    "patient",
+    "record_id",
+    "supersedes",
+)
+# What an anchor event carries: the anchor as stored, without what the block says.
+EVENT_FIELDS = (
+    "record_id",
+    "version",
+    "supersedes",
+    "patient",
+    "custodian",
+    "category",
+    "clinical_year",
+    "content_hash",
+    "fields_root",
+    "author",
+    "author_id",
+    "author_sig",
+)
 
 
 def head(ctx: Any, record_id: str) -> Any:
@@ -40,14 +77,20 @@ def head(ctx: Any, record_id: str) -> Any:
 def write_anchor(ctx: Any, a: Any, version: int, supersedes: int) -> Any:
     who = ctx.caller
     custodian = who.org
+    extra = sorted(k for k in a if k not in ANCHOR_ARGS)
+    require(
+        not extra,
+        "an anchor carries only "
+        + ", ".join(ANCHOR_ARGS)
+        + f"; not {', '.join(str(k) for k in extra)} (exact dates stay with the custodian)",
+    )
     # The anchor names its custodian explicitly (so offline evidence can check the
     # author's signature); it must be the organization of whoever anchors it.
     require(arg_id(a, "custodian") == custodian, f"the custodian named is not {custodian}")
     record_id = arg_id(a, "record_id")
     patient = arg_id(a, "patient")
     category = arg_str(a, "category", 64)
-    clinical_date = arg_str(a, "clinical_date", 32)
-    day = day_of(clinical_date)
+    clinical_year = arg_int(a, "clinical_year", 1000, 9999)
     content_hash = arg_bytes(a, "content_hash", 32)
     fields_root = arg_bytes(a, "fields_root", 32)
     author = arg_bytes(a, "author", 32)
@@ -76,7 +119,7 @@ def write_anchor(ctx: Any, a: Any, version: int, supersedes: int) -> Any:
             patient,
             custodian,
             category,
-            clinical_date,
+            clinical_year,
             content_hash,
             fields_root,
         )
@@ -91,7 +134,7 @@ def write_anchor(ctx: Any, a: Any, version: int, supersedes: int) -> Any:
         "patient": patient,
         "custodian": custodian,
         "category": category,
-        "clinical_date": clinical_date[:10],
+        "clinical_year": clinical_year,
         "content_hash": content_hash,
         "fields_root": fields_root,
         "author": author,
@@ -108,8 +151,9 @@ def write_anchor(ctx: Any, a: Any, version: int, supersedes: int) -> Any:
     )
     if version == 1:
         ctx.put(
-            b"pat/" + patient.encode() + b"/" + be4(day + 719_163) + b"/" + record_id.encode(), b""
+            b"pat/" + patient.encode() + b"/" + be4(clinical_year) + b"/" + record_id.encode(), b""
         )
+    ctx.emit("anchored" if version == 1 else "amended", {k: anchor[k] for k in EVENT_FIELDS})
     return anchor
 
 
@@ -133,16 +177,7 @@ def anchor(ctx: Any, args: Any) -> Any:
     require(
         head(ctx, record_id) is None, f"record {record_id} is already anchored; amend it instead"
     )
-    rec = write_anchor(ctx, a, 1, 0)
-    ctx.emit(
-        "anchored",
-        {
-            "record": record_id,
-            "patient": rec["patient"],
-            "custodian": rec["custodian"],
-            "category": rec["category"],
-        },
-    )
+    write_anchor(ctx, a, 1, 0)
     return {"record_id": record_id, "version": 1}
 
 
@@ -161,15 +196,6 @@ def amend(ctx: Any, args: Any) -> Any:
     expected = arg_int(a, "supersedes", 1)
     require(expected == h["version"], f"{record_id} is at version {h['version']}, not {expected}")
     rec = write_anchor(ctx, a, h["version"] + 1, h["version"])
-    ctx.emit(
-        "amended",
-        {
-            "record": record_id,
-            "patient": rec["patient"],
-            "custodian": rec["custodian"],
-            "version": rec["version"],
-        },
-    )
     return {"record_id": record_id, "version": rec["version"]}
 
 
@@ -182,7 +208,6 @@ def anchor_bulk(ctx: Any, args: Any) -> Any:
     items = arg_list(a, "anchors", MAX_BULK)
     results = []
     anchored = 0
-    patients: dict[str, int] = {}
     for item in items:
         it = args_dict(item)
         record_id = arg_id(it, "record_id")
@@ -196,12 +221,9 @@ def anchor_bulk(ctx: Any, args: Any) -> Any:
             )
             results.append({"record_id": record_id, "status": "exists" if same else "conflict"})
             continue
-        rec = write_anchor(ctx, it, 1, 0)
+        write_anchor(ctx, it, 1, 0)
         anchored += 1
-        patients[rec["patient"]] = patients.get(rec["patient"], 0) + 1
         results.append({"record_id": record_id, "status": "anchored"})
-    for p in sorted(patients):
-        ctx.emit("anchored-bulk", {"patient": p, "custodian": ctx.caller.org, "count": patients[p]})
     return {"anchored": anchored, "results": results}
 
 
@@ -231,7 +253,8 @@ def history(ctx: Any, args: Any) -> Any:
 
 @query
 def by_patient(ctx: Any, args: Any) -> Any:
-    """Every record of a patient across custodians, in clinical-date order (latest versions)."""
+    """Every record of a patient across custodians, by clinical year (latest versions);
+    within a year the custodians order them by date for those allowed to know it."""
     patient = arg_id(args_dict(args), "patient")
     prefix = b"pat/" + patient.encode() + b"/"
     out = []

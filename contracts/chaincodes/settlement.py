@@ -14,8 +14,13 @@ ICD-10 or SNOMED CT: the dictionary's maps decide). Adjudication per item:
     copay     = submitted - benefit
 
 A duplicate claim (same hospital and encounter), a claim without anchored
-records of the patient at that hospital, or a patient not enrolled on the
-encounter date is recorded with outcome "error" and no benefit.
+records of the patient at that hospital, or a patient not enrolled in the
+encounter's month is recorded with outcome "error" and no benefit.
+
+Dates beside a patient's pseudonym are months ("YYYY-MM"): enrolment runs from a
+first to a last covered month, and a claim names the month of its encounter.
+An exact encounter date on chain could single the patient out; the hospital
+keeps it in the encounter record (anchored, so provable).
 
 State: prod/<id>, enr/<patient>/<product>, claim/<id>, enc/<hospital>/<encounter>,
 use/<patient>/<product>/<year>.
@@ -33,15 +38,21 @@ from contracts.sdk import (
     arg_list,
     arg_str,
     args_dict,
-    day_of,
     query,
     require,
     transaction,
-    year_of_day,
 )
 
 MAX_CENTS = 1_000_000_000_000
 CLAIMANTS = ("hospital", "clinic", "exam-centre")
+
+
+def arg_month(args: Any, name: str) -> Any:
+    """A month ``YYYY-MM`` (no day: see the module doc)."""
+    v = args.get(name)
+    ok = isinstance(v, str) and len(v) == 7 and v[4] == "-" and v[:4].isdigit() and v[5:].isdigit()
+    require(ok and 1 <= int(v[5:]) <= 12, f"{name} must be a month YYYY-MM (no day)")
+    return v
 
 
 def require_insurer(ctx: Any) -> Any:
@@ -115,11 +126,11 @@ def enroll(ctx: Any, args: Any) -> Any:
     patient = arg_id(a, "patient")
     pat = ctx.read("registry", b"pat/" + patient.encode())
     require(pat is not None and pat["status"] == "active", f"patient {patient} is not registered")
-    start, end = day_of(arg_str(a, "start", 32)), day_of(arg_str(a, "end", 32))
+    start, end = arg_month(a, "start"), arg_month(a, "end")
     require(start <= end, "enrolment ends before it starts")
     ctx.put_obj(
         b"enr/" + patient.encode() + b"/" + product["product_id"].encode(),
-        {"start_day": start, "end_day": end},
+        {"start_month": start, "end_month": end},
     )
     ctx.emit("enrolled", {"patient": patient, "product": product["product_id"], "insurer": who.org})
     return {"patient": patient, "product_id": product["product_id"]}
@@ -170,7 +181,7 @@ def error_response(ctx: Any, claim: Any, reason: str) -> Any:
 
 
 def adjudicate(ctx: Any, claim: Any, product: Any, diagnoses: Any, items: Any) -> Any:
-    year = year_of_day(claim["encounter_day"])
+    year = int(claim["encounter_month"][:4])
     use_key = (
         b"use/"
         + claim["patient"].encode()
@@ -280,7 +291,7 @@ def submit_claim(ctx: Any, args: Any) -> Any:
     product = load_product(ctx, arg_id(a, "product_id"))
     patient = arg_id(a, "patient")
     encounter = arg_id(a, "encounter_id")
-    day = day_of(arg_str(a, "encounter_date", 32))
+    month = arg_month(a, "encounter_month")
     records = arg_list(a, "records", 200)
     diagnoses = [parse_code(d) for d in arg_list(a, "diagnoses", 50)]
     items = arg_list(a, "items", 200)
@@ -292,7 +303,7 @@ def submit_claim(ctx: Any, args: Any) -> Any:
         "insurer": product["insurer"],
         "product_id": product["product_id"],
         "encounter_id": encounter,
-        "encounter_day": day,
+        "encounter_month": month,
         "records": sorted(str(r) for r in records),
         "diagnoses": diagnoses,
         "submitted_ms": ctx.timestamp_ms,
@@ -317,9 +328,9 @@ def submit_claim(ctx: Any, args: Any) -> Any:
         claim = error_response(
             ctx, claim, "claim without anchored records of this patient at this provider"
         )
-    elif enrolment is None or not enrolment["start_day"] <= day <= enrolment["end_day"]:
+    elif enrolment is None or not enrolment["start_month"] <= month <= enrolment["end_month"]:
         claim = error_response(
-            ctx, claim, "the patient is not enrolled in this product on the encounter date"
+            ctx, claim, "the patient is not enrolled in this product in the encounter's month"
         )
     else:
         ctx.put(enc_key, claim_id.encode())

@@ -47,7 +47,7 @@ from node.validation import block_digest, decode_tx_batch, encode_tx_batch
 from storage.block import Block, BlockHeader, CommitCertificate
 from storage.codec import DecodeError
 from storage.crypto import seal_to
-from storage.evidence import Evidence, verify_evidence
+from storage.evidence import Evidence, build_evidence, verify_evidence
 from storage.fhirdoc import Disclosure, FhirError, canonical_json, disclose
 from storage.genesis import Genesis, GenesisError
 from storage.ledger import Ledger
@@ -342,20 +342,15 @@ RESOURCE = {
 
 
 def _s_evidence() -> list[bytes]:
-    w = world()
-    block, cert = w["block"], w["cert"]
-    ev = Evidence(
-        w["c"].genesis.encode(),
-        block.header_bytes,
-        cert.encode(),
-        block.txs[1],
-        1,
-        len(block.txs),
-        tuple(block.inclusion_proof(1)),
-        "rec-1",
-        1,
-    )
-    return [ev.encode()]
+    from tests.chain import Chain
+
+    c = Chain()
+    _, patient = c.patient()
+    doc, _ = c.practitioner("hospital-a")
+    c.anchor(doc, "hospital-a", "rec-1", patient)
+    c.tx(c.admins["hospital-a"], "kv", "put", {"key": "k", "value": b"v"})
+    a = c.q("records", "get", {"record_id": "rec-1"})
+    return [build_evidence(c.ledger, a["height"], a["tx_id"], "rec-1", 1).encode()]
 
 
 def _s_disclosure() -> list[bytes]:

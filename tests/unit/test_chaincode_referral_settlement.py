@@ -307,7 +307,7 @@ def settlement_setup() -> tuple[Chain, Any, str, Any]:
         ins,
         "settlement",
         "enroll",
-        {"patient": patient, "product_id": "basic", "start": "2025-01-01", "end": "2026-12-31"},
+        {"patient": patient, "product_id": "basic", "start": "2025-01", "end": "2026-12"},
     )
     return c, pk, patient, doc
 
@@ -331,7 +331,7 @@ def claim(
             "patient": patient,
             "product_id": "basic",
             "encounter_id": encounter,
-            "encounter_date": "2025-12-01",
+            "encounter_month": "2025-12",
             "records": records if records is not None else [f"{encounter}-note"],
             "diagnoses": diagnoses or [],
             "items": items,
@@ -502,3 +502,32 @@ def test_annual_limit_and_product_ownership() -> None:
         r.data["items"][0]["benefit_cents"] == 5_000
         and "annual limit reached" in r.data["items"][0]["reasons"]
     )
+
+
+def test_claims_and_enrolments_carry_months_never_exact_dates() -> None:
+    c, _, patient, doc = settlement_setup()
+    ins = c.admins["insurer"]
+    exact = {"patient": patient, "product_id": "basic", "start": "2025-01-01", "end": "2026-12"}
+    assert "start must be a month YYYY-MM (no day)" in c.fails(ins, "settlement", "enroll", exact)
+    r = c.tx(
+        doc,
+        "settlement",
+        "submit_claim",
+        {
+            "claim_id": "exact",
+            "patient": patient,
+            "product_id": "basic",
+            "encounter_id": "e-x",
+            "encounter_date": "2025-12-01",
+            "records": ["e-x-note"],
+            "diagnoses": [],
+            "items": [{"system": LOCAL, "code": "CONSULT", "quantity": 1}],
+        },
+    )
+    assert not r.ok and "encounter_month must be a month" in str(r.data)
+    outside = claim(
+        c, doc, patient, "late", "e1", [{"system": LOCAL, "code": "CONSULT", "quantity": 1}]
+    )
+    assert outside.ok
+    stored = c.q("settlement", "claim", {"claim_id": "late"}, caller=doc)
+    assert stored["encounter_month"] == "2025-12" and "encounter_day" not in stored

@@ -123,13 +123,45 @@ def test_anchor_rules() -> None:
         doc, "records", "anchor", c.anchor_args(doc, "hospital-a", "r1", patient)
     )
     rec = c.q("records", "get", {"record_id": "r1"})
-    assert (rec["custodian"], rec["version"], rec["clinical_date"], rec["patient"]) == (
+    assert (rec["custodian"], rec["version"], rec["clinical_year"], rec["patient"]) == (
         "hospital-a",
         1,
-        "2025-11-02",
+        2025,
         patient,
     )
     assert rec["author"] == doc.public_key and len(rec["content_hash"]) == 32
+
+
+def test_an_anchor_carries_no_exact_date_nor_any_other_extra_field() -> None:
+    c = Chain()
+    _, patient = c.patient()
+    doc, _ = c.practitioner("hospital-a")
+    with_date = dict(c.anchor_args(doc, "hospital-a", "r1", patient), clinical_date="2025-11-02")
+    assert "not clinical_date (exact dates stay with the custodian)" in c.fails(
+        doc, "records", "anchor", with_date
+    )
+    bulk = {"anchors": [dict(c.anchor_args(doc, "hospital-a", "r2", patient), birth="x")]}
+    assert "not birth" in c.fails(doc, "records", "anchor_bulk", bulk)
+    year_as_text = dict(c.anchor_args(doc, "hospital-a", "r3", patient), clinical_year="2025")
+    assert "clinical_year must be an integer" in c.fails(doc, "records", "anchor", year_as_text)
+
+
+def test_every_anchor_emits_one_event_carrying_exactly_the_anchor() -> None:
+    c = Chain()
+    _, p1 = c.patient()
+    _, p2 = c.patient()
+    imp, _ = c.practitioner("hospital-a", role="system")
+    items = [c.anchor_args(imp, "hospital-a", f"b{i}", (p1, p2)[i % 2]) for i in range(3)]
+    res = c.tx(imp, "records", "anchor_bulk", {"anchors": items})
+    assert res.ok
+    assert [e.name for e in res.events] == ["anchored"] * 3
+    for e, rid in zip(res.events, ("b0", "b1", "b2"), strict=True):
+        stored = c.q("records", "get", {"record_id": rid})
+        assert e.contract == "records" and e.attrs["record_id"] == rid
+        assert all(e.attrs[k] == stored[k] for k in e.attrs)
+        assert "clinical_date" not in e.attrs and e.attrs["clinical_year"] == 2025
+    again = c.tx(imp, "records", "anchor_bulk", {"anchors": items})
+    assert again.ok and again.events == ()  # nothing anchored: nothing to prove
 
 
 def test_amendments_keep_history_and_only_the_custodian_amends() -> None:
@@ -175,6 +207,6 @@ def test_bulk_anchoring_is_idempotent_and_timeline_is_in_date_order() -> None:
     assert again["anchored"] == 0 and {r["status"] for r in again["results"]} == {"exists"}
     c.anchor(docb, "hospital-b", "b1", p1, date="2025-05-15")
     timeline = c.q("records", "by_patient", {"patient": p1})
-    assert [r["clinical_date"] for r in timeline] == sorted(r["clinical_date"] for r in timeline)
+    assert [r["clinical_year"] for r in timeline] == sorted(r["clinical_year"] for r in timeline)
     assert {r["custodian"] for r in timeline} == {"hospital-a", "hospital-b"}
     assert len(timeline) == 4

@@ -17,7 +17,15 @@ from tests.helpers import Consortium
 
 def sample_header() -> BlockHeader:
     return BlockHeader(
-        "c", 7, b"\x01" * 32, 123456, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32, b"\x05" * 32
+        "c",
+        7,
+        b"\x01" * 32,
+        123456,
+        b"\x02" * 32,
+        b"\x03" * 32,
+        b"\x06" * 32,
+        b"\x04" * 32,
+        b"\x05" * 32,
     )
 
 

@@ -186,9 +186,7 @@ def test_read_cache_is_bounded_and_never_stale() -> None:
     assert cache.get(b"new", store.get) == b"3"
 
 
-def test_format_2_keeps_large_values_in_the_block_store(
-    tmp_path: Path, consortium: Consortium
-) -> None:
+def test_large_values_live_in_the_block_store(tmp_path: Path, consortium: Consortium) -> None:
     """The main store (random keys, rewritten at every compaction) holds tx ids and
     state keys with pointers or short values; bodies, results and large values are
     appended to the block store, whose keys only grow."""
@@ -196,7 +194,7 @@ def test_format_2_keeps_large_values_in_the_block_store(
 
     c = consortium
     led = Ledger.open(tmp_path / "db", c.genesis)
-    assert led.format == FORMAT == 2
+    assert led.format == FORMAT == 3
     big, small = b"v" * VALUE_LOG_MIN, b"s" * (VALUE_LOG_MIN - 1)
     exs = []
     for i in range(3):
@@ -224,41 +222,66 @@ def test_format_2_keeps_large_values_in_the_block_store(
     assert loc is not None and (loc.height, loc.index) == (2, 0) and loc.result == exs[1].results[0]
     led.close()
     led = Ledger.open(tmp_path / "db", c.genesis)
-    assert led.format == 2 and led.state_get(b"kv\x00big0") == big + b"\x00"
+    assert led.format == 3 and led.state_get(b"kv\x00big0") == big + b"\x00"
     assert verify_chain(led) == [] and replay_ledger(led, c.executor()) == []
-    # A release that reads only format 1 expects a 5-field tip: it refuses this one.
-    from storage.codec import unpack
-
-    tip = led.store.get(b"Mtip")
-    assert tip is not None and len(unpack(tip, 256, "tip")) == 6
     # A missing result is reported, not raised.
     led.blocks.write({P_HEIGHT + (2).to_bytes(8, "big") + b"E" + bytes(4): None})
     assert any("tx 0" in p and "unreadable" in p for p in verify_chain(led))
     led.close()
 
 
-def test_format_1_ledgers_keep_working(consortium: Consortium) -> None:
-    """A ledger created before format 2 (no ``M format`` key) is read and extended
-    in its own layout."""
+@pytest.mark.parametrize("stored_format", [None, b"\x02", b"\x09"])
+def test_ledgers_of_another_format_are_refused_with_the_reason(
+    consortium: Consortium, stored_format: bytes | None
+) -> None:
+    """Format 1 and 2 blocks carry no results root, so nothing proves their outcomes:
+    such a ledger is refused at open, saying why and what to do; so is a newer one."""
     from storage.kv import MemoryKV
-    from storage.ledger import K_GENESIS, P_BLOCK, P_STATE, P_TX, be8
+    from storage.ledger import K_FORMAT, K_GENESIS, LedgerError
+
+    store = MemoryKV()
+    store.write({K_GENESIS: consortium.genesis.hash()})
+    if stored_format is not None:
+        store.write({K_FORMAT: stored_format})
+    with pytest.raises(LedgerError) as exc:
+        Ledger(store, consortium.genesis)
+    text = str(exc.value)
+    assert "this release reads format 3 only" in text
+    if stored_format == b"\x09":
+        assert "newer release" in text
+    else:
+        assert "do not commit to their transactions' outcomes" in text and "new data dir" in text
+
+
+def test_blocks_commit_to_their_predecessors_outcomes(consortium: Consortium) -> None:
+    """Block h+1's header carries block h's results root; the ledger refuses a block
+    whose results root is not its own, and verify_chain finds a tampered result."""
+    import dataclasses
+
+    from node.chain import propose_block
+    from storage.block import Block
+    from storage.ledger import K_RESULT, P_HEIGHT, LedgerError, be8
+    from storage.receipts import EMPTY_RESULTS_ROOT, Receipt
+    from storage.state import TxResult
 
     c = consortium
-    store = MemoryKV()
-    store.write({K_GENESIS: c.genesis.hash()})  # what format 1 wrote on creation
-    led = Ledger(store, c.genesis)
-    assert led.format == 1
-    ex = c.commit(
-        led, [c.tx(c.admin_keys[0], "kv", "put", {"key": "k", "value": b"x" * 100}).encode()]
-    )
-    assert store.get(P_BLOCK + be8(1)) == ex.block.encode()
-    assert store.get(P_STATE + b"kv\x00k") == b"x" * 100
-    assert len(store.get(P_TX + ex.block.tx_ids()[0]) or b"") > 16  # result inline
-    led = Ledger(store, c.genesis)
-    assert led.format == 1 and led.state_get(b"kv\x00k") == b"x" * 100
-    c.commit(led, [c.tx(c.admin_keys[1]).encode()])
-    assert led.tx(ex.block.tx_ids()[0]) is not None and led.seq_entry(2) is not None
-    assert verify_chain(led) == [] and replay_ledger(led, c.executor()) == []
+    led = Ledger.in_memory(c.genesis)
+    ok_tx = c.tx(c.admin_keys[0], "kv", "put", {"key": "k", "value": b"v"}).encode()
+    bad_tx = c.tx(c.admin_keys[1], "kv", "nope", {}).encode()
+    ex = c.commit(led, [ok_tx, bad_tx])
+    assert ex.block.header.results_root == EMPTY_RESULTS_ROOT
+    receipts = [Receipt.decode(r) for r in ex.receipt_list()]
+    assert [r.ok for r in receipts] == [True, False] and receipts[0].contract == "kv"
+    nxt = propose_block(led, [], led.last_timestamp_ms + 1, c.node_keys[0].public_key)
+    assert nxt.header.results_root == led.results_root == led.results_root_at(1)
+    lie = Block.build(dataclasses.replace(nxt.header, results_root=b"\x00" * 32), [])
+    with pytest.raises(LedgerError, match="results root"):
+        led.check_next(lie)
+    c.commit(led, [])
+    assert verify_chain(led) == []
+    forged = TxResult(0, {"key": "k"}, ())  # the failed tx of block 1 rewritten as a success
+    led.blocks.write({P_HEIGHT + be8(1) + K_RESULT + (1).to_bytes(4, "big"): forged.encode()})
+    assert any("results root" in p for p in verify_chain(led))
 
 
 def test_block_store_is_separate_and_a_crash_between_the_writes_loses_nothing(

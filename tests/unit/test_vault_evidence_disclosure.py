@@ -1,12 +1,10 @@
 """The vault, canonical content and salted fields, selective disclosure,
-evidence certificates (each kind of tampering), and the importer's plan."""
+and the importer's plan (evidence certificates: test_evidence.py)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,14 +18,9 @@ from node.importer import (
     plan_import,
     shift_dates,
 )
-from storage.block import BlockHeader, CommitCertificate
-from storage.crypto import Signer
-from storage.evidence import Evidence, verify_evidence
 from storage.fhirdoc import Disclosure, canonical_json, content_hash, disclose, fields_root
 from storage.kv import LevelDBKV
-from storage.tx import Transaction
 from storage.vault import Vault, VaultIntegrityError, master_key_from_seed
-from tests.chain import Chain
 
 CONDITION = {
     "resourceType": "Condition",
@@ -104,104 +97,6 @@ def test_selective_disclosure_reveals_one_field_only() -> None:
     assert content_hash(CONDITION) == content_hash(
         json.loads(json.dumps(CONDITION, indent=4))
     )  # formatting does not matter
-
-
-def anchored_chain() -> tuple[Chain, Any, str, bytes]:
-    c = Chain()
-    _, patient = c.patient()
-    doc, _ = c.practitioner("hospital-a")
-    content = canonical_json(CONDITION)
-    args = c.anchor_args(doc, "hospital-a", "rec-1", patient, content=content)
-    others = [c.anchor_args(doc, "hospital-a", f"other-{i}", patient) for i in range(4)]
-    res = c.block(
-        [(doc, "records", "anchor", o) for o in others[:2]]
-        + [(doc, "records", "anchor", args)]
-        + [(doc, "records", "anchor", o) for o in others[2:]]
-    )
-    assert all(r.ok for r in res)
-    anchor = c.q("records", "get", {"record_id": "rec-1"})
-    loc = c.ledger.tx(anchor["tx_id"])
-    assert loc is not None
-    block = c.ledger.block(anchor["height"])
-    assert block is not None
-    ev = Evidence(
-        c.genesis.encode(),
-        block.header_bytes,
-        c.ledger.certificate(anchor["height"]).encode(),  # type: ignore[union-attr]
-        block.txs[loc.index],
-        loc.index,
-        len(block.txs),
-        tuple(block.inclusion_proof(loc.index)),
-        "rec-1",
-        1,
-    )
-    return c, ev, patient, content
-
-
-def failing(verdict: Any) -> str:
-    assert not verdict.ok
-    return next(t for ok, t in verdict.checks if not ok)
-
-
-def test_evidence_verifies_offline_and_every_tampering_fails() -> None:
-    c, ev, _, content = anchored_chain()
-    data = ev.encode()
-    good = verify_evidence(data, c.genesis.hash(), content)
-    assert good.ok, good.lines()
-    assert good.facts["height"] == c.ledger.height and good.facts["custodian"] == "hospital-a"
-    # the content given must be the anchored one
-    assert "differs from the anchored record" in failing(
-        verify_evidence(data, c.genesis.hash(), content.replace(b"Diabetes", b"Asthma!!"))
-    )
-    # tx bytes changed (re-signed by someone else): not in the block
-    tx = Transaction.decode(ev.tx)
-    forged = Transaction(
-        tx.chain_id, tx.sender, tx.nonce + 1, tx.contract, tx.method, tx.args, tx.signature
-    )
-    assert "Merkle path" in failing(
-        verify_evidence(Evidence(**{**ev.__dict__, "tx": forged.encode()}).encode())
-    )
-    # Merkle path altered
-    path = list(ev.path)
-    path[0] = bytes(32)
-    assert "Merkle path" in failing(
-        verify_evidence(Evidence(**{**ev.__dict__, "path": tuple(path)}).encode())
-    )
-    # header altered (time moved): the certificate no longer matches
-    h = BlockHeader.decode(ev.header)
-    moved = BlockHeader(
-        **{**{f: getattr(h, f) for f in h.__slots__}, "timestamp_ms": h.timestamp_ms + 1}
-    ).encode()
-    assert "commit certificate" in failing(
-        verify_evidence(Evidence(**{**ev.__dict__, "header": moved}).encode())
-    )
-    # one validator signature forged
-    cert = CommitCertificate.decode(ev.certificate)
-    votes = list(cert.votes)
-    votes[1] = (votes[1][0], Signer.generate().sign(b"x"))
-    bad_cert = CommitCertificate(cert.seq, cert.view, cert.block_hash, tuple(votes)).encode()
-    assert "bad signature from validator" in failing(
-        verify_evidence(Evidence(**{**ev.__dict__, "certificate": bad_cert}).encode())
-    )
-    # validator set swapped: another consortium's genesis
-    orgs = list(c.genesis.organizations)
-    orgs[2] = replace(orgs[2], node_key=Signer.generate().public_key)
-    other = replace(c.genesis, organizations=tuple(orgs))
-    assert "validator set" in failing(
-        verify_evidence(Evidence(**{**ev.__dict__, "genesis": other.encode()}).encode())
-    )
-    assert "expected one" in failing(
-        verify_evidence(
-            Evidence(**{**ev.__dict__, "genesis": other.encode()}).encode(), c.genesis.hash()
-        )
-    )
-    # any single flipped byte anywhere fails, with a reason
-    for i in range(0, len(data), max(1, len(data) // 300)):
-        flipped = bytearray(data)
-        flipped[i] ^= 0x01
-        v = verify_evidence(bytes(flipped), c.genesis.hash(), content)
-        assert not v.ok, f"byte {i} flipped still verifies"
-        assert failing(v)
 
 
 def test_importer_plans_custodians_and_reports_skips(tmp_path: Path) -> None:
