@@ -208,7 +208,7 @@ def scenario(n: int) -> dict[str, float]:
                 ins,
                 "settlement",
                 "enroll",
-                {"patient": p, "product_id": "p", "start": "2025-01-01", "end": "2026-12-31"},
+                {"patient": p, "product_id": "p", "start": "2025-01", "end": "2026-12"},
             )
             for p in patients
         ],
@@ -225,7 +225,7 @@ def scenario(n: int) -> dict[str, float]:
                     "patient": patients[i],
                     "product_id": "p",
                     "encounter_id": f"e{i}",
-                    "encounter_date": "2025-12-01",
+                    "encounter_month": "2025-12",
                     "records": [f"r{i}"],
                     "diagnoses": [],
                     "items": [{"system": LOCAL, "code": "C1", "quantity": 1}],

@@ -137,8 +137,8 @@ def setup(
                 {
                     "patient": pseudonym,
                     "product_id": "bench",
-                    "start": "2020-01-01",
-                    "end": "2035-12-31",
+                    "start": "2020-01",
+                    "end": "2035-12",
                 },
             )
             desc["records"] = records
@@ -201,7 +201,7 @@ class Maker:
                 "patient": d["patient"],
                 "product_id": "bench",
                 "encounter_id": f"e{seed}-{i}",
-                "encounter_date": "2026-11-01",
+                "encounter_month": "2026-11",
                 "records": [d["records"][0]],
                 "diagnoses": [],
                 "items": [{"system": LOCAL, "code": "CONSULT", "quantity": 1}],

@@ -191,8 +191,8 @@ def test_patient_journey_across_the_consortium() -> None:
             {
                 "patient": pseudonym,
                 "product_id": "care",
-                "start": "2025-01-01",
-                "end": "2026-12-31",
+                "start": "2025-01",
+                "end": "2026-12",
             },
         )
         adj = send(
@@ -205,7 +205,7 @@ def test_patient_journey_across_the_consortium() -> None:
                 "patient": pseudonym,
                 "product_id": "care",
                 "encounter_id": "enc-1",
-                "encounter_date": "2025-11-20",
+                "encounter_month": "2025-11",
                 "records": ["a-cond-1"],
                 "diagnoses": [],
                 "items": [{"system": LOCAL, "code": "CONSULT", "quantity": 1}],
