@@ -1,0 +1,183 @@
+"""Forged evidence, as an attacker with a node's whole ledger would make it, on a
+real consortium: certificates assembled around transactions the chain REJECTED
+(hospital B "anchoring" hospital A's record id; a patient anchoring a record of
+their own), with the honest receipt or with one rewritten to claim success, and
+the old inclusion-only format — `medchain evidence verify` refuses each with the
+reason. The honest certificate of the real anchor verifies."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.client import TxBuilder
+from storage.codec import pack
+from storage.crypto import Signer
+from storage.evidence import OLD_MAGIC, Evidence
+from storage.genesis import Genesis
+from storage.ledger import Ledger
+from storage.merkle import inclusion_proof, merkle_root
+from storage.receipts import Receipt, block_receipts, event_leaf
+from storage.state import Event
+from tests.e2e.harness import E2ECluster, cluster
+from tests.helpers import signed_anchor_args
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def medchain(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def send(c: E2ECluster, who: TxBuilder, contract: str, method: str, args: Any) -> Any:
+    with c.client(0) as cl:
+        return cl.submit(who.build(contract, method, args), wait=True, timeout_ms=30_000)
+
+
+def anchor(chain: str, author: Signer, custodian: str, rid: str, patient: str) -> dict[str, Any]:
+    content = hashlib.sha256(rid.encode() + custodian.encode()).digest()
+    return signed_anchor_args(
+        chain, author, rid, patient, custodian, "Condition", "2025-06-01", content, content
+    )
+
+
+def forged_event(args: dict[str, Any]) -> Event:
+    attrs = {k: args[k] for k in ("record_id", "patient", "custodian", "category")}
+    attrs.update(
+        version=1,
+        supersedes=0,
+        clinical_year=args["clinical_year"],
+        content_hash=args["content_hash"],
+        fields_root=args["fields_root"],
+        author=args["author"],
+        author_id="forged",
+        author_sig=args["author_sig"],
+    )
+    return Event("records", "anchored", attrs)
+
+
+def assemble(led: Ledger, tx_id: bytes, event: Event, claim_success: bool) -> Evidence:
+    """A certificate around ``tx_id`` carrying ``event``; with ``claim_success`` its
+    receipt is rewritten to say the transaction succeeded and emitted that event."""
+    loc = led.tx(tx_id)
+    assert loc is not None and not loc.result.ok
+    h, i = loc.height, loc.index
+    block, nxt = led.block(h), led.block(h + 1)
+    cert, next_cert = led.certificate(h), led.certificate(h + 1)
+    assert block and nxt and cert and next_cert
+    receipts = block_receipts(block.tx_ids(), block.txs, led.results(h, len(block.txs)))
+    receipt = receipts[i]
+    if claim_success:
+        lie = replace(
+            Receipt.decode(receipt),
+            code=0,
+            events_root=merkle_root([event_leaf(event)]),
+            event_count=1,
+        )
+        receipts[i] = receipt = lie.encode()
+    return Evidence(
+        led.genesis.encode(),
+        block.header_bytes,
+        cert.encode(),
+        nxt.header_bytes,
+        next_cert.encode(),
+        receipt,
+        i,
+        len(block.txs),
+        tuple(block.inclusion_proof(i)),
+        tuple(inclusion_proof(receipts, i)),
+        event_leaf(event),
+        0,
+        (),
+        block.txs[i],
+    )
+
+
+def test_certificates_of_rejected_transactions_are_refused(tmp_path: Path) -> None:
+    with cluster(4) as c:
+        chain = c.genesis.chain_id
+        pat = TxBuilder(Signer.generate(), chain)
+        me = send(c, pat, "registry", "register_patient", {})["result"]["pseudonym"]
+        docs = {}
+        for i, org in ((0, "hospital-a"), (1, "hospital-b")):
+            docs[org] = TxBuilder(Signer.generate(), chain)
+            reg = {
+                "key": docs[org].public_key,
+                "license": f"L-{org}",
+                "department": "records",
+                "role": "physician",
+            }
+            r = send(c, c.builders[i], "registry", "register_practitioner", reg)
+            assert r["status"] == "committed", r
+        good = anchor(chain, docs["hospital-a"].signer, "hospital-a", "rec-1", me)
+        assert send(c, docs["hospital-a"], "records", "anchor", good)["status"] == "committed"
+        hijack = anchor(chain, docs["hospital-b"].signer, "hospital-b", "rec-1", me)
+        r1 = send(c, docs["hospital-b"], "records", "anchor", hijack)
+        assert r1["status"] == "failed" and "already anchored" in r1["reason"]
+        own = anchor(chain, pat.signer, "hospital-a", "rec-mine", me)
+        r2 = send(c, pat, "records", "anchor", own)
+        assert r2["status"] == "failed"
+        # the honest certificate of the real anchor verifies
+        genesis_file = str(c.dir / "genesis.toml")
+        honest = tmp_path / "honest.mcev"
+        cfg = str(c.dir / "insurer" / "node.toml")
+        exp = medchain(
+            "evidence", "export", "--record", "rec-1", "--out", str(honest), "--config", cfg
+        )
+        assert exp.returncode == 0, exp.stderr
+        ok = medchain("evidence", "verify", str(honest), "--genesis", genesis_file)
+        assert ok.returncode == 0 and "VERIFIED" in ok.stdout, ok.stdout + ok.stderr
+        c.sync()
+        c.signal(3, 15)  # the attacker holds the regulator's whole ledger
+        led = Ledger.open(
+            c.nodes[3].directory / "data" / "ledger", Genesis.load(c.dir / "genesis.toml")
+        )
+        forgeries: dict[str, tuple[bytes, str]] = {}
+        for name, res, args in (("hijack", r1, hijack), ("patient", r2, own)):
+            tx_id = bytes.fromhex(res["tx_id"])
+            ev = forged_event(args)
+            forgeries[f"{name}-honest-receipt"] = (
+                assemble(led, tx_id, ev, False).encode(),
+                "FAILED on chain",
+            )
+            forgeries[f"{name}-claimed-success"] = (
+                assemble(led, tx_id, ev, True).encode(),
+                "results root",
+            )
+            loc = led.tx(tx_id)
+            assert loc is not None
+            block = led.block(loc.height)
+            cert = led.certificate(loc.height)
+            assert block and cert
+            old = pack(
+                [
+                    OLD_MAGIC,
+                    led.genesis.encode(),
+                    block.header_bytes,
+                    cert.encode(),
+                    block.txs[loc.index],
+                    loc.index,
+                    len(block.txs),
+                    block.inclusion_proof(loc.index),
+                    args["record_id"],
+                    1,
+                ]
+            )
+            forgeries[f"{name}-format-1"] = (old, "proves only that a transaction is in a block")
+        led.close()
+        for name, (data, why) in forgeries.items():
+            path = tmp_path / f"{name}.mcev"
+            path.write_bytes(data)
+            r = medchain("evidence", "verify", str(path), "--genesis", genesis_file)
+            assert r.returncode == 1, f"{name} verified:\n{r.stdout}"
+            assert why in r.stdout and "NOT VERIFIED" in r.stdout, f"{name}:\n{r.stdout}"
+            assert "Traceback" not in r.stdout + r.stderr
