@@ -266,3 +266,21 @@ def test_sync_and_async_clients(tmp_path: Path) -> None:
     finally:
         stop.set()
         t.join(10)
+
+
+@pytest.mark.trio
+async def test_an_idle_primary_seals_the_last_outcomes_with_one_empty_block(
+    tmp_path: Path,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        c, d, _ = await start_node(nursery, tmp_path)
+        await d.submit(c.tx(c.admin_keys[0], args={"key": "a", "value": "1"}).encode())
+        with trio.fail_after(10):
+            while d.ledger.height < 2:
+                await trio.sleep(0.01)
+        sealing = d.ledger.block(2)
+        assert sealing is not None and sealing.txs == ()
+        assert sealing.header.results_root == d.ledger.results_root_at(1)
+        await trio.sleep(d.cfg.seal_delay_ms / 1000 * 3)
+        assert d.ledger.height == 2  # an empty block needs no seal of its own
+        nursery.cancel_scope.cancel()
