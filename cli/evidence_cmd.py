@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -37,6 +38,50 @@ def export(
     )
 
 
+UNPINNED = 3  # exit status: consistent, but nothing says it is the consortium's chain
+
+
+def genesis_options(fn: Any) -> Any:
+    fn = click.option(
+        "--genesis-hash", default=None, help="The consortium's published genesis hash (hex) to pin."
+    )(fn)
+    return click.option(
+        "--genesis",
+        "genesis_file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        help="Or the consortium's genesis.toml to pin.",
+    )(fn)
+
+
+def pinned_hash(genesis_hash: str | None, genesis_file: Path | None) -> bytes | None:
+    from storage.genesis import Genesis, GenesisError
+
+    if genesis_file is not None:
+        try:
+            return Genesis.load(genesis_file).hash()
+        except (GenesisError, OSError, ValueError) as exc:
+            raise click.ClickException(f"{genesis_file}: {exc}") from None
+    if genesis_hash:
+        try:
+            pinned = bytes.fromhex(genesis_hash)
+        except ValueError:
+            raise click.BadParameter("--genesis-hash must be hex") from None
+        if len(pinned) != 32:
+            raise click.BadParameter("--genesis-hash must be 32 bytes (64 hex digits)")
+        return pinned
+    return None
+
+
+def unpinned_note(genesis_hex: str) -> None:
+    click.secho(
+        f"NOT PINNED: the certificate holds for the chain whose genesis hash is {genesis_hex}, "
+        "but nothing here says that is your consortium's (anyone can make a chain of their "
+        "own): compare it with the published hash, or pass --genesis or --genesis-hash",
+        fg="yellow",
+    )
+
+
 @evidence.command("verify")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
@@ -45,16 +90,7 @@ def export(
     default=None,
     help="The record's FHIR JSON, to check it is exactly what was notarized.",
 )
-@click.option(
-    "--genesis-hash", default=None, help="The consortium's published genesis hash (hex) to pin."
-)
-@click.option(
-    "--genesis",
-    "genesis_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Or the genesis.toml to pin.",
-)
+@genesis_options
 @json_option
 def verify(
     file: Path,
@@ -63,47 +99,46 @@ def verify(
     genesis_file: Path | None,
     as_json: bool,
 ) -> None:
-    """Verify a certificate fully offline: no node, no network. Exit 1 if anything fails."""
+    """Verify a certificate fully offline: no node, no network. Exit 0 if it verifies
+    against the pinned genesis, 1 if anything fails, 3 if it holds but no genesis was
+    pinned (docs/evidence.md says what is checked)."""
     from storage.evidence import verify_evidence
-    from storage.genesis import Genesis
 
-    pinned = None
-    if genesis_file is not None:
-        pinned = Genesis.load(genesis_file).hash()
-    elif genesis_hash:
-        try:
-            pinned = bytes.fromhex(genesis_hash)
-        except ValueError:
-            raise click.BadParameter("--genesis-hash must be hex") from None
+    pinned = pinned_hash(genesis_hash, genesis_file)
     verdict = verify_evidence(file.read_bytes(), pinned, content.read_bytes() if content else None)
+    status = 1 if not verdict.ok else (0 if pinned is not None else UNPINNED)
     if as_json:
         echo_json(
             {
-                "ok": verdict.ok,
+                "ok": verdict.ok and pinned is not None,
+                "consistent": verdict.ok,
                 "checks": [{"ok": ok, "check": t} for ok, t in verdict.checks],
                 "facts": verdict.facts,
             }
         )
-    else:
-        click.echo(f"evidence {file}:")
-        for line in verdict.lines():
-            click.echo(line)
-        if verdict.ok:
-            f = verdict.facts
-            import datetime
+        raise SystemExit(status)
+    click.echo(f"evidence {file}:")
+    for line in verdict.lines():
+        click.echo(line)
+    if verdict.ok:
+        f = verdict.facts
+        import datetime
 
-            when = datetime.datetime.fromtimestamp(
-                f["timestamp_ms"] / 1000, tz=datetime.UTC
-            ).isoformat(timespec="seconds")
-            click.secho(
-                f"VERIFIED: record {f['record_id']} v{f['version']} ({f['category']}, "
-                f"{f['clinical_year']}) held by {f['custodian']} was anchored by a transaction "
-                f"that succeeded, committed by the consortium at block {f['height']} on {when}",
-                fg="green",
-            )
-        else:
-            click.secho("NOT VERIFIED", fg="red")
-    raise SystemExit(0 if verdict.ok else 1)
+        when = datetime.datetime.fromtimestamp(f["timestamp_ms"] / 1000, tz=datetime.UTC).isoformat(
+            timespec="seconds"
+        )
+        click.secho(
+            f"{'VERIFIED' if pinned is not None else 'CONSISTENT'}: record {f['record_id']} "
+            f"v{f['version']} ({f['category']}, {f['clinical_year']}) held by {f['custodian']} "
+            "was anchored by a transaction that succeeded, committed by the consortium at "
+            f"block {f['height']} on {when}",
+            fg="green" if pinned is not None else "yellow",
+        )
+        if pinned is None:
+            unpinned_note(f["genesis_hash"])
+    else:
+        click.secho("NOT VERIFIED", fg="red")
+    raise SystemExit(status)
 
 
 @click.group()
@@ -170,18 +205,22 @@ def disclose(
     default=None,
     help="Verify offline against an evidence certificate of the record.",
 )
+@genesis_options
 @socket_options
 @json_option
 @rpc_errors
 def verify_proof(
     file: Path,
     evidence_file: Path | None,
+    genesis_hash: str | None,
+    genesis_file: Path | None,
     socket_path: Path | None,
     config: Path | None,
     as_json: bool,
 ) -> None:
     """Check a disclosure proof against the record's on-chain anchor (from a node, or offline
-    from an evidence certificate). Exit 1 if it does not hold."""
+    from an evidence certificate, pinned to the consortium's genesis). Exit 1 if it does not
+    hold, 3 if it holds against an evidence certificate whose genesis was not pinned."""
     from node.jsonval import from_json
     from storage.evidence import verify_evidence
     from storage.fhirdoc import Disclosure, FhirError
@@ -190,8 +229,10 @@ def verify_proof(
         d = Disclosure.from_json(json.loads(file.read_text()))
     except (FhirError, ValueError) as exc:
         raise click.ClickException(f"{file}: {exc}") from None
+    pinned: bytes | None = b""  # a node's own ledger needs no pin
     if evidence_file is not None:
-        verdict = verify_evidence(evidence_file.read_bytes())
+        pinned = pinned_hash(genesis_hash, genesis_file)
+        verdict = verify_evidence(evidence_file.read_bytes(), pinned)
         if not verdict.ok:
             raise click.ClickException(
                 "the evidence certificate does not verify: run `medchain evidence verify` for details"
@@ -200,6 +241,7 @@ def verify_proof(
         if (f["record_id"], f["version"]) != (d.record_id, d.version):
             raise click.ClickException("the evidence certificate is for another record or version")
         root = bytes.fromhex(f["fields_root"])
+        genesis_hex = f["genesis_hash"]
     else:
         with connect(socket_path, config) as c:
             anchor = from_json(
@@ -207,10 +249,12 @@ def verify_proof(
             )
         root = anchor["fields_root"]
     ok = d.verify(root)
+    status = 1 if not ok else (0 if pinned is not None else UNPINNED)
     if as_json:
         echo_json(
             {
-                "ok": ok,
+                "ok": ok and pinned is not None,
+                "consistent": ok,
                 "record_id": d.record_id,
                 "version": d.version,
                 "field": d.field,
@@ -219,14 +263,17 @@ def verify_proof(
         )
     elif ok:
         click.secho(
-            f"VERIFIED: {d.record_id} v{d.version} has {d.field} = {json.dumps(d.value)}",
-            fg="green",
+            f"{'VERIFIED' if pinned is not None else 'CONSISTENT'}: {d.record_id} v{d.version} "
+            f"has {d.field} = {json.dumps(d.value)}",
+            fg="green" if pinned is not None else "yellow",
         )
         click.echo(
             f"  (proven against the anchored fields root {root.hex()[:16]}…; the record's other fields stay hidden)"
         )
+        if pinned is None:
+            unpinned_note(genesis_hex)
     else:
         click.secho(
             f"NOT VERIFIED: the disclosed {d.field} does not match the anchored record", fg="red"
         )
-    raise SystemExit(0 if ok else 1)
+    raise SystemExit(status)

@@ -297,7 +297,12 @@ def verify_evidence(
         return v
     ghash = genesis.hash()
     chain, validators = genesis.chain_id, genesis.validators
-    v.facts.update(chain_id=chain, genesis_hash=ghash.hex(), validators=validators.n)
+    v.facts.update(
+        chain_id=chain,
+        genesis_hash=ghash.hex(),
+        validators=validators.n,
+        genesis_pinned=expected_genesis_hash is not None,
+    )
     if expected_genesis_hash is not None:
         if not v.check(
             ghash == expected_genesis_hash, f"the genesis is the expected one ({ghash.hex()[:16]}…)"

@@ -136,6 +136,9 @@ def test_certificates_of_rejected_transactions_are_refused(tmp_path: Path) -> No
         assert exp.returncode == 0, exp.stderr
         ok = medchain("evidence", "verify", str(honest), "--genesis", genesis_file)
         assert ok.returncode == 0 and "VERIFIED" in ok.stdout, ok.stdout + ok.stderr
+        unpinned = medchain("evidence", "verify", str(honest))
+        assert unpinned.returncode == 3 and "NOT PINNED" in unpinned.stdout
+        assert "VERIFIED" not in unpinned.stdout
         c.sync()
         c.signal(3, 15)  # the attacker holds the regulator's whole ledger
         led = Ledger.open(

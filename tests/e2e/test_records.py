@@ -236,7 +236,11 @@ def test_import_fetch_consent_tamper_evidence_disclosure(tmp_path: Path) -> None
                 "proof", "verify", str(proof), "--config", str(d / "insurer" / "node.toml")
             ).stdout
         )
-        assert "VERIFIED" in medchain("proof", "verify", str(proof), "--evidence", str(ev)).stdout
+        pin = ("--genesis", str(d / "genesis.toml"))
+        assert (
+            "VERIFIED"
+            in medchain("proof", "verify", str(proof), "--evidence", str(ev), *pin).stdout
+        )
         doc = json.loads(proof.read_text())
         doc["value"] = {"text": "something else"}
         (tmp_path / "forged.json").write_text(json.dumps(doc))
