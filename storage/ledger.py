@@ -270,8 +270,8 @@ class Ledger:
         seq = self.seq + 1 if seq is None else seq
         if seq <= self.seq:
             raise LedgerError(f"consensus seq {seq} already delivered (at {self.seq})")
-        root = next_state_root(self.state_root, height, executed.writes, executed.results)
         outcomes = results_root(executed.receipt_list())
+        root = next_state_root(self.state_root, height, executed.writes, outcomes)
         block_hash = block.hash
         hb = be8(height)
         cert = certificate.encode()

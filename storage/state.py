@@ -1,10 +1,12 @@
 """Transaction results and the state-root commitment.
 
 The state root after block h chains the previous root with a hash of the
-block's sorted write set and a hash of its transaction results::
+block's sorted write set and the block's results root (the Merkle root of its
+receipts, storage.receipts, which commit to every transaction's code, data
+and events)::
 
     root_h = SHA-256(canonical([DOMAIN_STATE_ROOT, root_{h-1}, h,
-                                SHA-256(writes), SHA-256(results)]))
+                                SHA-256(writes), results_root_h]))
 
 so two nodes agree on root_h only if they applied exactly the same writes and
 reached exactly the same result for every transaction of every block.
@@ -12,7 +14,7 @@ reached exactly the same result for every transaction of every block.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,13 +80,7 @@ def writes_hash(writes: Mapping[bytes, bytes | None]) -> bytes:
     return sha256(pack([[k, writes[k]] for k in sorted(writes)]))
 
 
-def results_hash(results: Sequence[TxResult]) -> bytes:
-    return sha256(pack([r.to_wire() for r in results]))
-
-
 def next_state_root(
-    prev_root: bytes, height: int, writes: Mapping[bytes, bytes | None], results: Sequence[TxResult]
+    prev_root: bytes, height: int, writes: Mapping[bytes, bytes | None], results_root: bytes
 ) -> bytes:
-    return sha256(
-        pack([DOMAIN_STATE_ROOT, prev_root, height, writes_hash(writes), results_hash(results)])
-    )
+    return sha256(pack([DOMAIN_STATE_ROOT, prev_root, height, writes_hash(writes), results_root]))

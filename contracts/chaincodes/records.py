@@ -41,32 +41,19 @@ from contracts.sdk import (
 )
 
 MAX_BULK = 2000
-ANCHOR_ARGS = (
-    "author",
-    "author_sig",
-    "category",
-    "clinical_year",
-    "content_hash",
-    "custodian",
-    "fields_root",
-    "patient",
-    "record_id",
-    "supersedes",
-)
-# What an anchor event carries: the anchor as stored, without what the block says.
-EVENT_FIELDS = (
-    "record_id",
-    "version",
-    "supersedes",
-    "patient",
-    "custodian",
-    "category",
-    "clinical_year",
-    "content_hash",
-    "fields_root",
-    "author",
-    "author_id",
-    "author_sig",
+ANCHOR_ARGS = dict.fromkeys(
+    (
+        "author",
+        "author_sig",
+        "category",
+        "clinical_year",
+        "content_hash",
+        "custodian",
+        "fields_root",
+        "patient",
+        "record_id",
+        "supersedes",
+    )
 )
 
 
@@ -77,13 +64,14 @@ def head(ctx: Any, record_id: str) -> Any:
 def write_anchor(ctx: Any, a: Any, version: int, supersedes: int) -> Any:
     who = ctx.caller
     custodian = who.org
-    extra = sorted(k for k in a if k not in ANCHOR_ARGS)
-    require(
-        not extra,
-        "an anchor carries only "
-        + ", ".join(ANCHOR_ARGS)
-        + f"; not {', '.join(str(k) for k in extra)} (exact dates stay with the custodian)",
-    )
+    extra = a.keys() - ANCHOR_ARGS.keys()
+    if extra:
+        raise Reject(
+            "an anchor carries only "
+            + ", ".join(ANCHOR_ARGS)
+            + f"; not {', '.join(sorted(str(k) for k in extra))}"
+            + " (exact dates stay with the custodian)"
+        )
     # The anchor names its custodian explicitly (so offline evidence can check the
     # author's signature); it must be the organization of whoever anchors it.
     require(arg_id(a, "custodian") == custodian, f"the custodian named is not {custodian}")
@@ -127,7 +115,8 @@ def write_anchor(ctx: Any, a: Any, version: int, supersedes: int) -> Any:
             verify_signature(author, message, author_sig),
             f"the author's signature on {record_id} does not verify",
         )
-    anchor = {
+    # The event carries the anchor as stored, without what the block says.
+    event = {
         "record_id": record_id,
         "version": version,
         "supersedes": supersedes,
@@ -140,10 +129,8 @@ def write_anchor(ctx: Any, a: Any, version: int, supersedes: int) -> Any:
         "author": author,
         "author_id": writer.id,
         "author_sig": author_sig,
-        "height": ctx.height,
-        "timestamp_ms": ctx.timestamp_ms,
-        "tx_id": ctx.tx_id,
     }
+    anchor = dict(event, height=ctx.height, timestamp_ms=ctx.timestamp_ms, tx_id=ctx.tx_id)
     ctx.put_obj(b"rec/" + record_id.encode() + b"/" + be4(version), anchor)
     ctx.put_obj(
         b"head/" + record_id.encode(),
@@ -153,7 +140,7 @@ def write_anchor(ctx: Any, a: Any, version: int, supersedes: int) -> Any:
         ctx.put(
             b"pat/" + patient.encode() + b"/" + be4(clinical_year) + b"/" + record_id.encode(), b""
         )
-    ctx.emit("anchored" if version == 1 else "amended", {k: anchor[k] for k in EVENT_FIELDS})
+    ctx.emit("anchored" if version == 1 else "amended", event)
     return anchor
 
 
