@@ -1,8 +1,9 @@
 """FHIR resources as evidence: canonical bytes, salted field commitments, and
 selective-disclosure proofs.
 
-- Canonical content: JSON with sorted keys, no insignificant whitespace, UTF-8
-  (the shape of RFC 8785); its SHA-256 is the ``content_hash`` anchored on chain.
+- Canonical content: the JSON Canonicalization Scheme, RFC 8785 (the ``rfc8785``
+  library); its SHA-256 is the ``content_hash`` anchored on chain. Numbers are
+  IEEE doubles there, so integers beyond 2**53 and NaN are refused.
 - Salted fields: each top-level field ``k`` of the resource becomes a leaf
   ``"medchain/field/v1" 0 k 0 salt_k canonical(value)`` with
   ``salt_k = HMAC-SHA256(salt_seed, k)[:16]``; the RFC 6962 Merkle root over
@@ -15,9 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import rfc8785
 
 from storage.merkle import inclusion_proof, merkle_root, verify_inclusion
 
@@ -29,9 +31,9 @@ class FhirError(ValueError):
 
 
 def canonical_json(value: Any) -> bytes:
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
+    """RFC 8785 bytes of a JSON value (ValueError for what JCS cannot represent)."""
+    data: bytes = rfc8785.dumps(value)
+    return data
 
 
 def content_hash(resource: dict[str, Any]) -> bytes:
