@@ -41,7 +41,7 @@ def test_a_signed_challenge_opens_a_session_once() -> None:
     sig = patient.sign(login_sign_bytes("chain-1", "hospital-a", ch))
     token = s.login(patient.public_key, ch, sig, "p-1")
     got = s.get(token)
-    assert got is not None and got.key == patient.public_key and got.patient == "p-1"
+    assert got is not None and got.key == patient.public_key and got.subject == "p-1"
     with pytest.raises(PortalError, match="unknown or expired"):
         s.login(patient.public_key, ch, sig, "p-1")  # a challenge is single-use
     s.logout(token)
