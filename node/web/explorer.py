@@ -176,7 +176,7 @@ def add_explorer_routes(r: Router, d: Driver, auth: Auth) -> None:
         # Anything else may be a record id: a stranger is told the same for any
         # query (existing or not), a viewer only about the records in their view.
         if not viewer.signed_in:
-            raise HttpError(401, f"no block or transaction {q!r}; {SIGN_IN_FOR_RECORDS}")
+            raise HttpError(401, f"no public block or transaction matches; {SIGN_IN_FOR_RECORDS}")
         if len(q) <= MAX_RECORD_ID and visible_record(viewer, q) is not None:
             return viewer_json({"kind": "record", "ref": q})
         raise HttpError(404, f"nothing found for {q!r} in your view")
