@@ -1,7 +1,10 @@
-"""``medchain portal sign``: sign a web portal challenge with a key file.
+"""``medchain portal sign``: sign a web UI sign-in challenge with a key file.
 
-For keys the browser cannot open (passphrase-encrypted): the page shows the
-challenge, this prints the public key and signature to paste back. It signs
+The same sign-in serves the patient portal (a patient's key) and the
+explorer (a member organization's admin key, the regulator's, or a
+patient's): the node decides what the key may see from its identity on
+chain. For keys the browser cannot open (passphrase-encrypted): the page
+shows the challenge, this prints the public key and signature to paste back. It signs
 only the portal-login message built here from the challenge — never bytes
 handed over by a server — so it cannot be tricked into signing a transaction."""
 
@@ -19,7 +22,7 @@ from storage.keyfile import PASSPHRASE_ENV, KeyFileError, is_encrypted, load_key
 
 @click.group()
 def portal() -> None:
-    """The patient portal of a node's web UI."""
+    """Sign in to a node's web UI (patient portal and explorer)."""
 
 
 @portal.command("sign")
@@ -29,7 +32,7 @@ def portal() -> None:
 @click.option("--challenge", required=True, help="The challenge (hex) the page shows.")
 @click.option("--json", "as_json", is_flag=True)
 def sign(key_file: Path, chain_id: str, audience: str, challenge: str, as_json: bool) -> None:
-    """Sign a portal sign-in challenge (the key stays here)."""
+    """Sign a web UI sign-in challenge: patient, org admin or regulator key (the key stays here)."""
     try:
         ch = bytes.fromhex(challenge)
     except ValueError:

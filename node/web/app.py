@@ -2,15 +2,18 @@
 and the patient portal. Off unless ``http_port`` is set in the node config;
 bound to 127.0.0.1 unless ``http_host`` says otherwise.
 
-Operators see pseudonyms only: the explorer shows what is on chain (which
-holds no personal data in clear). A patient's records, consents and access
-log are shown only to a session that proved it holds the patient's key
-(node/web/portal.py), and live updates reach only that session.
+Without a login the explorer shows only what a stranger may see (heights,
+hashes, times, counts, members, consensus status and throughput; of a
+transaction its contract, method, size and outcome). A patient, a member
+organization's admin and the regulator sign in with their key
+(node/web/auth.py) and see their own scope in detail
+(node/web/visibility.py). A patient's records, consents and access log (the
+portal) are shown only to that patient's session, and live updates reach
+only that session.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections import deque
 from importlib import resources
@@ -18,18 +21,15 @@ from typing import Any
 
 import trio
 
-from contracts.identity import resolve
 from contracts.runtime import ChaincodeError
-from contracts.sdk import pseudonym_of
-from node.api import block_json, tx_status
 from node.driver import Driver
 from node.jsonval import to_json
 from node.records import RecordService
+from node.web.auth import Auth, add_session_routes
+from node.web.explorer import add_explorer_routes
 from node.web.http import HttpError, Request, Response, Router, json_response
 from node.web.portal import Sessions
 from node.web.portal_api import add_portal_routes
-from storage.codec import DecodeError
-from storage.tx import Transaction
 
 HISTORY_EVERY_S = 5.0
 HISTORY_SAMPLES = 180  # 15 minutes
@@ -40,7 +40,6 @@ STATIC = {
     "msgpack.js": "text/javascript; charset=utf-8",
     "nacl.js": "text/javascript; charset=utf-8",
 }
-HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 class History:
@@ -84,13 +83,6 @@ def build_app(
     g = d.genesis
     orgs = g.organizations
     r = Router()
-
-    def identity_json(key: bytes) -> dict[str, Any]:
-        who = resolve(d.ledger.state_get, g, key)
-        out: dict[str, Any] = {"kind": who.kind, "id": who.id, "org": who.org}
-        if who.kind == "unknown":
-            out["id"] = pseudonym_of(key, "key")[:16]
-        return out
 
     def query(contract: str, method: str, args: Any, caller: bytes = b"") -> Any:
         try:
@@ -169,89 +161,11 @@ def build_app(
                 out.append(s)
         return json_response({"height": d.ledger.height, "blocks": out})
 
-    @r.route("GET", "/api/blocks/{ref}")
-    async def block(req: Request) -> Response:
-        ref = req.params["ref"]
-        height = _block_height(d, ref)
-        b = d.ledger.block(height) if height is not None else None
-        if b is None:
-            raise HttpError(404, f"no block {ref}")
-        out = block_json(d, b)
-        txs = []
-        for raw, tx_id in zip(b.txs, out["tx_ids"], strict=True):
-            try:
-                tx = Transaction.decode(raw)
-            except DecodeError:
-                continue
-            loc = d.ledger.tx(bytes.fromhex(tx_id))
-            txs.append(
-                {
-                    "tx_id": tx_id,
-                    "contract": tx.contract,
-                    "method": tx.method,
-                    "sender": identity_json(tx.sender),
-                    "ok": loc is not None and loc.result.code == 0,
-                }
-            )
-        out["txs"] = txs
-        out["quorum"] = 2 * ((len(orgs) - 1) // 3) + 1
-        return json_response(out)
-
-    @r.route("GET", "/api/tx/{tx_id}")
-    async def tx(req: Request) -> Response:
-        tx_id = req.params["tx_id"]
-        if not HEX64.match(tx_id):
-            raise HttpError(400, "a transaction id is 64 hex digits")
-        st = tx_status(d, bytes.fromhex(tx_id))
-        if st["status"] == "unknown":
-            raise HttpError(404, f"no transaction {tx_id}")
-        loc = d.ledger.tx(bytes.fromhex(tx_id))
-        if loc is not None:
-            b = d.ledger.block(loc.height)
-            if b is not None:
-                t = Transaction.decode(b.txs[loc.index])
-                st.update(
-                    contract=t.contract,
-                    method=t.method,
-                    args=to_json(t.args),
-                    sender=identity_json(t.sender),
-                    nonce=t.nonce,
-                    block_hash=b.hash.hex(),
-                    tx_root=b.header.tx_root.hex(),
-                )
-        return json_response(st)
-
-    @r.route("GET", "/api/records/{record_id}")
-    async def record(req: Request) -> Response:
-        rid = req.params["record_id"]
-        head = query("records", "get", {"record_id": rid})
-        history_ = query("records", "history", {"record_id": rid})
-        return json_response({"record": head, "history": history_})
-
-    @r.route("GET", "/api/search")
-    async def search(req: Request) -> Response:
-        q = req.query.get("q", "").strip()
-        if not q:
-            raise HttpError(400, "search for a height, block hash, tx id or record id")
-        if q.isdigit():
-            if d.ledger.block(int(q)) is not None:
-                return json_response({"kind": "block", "ref": str(int(q))})
-        elif HEX64.match(q):
-            raw = bytes.fromhex(q)
-            if d.ledger.height_of(raw) is not None:
-                return json_response({"kind": "block", "ref": q.lower()})
-            if tx_status(d, raw)["status"] != "unknown":
-                return json_response({"kind": "tx", "ref": q.lower()})
-        if len(q) <= 128:
-            try:
-                d.query("records", "get", {"record_id": q})
-                return json_response({"kind": "record", "ref": q})
-            except ChaincodeError:
-                pass
-        raise HttpError(404, f"nothing found for {q!r}")
-
-    del index, static, status, members, hist, blocks, block, tx, record, search
-    add_portal_routes(r, d, sessions, records, query)
+    del index, static, status, members, hist, blocks
+    auth = Auth(d, sessions)
+    add_session_routes(r, auth)
+    add_explorer_routes(r, d, auth)
+    add_portal_routes(r, d, auth, records, query)
     return r
 
 
@@ -261,11 +175,3 @@ def _int(v: str, lo: int, hi: int) -> int:
     except ValueError:
         raise HttpError(400, f"{v!r} is not a number") from None
     return max(lo, min(hi, n))
-
-
-def _block_height(d: Driver, ref: str) -> int | None:
-    if ref.isdigit():
-        return int(ref)
-    if HEX64.match(ref):
-        return d.ledger.height_of(bytes.fromhex(ref))
-    raise HttpError(400, "a block is named by its height or its 64-hex-digit hash")

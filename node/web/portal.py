@@ -1,8 +1,12 @@
-"""Patient sign-in for the web portal: challenge, signature, session.
+"""Sign-in for the web UI (patients, member admins, the regulator): challenge,
+signature, session.
 
-The patient proves who they are by signing a fresh server challenge with
+The viewer proves who they are by signing a fresh server challenge with
 their own key (in the browser with WebCrypto, or with ``medchain portal
-sign``); the key never reaches the node. What is signed is
+sign``); the key never reaches the node. A session remembers only the key:
+what it may see is decided from the key's identity on committed state at
+each request (node/web/auth.py), so a key revoked or suspended after the
+login loses its view at once. What is signed is
 ``sign_bytes("medchain/portal-login/v1", chain_id, audience, challenge)`` —
 its own domain, so a login signature can never be a transaction or a signed
 query, and ``audience`` (the node's organization) stops a login captured at
@@ -36,7 +40,7 @@ class PortalError(Exception):
 @dataclass(frozen=True)
 class Session:
     key: bytes
-    patient: str
+    subject: str  # who the key was at login (a pseudonym or an organization id)
     expires: float
 
 
@@ -56,8 +60,13 @@ class Sessions:
             self._challenges.popitem(last=False)
         return c
 
-    def login(self, key: bytes, challenge: bytes, signature: bytes, patient: str) -> str:
+    def login(self, key: bytes, challenge: bytes, signature: bytes, subject: str) -> str:
         """A session token for ``key`` if it signed a live challenge of ours."""
+        self.verify(key, challenge, signature)
+        return self.open(key, subject)
+
+    def verify(self, key: bytes, challenge: bytes, signature: bytes) -> None:
+        """Check (and use up) a signed challenge; raises PortalError."""
         self._expire()
         if len(key) != 32 or len(signature) != 64:
             raise PortalError("a public key is 32 bytes and a signature 64")
@@ -67,8 +76,11 @@ class Sessions:
         if not verify(key, login_sign_bytes(self.chain_id, self.audience, challenge), signature):
             raise PortalError("the signature does not verify for this key and challenge")
         del self._challenges[challenge]  # single use
+
+    def open(self, key: bytes, subject: str) -> str:
+        """A new session for a key whose signature was just verified."""
         token = secrets.token_urlsafe(32)
-        self._sessions[token] = Session(key, patient, self.clock() + SESSION_TTL_S)
+        self._sessions[token] = Session(key, subject, self.clock() + SESSION_TTL_S)
         while len(self._sessions) > MAX_ENTRIES:
             self._sessions.popitem(last=False)
         return token

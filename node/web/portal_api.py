@@ -4,8 +4,9 @@ submit one's own consent revocations, and fetch one's records' contents sealed
 to one's key (opened in the browser; the node that serves the page never holds
 them in clear unless it is their custodian).
 
-Every route but the challenge and the login needs a session: a cookie (or a
-bearer token for scripts) from ``/api/portal/login``.
+Every route but the challenge and the login needs a patient's session: a
+cookie (or a bearer token for scripts) from ``/api/portal/login`` or
+``/api/session/login``, whose key is still an active patient's at each request.
 """
 
 from __future__ import annotations
@@ -17,19 +18,18 @@ from typing import Any
 
 import trio
 
-from contracts.identity import resolve
 from node.api import tx_status
 from node.driver import Driver
 from node.events import EventFilter
 from node.jsonval import to_json
 from node.pool import PoolReject
 from node.records import RecordService
+from node.web.auth import CLEAR_COOKIE, Auth, session_cookie
 from node.web.http import HttpError, Request, Response, Router, json_response
-from node.web.portal import DOMAIN_LOGIN, PortalError, Sessions
+from node.web.portal import PortalError, Session
 from storage.codec import DecodeError
 from storage.tx import Transaction
 
-COOKIE = "mc_session"
 # What a patient may submit through the portal (signed in the browser).
 PORTAL_TXS = {("consent", "revoke")}
 # What a patient may send to fetch records: an access request naming them.
@@ -39,14 +39,17 @@ FETCH_TXS = {("access", "request_many")}
 def add_portal_routes(
     r: Router,
     d: Driver,
-    sessions: Sessions,
+    auth: Auth,
     records: RecordService | None,
     query: Callable[..., Any],
 ) -> None:
     g = d.genesis
     orgs = g.organizations
+    sessions = auth.sessions
 
-    def signed_tx(req: Request, s: Any, allowed: set[tuple[str, str]]) -> tuple[bytes, Transaction]:
+    def signed_tx(
+        req: Request, s: Session, allowed: set[tuple[str, str]]
+    ) -> tuple[bytes, Transaction]:
         try:
             raw = bytes.fromhex(str(req.json()["tx"]))
             t = Transaction.decode(raw)
@@ -58,65 +61,41 @@ def add_portal_routes(
             raise HttpError(403, f"the portal does not submit {t.contract}.{t.method} here")
         return raw, t
 
-    def session(req: Request) -> Any:
-        token = req.cookie(COOKIE) or _bearer(req)
-        s = sessions.get(token)
-        if s is None:
-            raise HttpError(401, "sign in first: this is the patient's own data")
-        return s
+    def session(req: Request) -> Session:
+        return auth.patient(req)
 
     @r.route("POST", "/api/portal/challenge")
     async def challenge(req: Request) -> Response:
-        c = sessions.challenge()
-        return json_response(
-            {
-                "challenge": c.hex(),
-                "domain": DOMAIN_LOGIN,
-                "chain_id": g.chain_id,
-                "audience": sessions.audience,
-            }
-        )
+        return json_response(auth.challenge_json())
 
     @r.route("POST", "/api/portal/login")
     async def login(req: Request) -> Response:
-        body = req.json()
-        try:
-            key = bytes.fromhex(str(body["public_key"]))
-            ch = bytes.fromhex(str(body["challenge"]))
-            sig = bytes.fromhex(str(body["signature"]))
-        except (KeyError, ValueError, TypeError):
-            raise HttpError(400, "send {public_key, challenge, signature} as hex") from None
-        who = resolve(d.ledger.state_get, g, key)
+        key, ch, sig = auth.login_body(req)
+        who = auth.identity(key)
         if who.kind != "patient" or not who.active:
             raise HttpError(403, "that key is not an active patient of this consortium")
         try:
             token = sessions.login(key, ch, sig, who.id)
         except PortalError as exc:
             raise HttpError(403, str(exc)) from None
-        return json_response(
-            {"patient": who.id},
-            headers=[("set-cookie", f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/")],
-        )
+        return json_response({"patient": who.id}, headers=[session_cookie(token)])
 
     @r.route("POST", "/api/portal/logout")
     async def logout(req: Request) -> Response:
-        sessions.logout(req.cookie(COOKIE) or _bearer(req))
-        return json_response(
-            {"ok": True},
-            headers=[("set-cookie", f"{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")],
-        )
+        sessions.logout(auth.token(req))
+        return json_response({"ok": True}, headers=[CLEAR_COOKIE])
 
     @r.route("GET", "/api/portal/me")
     async def me(req: Request) -> Response:
         s = session(req)
-        args = {"patient": s.patient}
+        args = {"patient": s.subject}
         recs = query("records", "by_patient", args, s.key)
         names = {o.org_id: o.name for o in orgs}
         for rec in recs:
             rec["custodian_name"] = names.get(rec.get("custodian", ""), "")
         return json_response(
             {
-                "patient": s.patient,
+                "patient": s.subject,
                 "public_key": s.key.hex(),
                 "chain_id": g.chain_id,
                 "records": recs,
@@ -131,11 +110,13 @@ def add_portal_routes(
 
         async def stream() -> Any:
             sub = d.events.subscribe(
-                EventFilter(kinds=frozenset({"event"}), attrs={"patient": s.patient})
+                EventFilter(kinds=frozenset({"event"}), attrs={"patient": s.subject})
             )
             try:
                 yield b"retry: 1000\n: connected\n\n"
-                while sessions.get(req.cookie(COOKIE) or _bearer(req)) is not None:
+                # the key is re-checked at every event and keep-alive: a revoked
+                # key's stream ends
+                while auth.current(req)[1] is not None:
                     with trio.move_on_after(15) as cs:
                         note = await sub.receive.receive()
                     if cs.cancelled_caught:
@@ -194,8 +175,3 @@ def add_portal_routes(
         )
 
     del challenge, login, logout, me, events, submit, fetch
-
-
-def _bearer(req: Request) -> str | None:
-    auth = req.headers.get("authorization", "")
-    return auth[7:] if auth.lower().startswith("bearer ") else None

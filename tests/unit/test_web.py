@@ -1,14 +1,19 @@
-"""The web UI's building blocks: patient sign-in sessions, and the HTTP server's
-handling of bad input (it answers with a clear status and keeps serving)."""
+"""The web UI's building blocks: sign-in sessions, the HTTP server's handling of
+bad input (it answers with a clear status and keeps serving), and the rule of
+who sees what in the explorer (a pure function of viewer and transaction)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import trio
 
+from contracts.identity import ADMIN, NODE, PATIENT, PRACTITIONER, UNKNOWN, Identity
+from node.web.auth import Auth
 from node.web.http import HttpError, HttpServer, Request, Response, Router, json_response
 from node.web.portal import (
     CHALLENGE_TTL_S,
@@ -17,6 +22,23 @@ from node.web.portal import (
     PortalError,
     Sessions,
     login_sign_bytes,
+)
+from node.web.visibility import (
+    ANONYMOUS,
+    EVENTS,
+    FULL,
+    ORG_KIND,
+    PATIENT_KIND,
+    PUBLIC,
+    PUBLIC_TX_FIELDS,
+    REGULATOR_KIND,
+    TxView,
+    Viewer,
+    parties,
+    record_visible,
+    shape_tx,
+    tx_view,
+    viewer_of,
 )
 from storage.crypto import DOMAIN_TX, Signer, sign_bytes
 
@@ -41,7 +63,7 @@ def test_a_signed_challenge_opens_a_session_once() -> None:
     sig = patient.sign(login_sign_bytes("chain-1", "hospital-a", ch))
     token = s.login(patient.public_key, ch, sig, "p-1")
     got = s.get(token)
-    assert got is not None and got.key == patient.public_key and got.patient == "p-1"
+    assert got is not None and got.key == patient.public_key and got.subject == "p-1"
     with pytest.raises(PortalError, match="unknown or expired"):
         s.login(patient.public_key, ch, sig, "p-1")  # a challenge is single-use
     s.logout(token)
@@ -212,3 +234,195 @@ async def test_http_server_answers_and_survives_bad_input() -> None:
         assert status == 200 and headers["content-type"] == "text/event-stream"
         assert b"data: 2" in body
         nursery.cancel_scope.cancel()
+
+
+# -- who sees what: the visibility rule as a pure function ---------------------------
+
+HOSP_A = Identity(b"a" * 32, PRACTITIONER, "prac-a", "hospital-a", "hospital", "physician")
+HOSP_B_ADMIN = Identity(b"b" * 32, ADMIN, "hospital-b", "hospital-b", "hospital")
+INS_NODE = Identity(b"i" * 32, NODE, "insurer", "insurer", "insurer")
+P1_KEY = Identity(b"1" * 32, PATIENT, "pat-1")
+P2_KEY = Identity(b"2" * 32, PATIENT, "pat-2")
+P1 = Viewer(PATIENT_KIND, "pat-1")
+P2 = Viewer(PATIENT_KIND, "pat-2")
+ORG_A = Viewer(ORG_KIND, "hospital-a")
+ORG_B = Viewer(ORG_KIND, "hospital-b")
+ORG_INS = Viewer(ORG_KIND, "insurer")
+REG = Viewer(REGULATOR_KIND, "regulator")
+
+CLAIM_ARGS = {
+    "claim_id": "c-1",
+    "patient": "pat-1",
+    "diagnoses": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "E11.9"}],
+}
+CLAIM_EVENTS = [
+    {"claim": "c-1", "patient": "pat-1", "hospital": "hospital-a", "insurer": "insurer"}
+]
+BULK_ARGS = {
+    "anchors": [
+        {"record_id": "r-1", "patient": "pat-1", "custodian": "hospital-a"},
+        {"record_id": "r-2", "patient": "pat-2", "custodian": "hospital-a"},
+    ]
+}
+BULK_EVENTS = [
+    {"record_id": "r-1", "patient": "pat-1", "custodian": "hospital-a"},
+    {"record_id": "r-2", "patient": "pat-2", "custodian": "hospital-a"},
+]
+ACCESS_EVENTS = [
+    {"patient": "pat-1", "record": "r-1", "decision": "permit", "requester_org": "hospital-b"}
+]
+
+
+@pytest.mark.parametrize(
+    ("who", "expected"),
+    [
+        (P1_KEY, P1),
+        (replace(P1_KEY, status="revoked"), None),
+        (Identity(b"r" * 32, ADMIN, "regulator", "regulator", "regulator"), REG),
+        (HOSP_B_ADMIN, ORG_B),
+        (replace(HOSP_B_ADMIN, status="revoked"), None),  # rotated away or revoked
+        (HOSP_A, None),  # practitioners: no elevated view
+        (replace(HOSP_A, status="suspended"), None),
+        (INS_NODE, None),
+        (Identity(b"u" * 32, UNKNOWN), None),
+    ],
+)
+def test_who_earns_which_view(who: Identity, expected: Viewer | None) -> None:
+    assert viewer_of(who) == expected
+
+
+def test_parties_are_found_by_field_name_at_any_depth() -> None:
+    p = parties(BULK_ARGS, {"x": [{"y": {"insurer": "insurer", "grantee": "hospital-b"}}]})
+    assert p.patients == {"pat-1", "pat-2"}
+    assert p.orgs == {"hospital-a", "insurer", "hospital-b"}
+    # a non-string under a party field is walked into, not taken as a party
+    assert parties({"patient": {"patient": "pat-3"}}).patients == {"pat-3"}
+
+
+@pytest.mark.parametrize(
+    ("viewer", "sender", "args", "events", "level", "shown"),
+    [
+        # a stranger sees no detail of anything
+        (ANONYMOUS, P1_KEY, {"consent_id": "x"}, [{"patient": "pat-1"}], PUBLIC, ()),
+        (ANONYMOUS, HOSP_A, CLAIM_ARGS, CLAIM_EVENTS, PUBLIC, ()),
+        # the regulator sees everything
+        (REG, HOSP_A, CLAIM_ARGS, CLAIM_EVENTS, FULL, (0,)),
+        (REG, P2_KEY, {}, [], FULL, ()),
+        # a patient: their own, and what names only them
+        (P1, P1_KEY, {"consent_id": "x"}, [{"patient": "pat-1"}], FULL, (0,)),
+        (P1, HOSP_A, CLAIM_ARGS, CLAIM_EVENTS, FULL, (0,)),
+        (P2, HOSP_A, CLAIM_ARGS, CLAIM_EVENTS, PUBLIC, ()),
+        (P1, HOSP_A, BULK_ARGS, BULK_EVENTS, EVENTS, (0,)),  # a bulk tx: their event only
+        (P2, HOSP_A, BULK_ARGS, BULK_EVENTS, EVENTS, (1,)),
+        # another patient's signature names that patient: no sender, only P1's event
+        (P1, P2_KEY, {"record_id": "r-1"}, ACCESS_EVENTS, EVENTS, (0,)),
+        (P1, P2_KEY, {"patient": "pat-1"}, [], PUBLIC, ()),
+        # an organization: what its keys signed, whatever the key's status now
+        (ORG_A, HOSP_A, CLAIM_ARGS, CLAIM_EVENTS, FULL, (0,)),
+        (ORG_A, replace(HOSP_A, status="revoked"), CLAIM_ARGS, CLAIM_EVENTS, FULL, (0,)),
+        (ORG_B, HOSP_B_ADMIN, {}, [], FULL, ()),
+        (ORG_INS, INS_NODE, {}, [], FULL, ()),
+        # ... and the events it is a party to, without the arguments
+        (ORG_INS, HOSP_A, CLAIM_ARGS, CLAIM_EVENTS, EVENTS, (0,)),
+        (ORG_B, HOSP_A, CLAIM_ARGS, CLAIM_EVENTS, PUBLIC, ()),
+        (ORG_B, HOSP_A, {"record_id": "r-1"}, ACCESS_EVENTS, EVENTS, (0,)),
+        (ORG_B, P1_KEY, {"grantee": "hospital-b"}, [{"grantee": "hospital-b"}], EVENTS, (0,)),
+        (ORG_A, P1_KEY, {"grantee": "hospital-b"}, [{"grantee": "hospital-b"}], PUBLIC, ()),
+        # a patient's key never counts as an organization's
+        (ORG_A, replace(P1_KEY, org="hospital-a"), {}, [], PUBLIC, ()),
+        (ORG_A, None, {}, [{"custodian": "hospital-a"}], EVENTS, (0,)),
+    ],
+)
+def test_tx_visibility(
+    viewer: Viewer,
+    sender: Identity | None,
+    args: Any,
+    events: list[Any],
+    level: str,
+    shown: tuple[int, ...],
+) -> None:
+    assert tx_view(viewer, sender, args, None, events) == TxView(level, shown)
+
+
+def test_a_result_naming_another_patient_keeps_the_patient_from_the_full_tx() -> None:
+    view = tx_view(P1, HOSP_A, {"patient": "pat-1"}, {"patient": "pat-2"}, [])
+    assert view.level == PUBLIC
+
+
+FULL_TX = {
+    "tx_id": "ab" * 32,
+    "status": "failed",
+    "height": 7,
+    "index": 0,
+    "contract": "settlement",
+    "method": "submit_claim",
+    "size": 412,
+    "block_hash": "cd" * 32,
+    "tx_root": "ef" * 32,
+    "args": CLAIM_ARGS,
+    "events": [*CLAIM_EVENTS, {"patient": "pat-2"}],
+    "reason": "the patient pat-1 is not enrolled",
+    "result": {"outcome": "deny"},
+    "sender": {"kind": "practitioner", "id": "prac-a", "org": "hospital-a"},
+    "nonce": 99,
+}
+
+
+def test_the_public_shape_carries_no_detail() -> None:
+    out = shape_tx(FULL_TX, TxView(PUBLIC))
+    assert set(out) == {*PUBLIC_TX_FIELDS, "detail"} and out["detail"] == PUBLIC
+    text = json.dumps(out)
+    for secret in ("pat-1", "E11.9", "icd-10", "prac-a", "hospital-a", "deny", "enrolled"):
+        assert secret not in text
+    # the positive control: the same scan finds them all in the full shape
+    full = json.dumps(shape_tx(FULL_TX, TxView(FULL, (0, 1))))
+    for secret in ("pat-1", "E11.9", "icd-10", "prac-a", "hospital-a", "deny", "enrolled"):
+        assert secret in full
+
+
+def test_the_events_shape_carries_only_the_chosen_events() -> None:
+    out = shape_tx(FULL_TX, TxView(EVENTS, (0,)))
+    assert out["events"] == CLAIM_EVENTS and out["detail"] == EVENTS
+    assert not {"args", "result", "reason", "sender", "nonce"} & set(out)
+    assert "pat-2" not in json.dumps(out)
+
+
+@pytest.mark.parametrize(
+    ("viewer", "visible"),
+    [(ANONYMOUS, False), (P1, True), (P2, False), (ORG_A, True), (ORG_B, False), (REG, True)],
+)
+def test_record_visibility(viewer: Viewer, visible: bool) -> None:
+    anchor = {"record_id": "r-1", "patient": "pat-1", "custodian": "hospital-a", "version": 1}
+    assert record_visible(viewer, anchor) is visible
+
+
+# -- the session's identity is re-checked at every request ---------------------------
+
+
+def test_a_session_ends_when_its_key_stops_earning_its_view() -> None:
+    from contracts.identity import REGISTRY_KEY_PREFIX
+    from storage.codec import canonical, pack
+    from tests.helpers import Consortium
+
+    con = Consortium.make(4)
+    admin = con.admin_keys[1]
+    state: dict[bytes, bytes] = {}
+    d = SimpleNamespace(genesis=con.genesis, ledger=SimpleNamespace(state_get=state.get))
+    s, _ = sessions()
+    auth = Auth(d, s)  # type: ignore[arg-type]
+    who = auth.identity(admin.public_key)
+    v = viewer_of(who)
+    assert v == Viewer(ORG_KIND, "org-1")
+    token = s.open(admin.public_key, v.id)
+    req = Request("GET", "/api/tx/x", {}, {"authorization": f"Bearer {token}"})
+    assert auth.viewer(req) == v
+    # the admin key is rotated away: the registry now says it is revoked
+    record = {"kind": ADMIN, "id": "org-1", "org": "org-1", "role": None, "status": "revoked"}
+    state[REGISTRY_KEY_PREFIX + admin.public_key] = pack(canonical(record))
+    assert auth.viewer(req) == ANONYMOUS
+    assert s.get(token) is None  # and the session is gone, even if the key came back
+    state.clear()
+    assert auth.viewer(req) == ANONYMOUS
+    with pytest.raises(HttpError) as err:
+        auth.patient(req)
+    assert err.value.status == 401

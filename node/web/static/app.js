@@ -1,6 +1,9 @@
 // medchain web UI: the consortium explorer and the patient portal.
 // Everything here talks to this node's /api; nothing is loaded from elsewhere.
-// A patient's key stays in this page: it signs the login challenge and
+// Without a sign-in the explorer shows only public fields; patients, member
+// organizations' admins and the regulator sign in with their key to see
+// their own scope in detail (the node decides what each may see).
+// A key stays in this page: it signs the login challenge and a patient's
 // transactions with WebCrypto (Ed25519), opens records sealed to it
 // (nacl.js), and is never sent anywhere.
 "use strict";
@@ -10,6 +13,7 @@ const view = () => $("#view");
 let timers = [];
 let eventSource = null;
 const portal = { me: null, seed: null, publicKey: null };
+const session = { me: null };  // who is signed in (GET /api/session), or null
 
 function clearTimers() {
   timers.forEach(clearInterval);
@@ -28,7 +32,7 @@ const unhex = (s) => Uint8Array.from(s.match(/../g) || [], (x) => parseInt(x, 16
 async function api(path, opts = {}) {
   const res = await fetch(path, { credentials: "same-origin", ...opts });
   const body = await res.json().catch(() => ({ error: res.statusText }));
-  if (!res.ok) throw new Error(body.error || res.statusText);
+  if (!res.ok) { const e = new Error(body.error || res.statusText); e.status = res.status; throw e; }
   return body;
 }
 const post = (path, body) => api(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body || {}) });
@@ -42,7 +46,95 @@ function who(s) {
 }
 
 function showError(err) {
-  view().innerHTML = `<section><p class="error">${esc(err.message || err)}</p><p><a href="#/">Back to the consortium</a></p></section>`;
+  const signIn = err.status === 401 ? '<p id="sign-in-hint"><a href="#/signin">Sign in</a> to see it.</p>' : "";
+  view().innerHTML = `<section><p class="error">${esc(err.message || err)}</p>${signIn}<p><a href="#/">Back to the consortium</a></p></section>`;
+}
+
+// What stands where the node withheld details.
+function hidden() {
+  return session.me
+    ? '<span class="muted hidden-detail">not in your view</span>'
+    : '<span class="muted hidden-detail"><a href="#/signin">sign in to see details</a></span>';
+}
+
+// -- who is signed in ------------------------------------------------------------
+
+async function refreshSession() {
+  try { session.me = await api("/api/session"); } catch (e) { session.me = null; }
+  const box = $("#whoami");
+  if (!box) return;
+  if (!session.me) {
+    box.innerHTML = '<a href="#/signin" id="nav-signin">Sign in</a>';
+    return;
+  }
+  const m = session.me;
+  const label = m.kind === "patient" ? `patient ${esc(short(m.id, 10))}`
+    : m.kind === "regulator" ? `regulator (${esc(m.org)})` : `${esc(m.org)} admin`;
+  box.innerHTML = `<span id="signed-in-as" title="${esc(m.sees)}">${label}</span> <button class="secondary" id="signout">Sign out</button>`;
+  $("#signout").onclick = async () => {
+    await post("/api/session/logout");
+    portal.seed = null; portal.me = null;
+    await route();
+  };
+}
+
+// A key-file sign-in (signed in this page) and the CLI path for encrypted keys.
+function signInForm(intro) {
+  return `
+    <section><h2>Sign in with your key</h2>
+      <p class="muted">${intro} Your key file is read by this page only: it signs a one-time challenge from the node, and it is never uploaded.</p>
+      <div class="row"><input type="file" id="keyfile" accept=".json,.key,application/json"><button id="signin">Sign in</button></div>
+      <p id="signin-error" class="error" hidden></p>
+    </section>
+    <section><h2>Or sign with the command line (encrypted keys)</h2>
+      <div class="row"><button class="secondary" id="get-challenge">Get a challenge</button></div>
+      <pre class="mono" id="cli-cmd"></pre>
+      <label>Public key (hex)<input type="text" id="cli-key"></label>
+      <label>Signature (hex)<input type="text" id="cli-sig"></label>
+      <div class="row"><button id="cli-signin">Sign in</button></div>
+    </section>`;
+}
+
+function wireSignIn(base, onDone) {
+  const fail = (e) => { const p = $("#signin-error"); p.hidden = false; p.textContent = e.message || e; };
+  $("#signin").onclick = async () => {
+    try {
+      const f = $("#keyfile").files[0];
+      if (!f) throw new Error("choose your key file first");
+      const k = await readKeyFile(f);
+      const ch = await post(`${base}/challenge`);
+      const msg = MsgPack.encode([ch.domain, ch.chain_id, ch.audience, unhex(ch.challenge)]);
+      const sig = await sign(k.seed, msg);
+      await post(`${base}/login`, { public_key: k.publicKey, challenge: ch.challenge, signature: hex(sig) });
+      await onDone(k);
+    } catch (e) { fail(e); }
+  };
+  let cliChallenge = null;
+  $("#get-challenge").onclick = async () => {
+    cliChallenge = await post(`${base}/challenge`);
+    $("#cli-cmd").textContent = `medchain portal sign --key YOUR_KEY_FILE --chain-id ${cliChallenge.chain_id} --audience ${cliChallenge.audience} --challenge ${cliChallenge.challenge}`;
+  };
+  $("#cli-signin").onclick = async () => {
+    try {
+      if (!cliChallenge) throw new Error("get a challenge first");
+      await post(`${base}/login`, { public_key: $("#cli-key").value.trim(), challenge: cliChallenge.challenge, signature: $("#cli-sig").value.trim() });
+      await onDone(null);
+    } catch (e) { fail(e); }
+  };
+}
+
+let returnTo = "#/";
+
+async function signInPage() {
+  view().innerHTML = `<h1>Sign in</h1>
+    <p class="muted">Without signing in, this explorer shows heights, hashes, times, counts, members and, of each transaction, its call, size and outcome.
+    A member organization's admin sees the transactions its keys signed and the events it is a party to; the regulator sees everything; a patient sees their own.</p>
+    ${signInForm("Use your organization's admin key (admin.key), the regulator's, or your patient key.")}`;
+  wireSignIn("/api/session", async (k) => {
+    if (k) { portal.seed = k.seed; portal.publicKey = k.publicKey; }
+    await refreshSession();
+    location.hash = returnTo;
+  });
 }
 
 // -- consortium ---------------------------------------------------------------
@@ -120,22 +212,30 @@ async function blockPage(ref) {
       <dt>Validator set</dt><dd class="mono">${esc(h.validator_set_hash)}</dd>
     </dl></section>
     <section><h2>Commit certificate</h2>${c ? `<p id="cert-summary">${c.votes.length} of ${b.quorum} required signatures (view ${c.view}, sequence ${c.seq}) from ${c.votes.map((v) => esc(v.org)).join(", ")}</p>` : '<p class="muted">none</p>'}</section>
-    <section><h2>Transactions</h2><table id="txs"><thead><tr><th>#</th><th>Tx id</th><th>Call</th><th>Sender</th><th>Result</th></tr></thead><tbody>
-      ${b.txs.map((t, i) => `<tr><td>${i}</td><td class="mono"><a href="#/tx/${t.tx_id}">${esc(short(t.tx_id, 20))}</a></td><td>${esc(t.contract)}.${esc(t.method)}</td><td>${who(t.sender)}</td><td class="${t.ok ? "permit" : "deny"}">${t.ok ? "ok" : "failed"}</td></tr>`).join("")}
+    <section><h2>Transactions</h2><table id="txs"><thead><tr><th>#</th><th>Tx id</th><th>Call</th><th>Size</th><th>Sender</th><th>Result</th></tr></thead><tbody>
+      ${b.txs.map((t, i) => `<tr data-detail="${esc(t.detail)}"><td>${i}</td><td class="mono"><a href="#/tx/${t.tx_id}">${esc(short(t.tx_id, 20))}</a></td><td>${esc(t.contract)}.${esc(t.method)}</td><td>${t.size} B</td><td>${t.sender ? who(t.sender) : hidden()}</td><td class="${t.ok ? "permit" : "deny"}">${t.ok ? "ok" : "failed"}</td></tr>`).join("")}
     </tbody></table></section>`;
 }
 
 async function txPage(id) {
   const t = await api(`/api/tx/${encodeURIComponent(id)}`);
-  view().innerHTML = `<h1>Transaction</h1><section><dl class="kv">
+  const full = t.detail === "full";
+  const pre = (v) => `<pre class="mono">${esc(JSON.stringify(v, null, 1))}</pre>`;
+  const note = full ? ""
+    : t.detail === "events" ? '<p class="notice" id="tx-hidden">Only the events you are a party to are shown; the arguments, result and sender are not in your view.</p>'
+    : session.me ? '<p class="notice" id="tx-hidden">The arguments, events, result and sender of this transaction are not in your view.</p>'
+    : '<p class="notice" id="tx-hidden">Arguments, events, result and sender are hidden: <a href="#/signin">sign in to see details</a>.</p>';
+  view().innerHTML = `<h1>Transaction</h1><section><dl class="kv" id="tx-fields">
     <dt>Id</dt><dd class="mono">${esc(t.tx_id)}</dd>
-    <dt>Status</dt><dd>${esc(t.status)}${t.reason ? ` — ${esc(t.reason)}` : ""}</dd>
+    <dt>Status</dt><dd id="tx-status">${esc(t.status)}${full && t.reason ? ` — ${esc(t.reason)}` : ""}</dd>
     <dt>Block</dt><dd>${t.height ? `<a href="#/block/${t.height}">${t.height}</a> (index ${t.index})` : ""}</dd>
     <dt>Call</dt><dd>${esc(t.contract)}.${esc(t.method)}</dd>
-    <dt>Sender</dt><dd>${who(t.sender)}</dd>
-    <dt>Arguments</dt><dd><pre class="mono">${esc(JSON.stringify(t.args, null, 1))}</pre></dd>
-    <dt>Events</dt><dd><pre class="mono">${esc(JSON.stringify(t.events, null, 1))}</pre></dd>
-  </dl></section>`;
+    <dt>Size</dt><dd>${t.size ?? ""} bytes</dd>
+    <dt>Sender</dt><dd id="tx-sender">${full ? who(t.sender) : hidden()}</dd>
+    <dt>Arguments</dt><dd id="tx-args">${full ? pre(t.args) : hidden()}</dd>
+    ${full && "result" in t ? `<dt>Result</dt><dd id="tx-result">${pre(t.result)}</dd>` : ""}
+    <dt>Events</dt><dd id="tx-events">${t.events ? pre(t.events) : hidden()}</dd>
+  </dl>${note}</section>`;
 }
 
 async function recordPage(id) {
@@ -143,7 +243,7 @@ async function recordPage(id) {
   const row = (v) => `<tr><td>${v.version}</td><td>${esc(v.category)}</td><td>${esc(v.clinical_date)}</td><td>${esc(v.custodian)}</td><td class="mono">${esc(short(v.content_hash, 20))}</td><td class="mono">${esc(short(v.patient, 10))}</td></tr>`;
   view().innerHTML = `<h1>Record <span class="mono">${esc(id)}</span></h1>
     <section><p class="muted">The record's content stays encrypted at its custodian; the chain holds its fingerprint.</p>
-    <table><thead><tr><th>Version</th><th>Category</th><th>Clinical date</th><th>Custodian</th><th>SHA-256</th><th>Patient (pseudonym)</th></tr></thead>
+    <table id="record-versions"><thead><tr><th>Version</th><th>Category</th><th>Clinical date</th><th>Custodian</th><th>SHA-256</th><th>Patient (pseudonym)</th></tr></thead>
     <tbody>${r.history.map(row).join("")}</tbody></table></section>`;
 }
 
@@ -173,46 +273,12 @@ async function portalPage() {
     portal.me = await api("/api/portal/me");
     return renderPatient();
   } catch (e) { /* not signed in */ }
-  view().innerHTML = `
-    <h1>Patient portal</h1>
-    <section><h2>Sign in with your key</h2>
-      <p class="muted">Your key file is read by this page only: it signs a one-time challenge from the node, and it is never uploaded.</p>
-      <div class="row"><input type="file" id="keyfile" accept=".json,.key,application/json"><button id="signin">Sign in</button></div>
-      <p id="signin-error" class="error" hidden></p>
-    </section>
-    <section><h2>Or sign with the command line (encrypted keys)</h2>
-      <div class="row"><button class="secondary" id="get-challenge">Get a challenge</button></div>
-      <pre class="mono" id="cli-cmd"></pre>
-      <label>Public key (hex)<input type="text" id="cli-key"></label>
-      <label>Signature (hex)<input type="text" id="cli-sig"></label>
-      <div class="row"><button id="cli-signin">Sign in</button></div>
-    </section>`;
-  const fail = (e) => { const p = $("#signin-error"); p.hidden = false; p.textContent = e.message || e; };
-  $("#signin").onclick = async () => {
-    try {
-      const f = $("#keyfile").files[0];
-      if (!f) throw new Error("choose your key file first");
-      const k = await readKeyFile(f);
-      const ch = await post("/api/portal/challenge");
-      const msg = MsgPack.encode([ch.domain, ch.chain_id, ch.audience, unhex(ch.challenge)]);
-      const sig = await sign(k.seed, msg);
-      await post("/api/portal/login", { public_key: k.publicKey, challenge: ch.challenge, signature: hex(sig) });
-      portal.seed = k.seed; portal.publicKey = k.publicKey;
-      await portalPage();
-    } catch (e) { fail(e); }
-  };
-  let cliChallenge = null;
-  $("#get-challenge").onclick = async () => {
-    cliChallenge = await post("/api/portal/challenge");
-    $("#cli-cmd").textContent = `medchain portal sign --key YOUR_KEY_FILE --chain-id ${cliChallenge.chain_id} --audience ${cliChallenge.audience} --challenge ${cliChallenge.challenge}`;
-  };
-  $("#cli-signin").onclick = async () => {
-    try {
-      if (!cliChallenge) throw new Error("get a challenge first");
-      await post("/api/portal/login", { public_key: $("#cli-key").value.trim(), challenge: cliChallenge.challenge, signature: $("#cli-sig").value.trim() });
-      await portalPage();
-    } catch (e) { fail(e); }
-  };
+  view().innerHTML = `<h1>Patient portal</h1>${signInForm("Sign in with your patient key.")}`;
+  wireSignIn("/api/portal", async (k) => {
+    if (k) { portal.seed = k.seed; portal.publicKey = k.publicKey; }
+    await refreshSession();
+    await portalPage();
+  });
 }
 
 function renderPatient() {
@@ -229,7 +295,7 @@ function renderPatient() {
         ? "Contents stay encrypted at each institution. Open one: this page signs the request with your key, the institution logs the access on chain and sends the record sealed to your key, and it is decrypted and checked against its on-chain fingerprint here."
         : "Contents stay encrypted at each institution. To open them here, sign in with your key file; or use <code>medchain records timeline</code>."}</p>
       <div id="record-view"></div></section>`;
-  $("#logout").onclick = async () => { await post("/api/portal/logout"); portal.seed = null; portal.me = null; location.hash = "#/portal"; portalPage(); };
+  $("#logout").onclick = async () => { await post("/api/portal/logout"); portal.seed = null; portal.me = null; await refreshSession(); location.hash = "#/portal"; portalPage(); };
   fillPatient(new Set());
   eventSource = new EventSource("/api/portal/events");
   eventSource.onopen = () => { $("#live").textContent = "live updates: on"; };
@@ -329,10 +395,13 @@ async function route() {
   const h = location.hash.replace(/^#\/?/, "");
   const [page, ...rest] = h.split("/");
   const arg = decodeURIComponent(rest.join("/"));
-  $("#nav-consortium").classList.toggle("active", page !== "portal");
+  $("#nav-consortium").classList.toggle("active", page !== "portal" && page !== "signin");
   $("#nav-portal").classList.toggle("active", page === "portal");
+  if (page !== "signin") returnTo = location.hash || "#/";
+  await refreshSession();
   try {
-    if (page === "block") await blockPage(arg);
+    if (page === "signin") await signInPage();
+    else if (page === "block") await blockPage(arg);
     else if (page === "tx") await txPage(arg);
     else if (page === "record") await recordPage(arg);
     else if (page === "portal") await portalPage();
