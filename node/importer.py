@@ -22,7 +22,7 @@ from typing import Any
 
 from node.client import RpcClient, TxBuilder
 from node.jsonval import from_json
-from storage.fhirdoc import FhirError, clinical_date, encounter_id, subject_id
+from storage.fhirdoc import FhirError, canonical_json, clinical_date, encounter_id, subject_id
 
 REFERENCE_TYPES = {
     "Patient",
@@ -38,6 +38,7 @@ SKIP_UNMAPPED = "unmapped institution"
 SKIP_NO_ENCOUNTER = "no encounter, so no custodian"
 SKIP_REFERENCE = "reference data, not a patient record"
 SKIP_NO_DATE = "no clinical date"
+SKIP_NOT_CANONICAL = "not representable as canonical JSON (RFC 8785)"
 DATE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})(.*)$")
 
 
@@ -142,9 +143,16 @@ def classify_line(
     except FhirError:
         return SKIP_NO_DATE
     try:
-        return org, shift_dates(r, shift_days), pseudonym
+        shifted = shift_dates(r, shift_days)
     except RecursionError:
         return SKIP_INVALID
+    try:
+        canonical_json(shifted)
+    except FhirError:
+        return SKIP_NOT_CANONICAL
+    except RecursionError:
+        return SKIP_INVALID
+    return org, shifted, pseudonym
 
 
 def latest_date(source: Path) -> datetime.date | None:

@@ -31,8 +31,12 @@ class FhirError(ValueError):
 
 
 def canonical_json(value: Any) -> bytes:
-    """RFC 8785 bytes of a JSON value (ValueError for what JCS cannot represent)."""
-    data: bytes = rfc8785.dumps(value)
+    """RFC 8785 bytes of a JSON value; FhirError for what JCS cannot represent (an
+    integer beyond 2**53, NaN, a lone surrogate, a non-string key)."""
+    try:
+        data: bytes = rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError) as exc:
+        raise FhirError(f"not representable as canonical JSON (RFC 8785): {exc}") from None
     return data
 
 

@@ -261,7 +261,9 @@ def _fields(v: Any, what: str, schema: str, domain: str | None = None) -> dict[s
         v = v[1:]
     if not isinstance(v, list) or len(v) != len(spec):
         raise Fail(f"{what} is not an array of {len(spec) + (domain is not None)}")
-    return {name: _typed(x, kind, f"{what} {name}") for (name, kind), x in zip(spec, v, strict=False)}
+    return {
+        name: _typed(x, kind, f"{what} {name}") for (name, kind), x in zip(spec, v, strict=False)
+    }
 
 
 FILE = (

@@ -240,10 +240,10 @@ async function txPage(id) {
 
 async function recordPage(id) {
   const r = await api(`/api/records/${encodeURIComponent(id)}`);
-  const row = (v) => `<tr><td>${v.version}</td><td>${esc(v.category)}</td><td>${esc(v.clinical_date)}</td><td>${esc(v.custodian)}</td><td class="mono">${esc(short(v.content_hash, 20))}</td><td class="mono">${esc(short(v.patient, 10))}</td></tr>`;
+  const row = (v) => `<tr><td>${v.version}</td><td>${esc(v.category)}</td><td>${esc(v.clinical_year)}</td><td>${esc(v.custodian)}</td><td class="mono">${esc(short(v.content_hash, 20))}</td><td class="mono">${esc(short(v.patient, 10))}</td></tr>`;
   view().innerHTML = `<h1>Record <span class="mono">${esc(id)}</span></h1>
     <section><p class="muted">The record's content stays encrypted at its custodian; the chain holds its fingerprint.</p>
-    <table id="record-versions"><thead><tr><th>Version</th><th>Category</th><th>Clinical date</th><th>Custodian</th><th>SHA-256</th><th>Patient (pseudonym)</th></tr></thead>
+    <table id="record-versions"><thead><tr><th>Version</th><th>Category</th><th>Clinical year</th><th>Custodian</th><th>SHA-256</th><th>Patient (pseudonym)</th></tr></thead>
     <tbody>${r.history.map(row).join("")}</tbody></table></section>`;
 }
 
@@ -290,7 +290,7 @@ function renderPatient() {
     <section><h2>Who used your data</h2><table id="access-log"><thead><tr><th>When</th><th>Record</th><th>By</th><th>Purpose</th><th>Decision</th><th>Under consent</th></tr></thead><tbody></tbody></table></section>
     <section><h2>Your consents</h2><p id="consent-msg" hidden></p><table id="consents"><thead><tr><th>Consent</th><th>For</th><th>Purpose</th><th>Scope</th><th>Until</th><th>Status</th><th></th></tr></thead><tbody></tbody></table>
       ${canSign ? "" : '<p class="muted">To revoke from this page, sign in with your key file.</p>'}</section>
-    <section><h2>Your records across institutions</h2><table id="records"><thead><tr><th>Date</th><th>Category</th><th>Held by</th><th>Record</th><th></th></tr></thead><tbody></tbody></table>
+    <section><h2>Your records across institutions</h2><table id="records"><thead><tr><th>Year</th><th>Category</th><th>Held by</th><th>Record</th><th></th></tr></thead><tbody></tbody></table>
       <p class="muted">${canSign
         ? "Contents stay encrypted at each institution. Open one: this page signs the request with your key, the institution logs the access on chain and sends the record sealed to your key, and it is decrypted and checked against its on-chain fingerprint here."
         : "Contents stay encrypted at each institution. To open them here, sign in with your key file; or use <code>medchain records timeline</code>."}</p>
@@ -321,7 +321,7 @@ function fillPatient(seen) {
     <td>${time(c.expires_ms)}</td><td class="status">${esc(c.status)}</td>
     <td>${c.status === "active" ? `<button class="revoke" data-id="${esc(c.id)}" ${canSign ? "" : "disabled"}>Revoke</button>` : ""}</td></tr>`).join("") || '<tr><td colspan="7" class="muted">no consents</td></tr>';
   document.querySelectorAll("button.revoke").forEach((b) => { b.onclick = () => revoke(b.dataset.id); });
-  $("#records tbody").innerHTML = me.records.map((r) => `<tr data-record="${esc(r.record_id)}"><td>${esc(r.clinical_date)}</td><td>${esc(r.category)}</td><td>${esc(r.custodian_name || r.custodian)}</td><td class="mono">${esc(r.record_id)}</td>
+  $("#records tbody").innerHTML = me.records.map((r) => `<tr data-record="${esc(r.record_id)}"><td>${esc(r.clinical_year)}</td><td>${esc(r.category)}</td><td>${esc(r.custodian_name || r.custodian)}</td><td class="mono">${esc(r.record_id)}</td>
     <td><button class="secondary open-record" data-id="${esc(r.record_id)}" ${canSign ? "" : "disabled"}>Open</button></td></tr>`).join("") || '<tr><td colspan="5" class="muted">no records</td></tr>';
   document.querySelectorAll("button.open-record").forEach((b) => { b.onclick = () => openRecord(b.dataset.id); });
 }
