@@ -69,6 +69,20 @@ MAX_EVENT_BYTES = 16 * 1024
 ANCHOR_EVENTS = ("anchored", "amended")
 ANCHOR_DOMAIN = "medchain/anchor/v2"
 SINGLE_ANCHOR_METHODS = ("anchor", "amend")
+ANCHOR_KEYS = (
+    "author",
+    "author_id",
+    "author_sig",
+    "category",
+    "clinical_year",
+    "content_hash",
+    "custodian",
+    "fields_root",
+    "patient",
+    "record_id",
+    "supersedes",
+    "version",
+)
 
 
 class EvidenceUnavailable(Exception):
@@ -261,7 +275,9 @@ def decode_anchor_event(data: bytes) -> dict[str, Any]:
     a = event.attrs
     if not isinstance(a, dict):
         raise DecodeError("event: the anchor is not a map")
-    return {
+    if sorted(a) != sorted(ANCHOR_KEYS):
+        raise DecodeError("event: the anchor does not have exactly the fields of an anchor")
+    out = {
         "record_id": as_str(a.get("record_id"), "anchor.record_id", 256, 1),
         "version": as_int(a.get("version"), "anchor.version", 1),
         "supersedes": as_int(a.get("supersedes"), "anchor.supersedes"),
@@ -276,6 +292,12 @@ def decode_anchor_event(data: bytes) -> dict[str, Any]:
         "author_sig": as_bytes(a.get("author_sig"), "anchor.author_sig", max_len=64),
         "name": event.name,
     }
+    v, sup = out["version"], out["supersedes"]
+    if (event.name == "anchored" and (v, sup) != (1, 0)) or (
+        event.name == "amended" and (v < 2 or sup != v - 1)
+    ):
+        raise DecodeError(f"event: {event.name} with version {v} superseding {sup}")
+    return out
 
 
 def verify_evidence(

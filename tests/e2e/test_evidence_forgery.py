@@ -27,6 +27,7 @@ from storage.receipts import Receipt, block_receipts, event_leaf
 from storage.state import Event
 from tests.e2e.harness import E2ECluster, cluster
 from tests.helpers import signed_anchor_args
+from tests.independent import verifier as independent
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,3 +185,5 @@ def test_certificates_of_rejected_transactions_are_refused(tmp_path: Path) -> No
             assert r.returncode == 1, f"{name} verified:\n{r.stdout}"
             assert why in r.stdout and "NOT VERIFIED" in r.stdout, f"{name}:\n{r.stdout}"
             assert "Traceback" not in r.stdout + r.stderr
+            ok_, lines, _ = independent.verify(data, Genesis.load(c.dir / "genesis.toml").hash())
+            assert not ok_, f"{name}: the independent verifier accepts it: {lines}"
