@@ -277,10 +277,16 @@ def decode_anchor_event(data: bytes) -> dict[str, Any]:
         raise DecodeError("event: the anchor is not a map")
     if sorted(a) != sorted(ANCHOR_KEYS):
         raise DecodeError("event: the anchor does not have exactly the fields of an anchor")
-    out = {
+    v = as_int(a.get("version"), "anchor.version", 1)
+    sup = as_int(a.get("supersedes"), "anchor.supersedes")
+    if (event.name == "anchored" and (v, sup) != (1, 0)) or (
+        event.name == "amended" and (v < 2 or sup != v - 1)
+    ):
+        raise DecodeError(f"event: {event.name} with version {v} superseding {sup}")
+    return {
         "record_id": as_str(a.get("record_id"), "anchor.record_id", 256, 1),
-        "version": as_int(a.get("version"), "anchor.version", 1),
-        "supersedes": as_int(a.get("supersedes"), "anchor.supersedes"),
+        "version": v,
+        "supersedes": sup,
         "patient": as_str(a.get("patient"), "anchor.patient", 128, 1),
         "custodian": as_str(a.get("custodian"), "anchor.custodian", 128, 1),
         "category": as_str(a.get("category"), "anchor.category", 64, 1),
@@ -292,12 +298,6 @@ def decode_anchor_event(data: bytes) -> dict[str, Any]:
         "author_sig": as_bytes(a.get("author_sig"), "anchor.author_sig", max_len=64),
         "name": event.name,
     }
-    v, sup = out["version"], out["supersedes"]
-    if (event.name == "anchored" and (v, sup) != (1, 0)) or (
-        event.name == "amended" and (v < 2 or sup != v - 1)
-    ):
-        raise DecodeError(f"event: {event.name} with version {v} superseding {sup}")
-    return out
 
 
 def verify_evidence(
