@@ -72,7 +72,7 @@ class RecordService:
         salt_seed: bytes | None = None,
     ) -> dict[str, Any]:
         """Store one FHIR resource; idempotent for the same id and content."""
-        rid, rtype, date, content = describe_record(resource, self.org, record_id)
+        rid, rtype, date, content = describe_record(resource, self.org, record_id, self.vault)
         h = sha256(content)
         existing = self.vault.get(rid) if self.vault.has(rid) else None
         if existing is not None and existing.content_hash == h:
@@ -293,17 +293,20 @@ class RecordService:
 MAX_RECORD_ID = 256
 
 
-def describe_record(resource: Any, org: str, record_id: Any = None) -> tuple[str, str, str, bytes]:
+def describe_record(
+    resource: Any, org: str, record_id: Any = None, vault: Vault | None = None
+) -> tuple[str, str, str, bytes]:
     """Check a resource a member system hands us: (record id, type, clinical date,
-    canonical JSON). Raises FhirError, with the reason, for anything else."""
+    canonical JSON). Raises FhirError, with the reason, for anything else.
+
+    Without an explicit ``record_id`` the id is the vault's opaque id of the
+    resource's own id (or of its content, if it has none): the chain never sees
+    the source system's identifiers."""
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
         raise FhirError("not a FHIR resource (no resourceType)")
     if record_id is not None and not isinstance(record_id, str):
         raise FhirError("record_id must be a string")
     rtype = resource["resourceType"]
-    rid = record_id or f"{org}:{rtype}:{resource.get('id', '')}"
-    if not 0 < len(rid) <= MAX_RECORD_ID:
-        raise FhirError(f"record id must be 1 to {MAX_RECORD_ID} characters")
     date = clinical_date(resource)
     try:
         datetime.date.fromisoformat(date)
@@ -313,4 +316,14 @@ def describe_record(resource: Any, org: str, record_id: Any = None) -> tuple[str
         content = canonical_json(resource)
     except (ValueError, TypeError, RecursionError) as exc:  # NaN, Infinity, too deep
         raise FhirError(f"resource is not canonical JSON: {str(exc)[:80]}") from None
+    if record_id:
+        rid = record_id
+    else:
+        source = resource.get("id")
+        source = source if isinstance(source, str) and source else "sha256:" + sha256(content).hex()
+        rid = (
+            vault.opaque_id(org, rtype, source) if vault is not None else f"{org}:{rtype}:{source}"
+        )
+    if not 0 < len(rid) <= MAX_RECORD_ID:
+        raise FhirError(f"record id must be 1 to {MAX_RECORD_ID} characters")
     return rid, rtype, date, content

@@ -9,10 +9,17 @@ in memory while the node serves a request.
 
 Stored per record: the canonical JSON, the salt seed of its field
 commitments, the content hash and the anchor metadata.
+
+Record ids the vault names (``opaque_id``) are an HMAC of the source system's
+resource id under a key derived from the master key: stable, so a re-import
+finds the same record, but they say nothing of the source id (which in a
+hospital's system may embed a medical record number) to anyone else.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +74,14 @@ class Vault:
             raise ValueError("the vault master key is 32 bytes")
         self.store = store
         self._master = master_key
+        self._id_key: bytes = nacl.hash.blake2b(
+            master_key, digest_size=KEY, person=b"medchain-rid", encoder=nacl.encoding.RawEncoder
+        )
+
+    def opaque_id(self, org: str, rtype: str, source_id: str) -> str:
+        """The record id of a resource ``rtype``/``source_id`` held by ``org``."""
+        mac = hmac.new(self._id_key, f"{rtype}/{source_id}".encode(), hashlib.sha256)
+        return f"{org}:{rtype}:{mac.hexdigest()[:24]}"
 
     @classmethod
     def open(cls, path: Path, master_key: bytes) -> Vault:

@@ -4,9 +4,9 @@ A real consortium imports a whole Synthea population (every patient registered
 under a pseudonym), a patient consents and a doctor fetches; then every key and
 value of every LevelDB store of every node (ledger, block store, node state,
 vault) is scanned for every identifier of the imported patients (ids, MRN, SSN,
-licence and passport numbers, names, phone numbers, address lines) and their
-birth dates, as text in several formats and as day, second and millisecond
-numbers inside any MessagePack value. A planted positive control — one patient's
+licence and passport numbers, names, phone numbers, address lines), the source
+ids of every one of their resources, and their birth dates, as text in several
+formats and as day, second and millisecond numbers inside any MessagePack value. A planted positive control — one patient's
 SSN and birth date written on chain through the kv chaincode — must be found on
 every node, so the scan cannot pass by looking at nothing.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -117,7 +118,28 @@ def decode(raw: bytes) -> Any:
     return None
 
 
-def scan(store: Path, texts: dict[bytes, str], days: dict[int, str]) -> list[tuple[str, bytes]]:
+UUID = re.compile(
+    rb"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+)
+
+
+def resource_ids(source: Path, people: set[str]) -> dict[bytes, str]:
+    """The source ids (UUIDs) of every resource about the patients, in both spellings."""
+    out: dict[bytes, str] = {}
+    for path in sorted(source.glob("*.ndjson")):
+        for line in path.read_text().splitlines():
+            if not line.strip() or not any(p in line for p in people):
+                continue
+            rid = json.loads(line).get("id")
+            if isinstance(rid, str) and UUID.fullmatch(rid.encode()):
+                what = f"the source id of {path.name.split('.')[0]} {rid[:8]}"
+                out[rid.lower().encode()] = out[rid.replace("-", "").lower().encode()] = what
+    return out
+
+
+def scan(
+    store: Path, texts: dict[bytes, str], days: dict[int, str], ids: dict[bytes, str]
+) -> list[tuple[str, bytes]]:
     """(what, entry) for every entry of the LevelDB at ``store`` holding a needle."""
     hits = []
     db = plyvel.DB(str(store), create_if_missing=False)
@@ -126,6 +148,10 @@ def scan(store: Path, texts: dict[bytes, str], days: dict[int, str]) -> list[tup
             entry = k + b"\x00" + v
             for needle, what in texts.items():
                 if needle in entry:
+                    hits.append((what, entry))
+            for token in UUID.findall(entry):
+                what = ids.get(token.lower())
+                if what is not None:
                     hits.append((what, entry))
             value = decode(v)
             if value is None:
@@ -156,6 +182,8 @@ def test_no_identifier_or_birth_date_of_an_imported_patient_is_in_any_store(
         for t in date_texts(born):
             texts[t] = f"the birth date of patient {p['id'][:8]}"
         days[day_number(born)] = f"the birth date of patient {p['id'][:8]}"
+    ids = resource_ids(DATA, {p["id"] for p in population})
+    assert len(ids) > 2000
     with cluster(4) as c:
         d = c.dir
         for org in ("hospital-a", "hospital-b"):
@@ -257,7 +285,7 @@ def test_no_identifier_or_birth_date_of_an_imported_patient_is_in_any_store(
             for name in STORES:
                 store = node.directory / "data" / name
                 assert (store / "CURRENT").exists(), store
-                for what, entry in scan(store, texts, days):
+                for what, entry in scan(store, texts, days, ids):
                     if CONTROL in entry:
                         planted.add(what)
                     else:
