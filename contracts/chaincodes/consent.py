@@ -213,7 +213,7 @@ def evaluate(ctx: Any, requester: Any, record: Any, purpose: str, exact_day: Any
 def names_requester(c: Any, requester: Any) -> bool:
     if c["grantee_kind"] == "org":
         return bool(c["grantee"] == requester.org)
-    return requester.kind == "practitioner" and c["grantee"] == requester.id
+    return bool(requester.kind == "practitioner" and c["grantee"] == requester.id)
 
 
 def year_days(year: int) -> tuple[int, int]:
