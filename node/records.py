@@ -483,6 +483,12 @@ class ReplyCache:
         old = self._items.pop(key, None)
         if old is not None:
             self.bytes -= len(old[1])
+        now = time.monotonic()
+        while self._items:  # oldest first: drop what has expired
+            first = next(iter(self._items.values()))
+            if first[2] >= now:
+                break
+            self.bytes -= len(self._items.popitem(last=False)[1][1])
         self._items[key] = (sha256(tx), reply, until)
         self.bytes += len(reply)
         while self._items and (len(self._items) > self.max_entries or self.bytes > self.max_bytes):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -233,6 +234,19 @@ def test_b_replay_while_consented_is_refused_as_redeemed(world: World) -> None:
     assert len(entries) == 1 and "already redeemed" in entries[0]["reason"], entries
     time.sleep(2)  # no second entry for the same (decision, record, reason)
     assert len(refusals_of(w, "p1", tx)) == 1
+
+
+def test_b2_redemptions_survive_a_custodian_restart(world: World) -> None:
+    w = world
+    grant(w, "p1")
+    w.c.sync()
+    tx = request(w, "doc_b", ["a-cond-1"])
+    assert items(fetch(w.c, B, tx))["a-cond-1"][0] == "ok"
+    w.c.signal(A, signal.SIGTERM)
+    w.c.start(A)
+    w.c.sync()
+    status, reason, sealed = items(fetch(w.c, INSURER, tx))["a-cond-1"]
+    assert (status, sealed) == ("denied", False) and "already redeemed" in reason, reason
 
 
 def test_c_stale_decision_is_refused_and_logged(world: World) -> None:
