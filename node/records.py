@@ -263,14 +263,19 @@ class RecordService:
         return items, refused
 
     def _recheck(self, requester: bytes, record_id: str, purpose: Any, now_ms: int) -> Any:
-        """The consent check re-run against the head's state, judged at this node's time."""
+        """The consent check re-run against the head's state, judged at this node's
+        time and by the record's exact date (the chain knows its year only)."""
         d = self.driver
+        args: dict[str, Any] = {"record_id": record_id, "purpose": purpose, "requester": requester}
+        date = self.local_date(record_id)
+        if date is not None:
+            args["clinical_date"] = date
         try:
             return d.executor.query(
                 d.ledger,
                 "consent",
                 "check",
-                {"record_id": record_id, "purpose": purpose, "requester": requester},
+                args,
                 d.ledger.height,
                 max(now_ms, d.ledger.last_timestamp_ms),
             )

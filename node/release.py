@@ -6,7 +6,8 @@ transaction) releases records once, while fresh: it must have committed
 within the release window (block time against this node's clock), not have
 been redeemed here before, and still hold at release time (the consent check
 re-run at the head: consent active and in force, requester key and
-practitioner active). What is refused is logged on chain by this node
+practitioner active, and the record's exact date — which only the custodian
+holds, the chain has its year — inside the consent's data period). What is refused is logged on chain by this node
 (``access.refuse_release``), one entry per (decision, record, refusal), at a
 bounded rate per requester.
 
@@ -35,7 +36,7 @@ def stale_reason(window_s: int) -> str:
 
 
 def no_longer_reason(why: str) -> str:
-    return f"refused: the access decision no longer holds: {why}"
+    return f"refused: the access decision does not hold at release: {why}"
 
 
 @dataclass(frozen=True)

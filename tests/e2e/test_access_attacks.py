@@ -123,7 +123,7 @@ def store_and_anchor(
         "patient": w.ids[patient],
         "custodian": w.c.genesis.organizations[node].org_id,
         "category": put["category"],
-        "clinical_date": put["clinical_date"],
+        "clinical_year": put["clinical_year"],
         "content_hash": put["content_hash"],
         "fields_root": put["fields_root"],
         "author": w.people[author].public_key,
@@ -160,10 +160,10 @@ def world() -> Iterator[World]:
         )
         c.start_all()
         w = World(c)
-        for name in ("p1", "p2", "doc_a", "doc_bb", "doc_b", "doc_s", "doc_r", "doc_x"):
+        for name in ("p1", "p2", "p3", "doc_a", "doc_bb", "doc_b", "doc_s", "doc_r", "doc_x"):
             w.people[name] = builder(c, name)
         w.people["insurer_admin"] = c.builders[INSURER]
-        for p in ("p1", "p2"):
+        for p in ("p1", "p2", "p3"):
             w.ids[p] = send(c, A, w.people[p], "registry", "register_patient", {})["pseudonym"]
         for name, node in (
             ("doc_a", A),
@@ -194,6 +194,7 @@ def world() -> Iterator[World]:
         ):
             store_and_anchor(w, A, "doc_a", "p1", rid, rtype, "2025-06-01")
         store_and_anchor(w, A, "doc_a", "p2", "a-cond-e", "Condition", "2025-06-01")
+        store_and_anchor(w, A, "doc_a", "p3", "a-cond-f", "Condition", "2025-06-01")
         store_and_anchor(w, B, "doc_bb", "p1", "b-cond-1", "Condition", "2025-07-01")
         c.sync()
         yield w
@@ -339,3 +340,19 @@ def test_e_several_consents_the_closest_ones_reason_is_logged(world: World) -> N
     # hospital B's colleague named by a consent of their own: permitted
     tx = request(w, "doc_x", ["a-cond-e"])
     assert items(fetch(w.c, B, tx))["a-cond-e"][0] == "ok"
+
+
+def test_f_the_custodian_judges_the_data_period_by_the_exact_date(world: World) -> None:
+    """The chain holds the record's year only: a consent for the first quarter of
+    2025 permits a June 2025 record on chain; its custodian, who holds the date,
+    refuses the release and logs why."""
+    w = world
+    grant(w, "p3", period={"from": "2025-01-01", "to": "2025-03-31"})
+    w.c.sync()
+    tx = request(w, "doc_b", ["a-cond-f"])
+    status, reason, sealed = items(fetch(w.c, B, tx))["a-cond-f"]
+    assert (status, sealed) == ("denied", False), (status, reason)
+    assert reason.endswith("the record is outside the consent's data period"), reason
+    assert denial_of(w, "p3", tx, "a-cond-f")["decision"] == "permit"  # the chain's view
+    entries = refusals_of(w, "p3", tx)
+    assert len(entries) == 1 and entries[0]["reason"] == reason, entries

@@ -11,16 +11,20 @@ from typing import Any
 
 import pytest
 
+from contracts.sdk import Reject
 from storage.crypto import Signer
 from tests.chain import Chain
 
 WIDE = {"from": "2000-01-01", "to": "2099-12-31"}
 OLD = {"from": "2000-01-01", "to": "2000-12-31"}
 SNOMED = "http://snomed.info/sct"
-RECORD = "cond"  # a Condition at hospital-a, dated 2025-12-15 (block time starts 2026-01-01)
+RECORD = "cond"  # a Condition at hospital-a, dated 2025-12-15 (block time starts 2026-01-01);
+# the chain knows its year only, its custodian the day
 
-# consent specs: grant overrides plus "expire" / "revoke" flags; grantee "@doc" is
-# the requesting practitioner, "@colleague" another practitioner of hospital-b
+# consent specs: grant overrides plus flags (expire, revoke, advance_days: let
+# block time pass first); grantee "@doc" is the requesting practitioner,
+# "@colleague" another practitioner of hospital-b
+FLAGS = ("expire", "revoke", "advance_days")
 OWN: dict[str, Any] = {}
 REVOKED = {"revoke": True}
 EXPIRED = {"expire": True}
@@ -65,6 +69,7 @@ def world() -> World:
 def give(w: World, specs: list[dict[str, Any]]) -> list[str]:
     """Grant each consent, then let the ones marked expire lapse and revoke the marked."""
     c, out = w.c, []
+    c.advance(days=max([s.get("advance_days", 0) for s in specs], default=0))
     for spec in specs:
         args: dict[str, Any] = {
             "grantee_kind": "org",
@@ -74,7 +79,7 @@ def give(w: World, specs: list[dict[str, Any]]) -> list[str]:
             "period": WIDE,
             "days": 30,
         }
-        args.update({k: v for k, v in spec.items() if k not in ("expire", "revoke")})
+        args.update({k: v for k, v in spec.items() if k not in FLAGS})
         args["grantee"] = w.ids.get(args["grantee"], args["grantee"])
         if spec.get("expire"):
             del args["days"]
@@ -135,7 +140,7 @@ CASES: list[tuple[str, list[dict[str, Any]], str, str, str]] = [
     ),
     (
         "sliding window",
-        [{"period": {"last_days": 5}}, INSURER],
+        [{"period": {"last_days": 5}, "advance_days": 40}, INSURER],
         "doc",
         "treatment",
         "the record is older than the consent's window of 5 days",
@@ -298,3 +303,22 @@ def test_permits_name_the_permitting_consent() -> None:
     assert request(w, "doc_a")["reason"] == "the requester's organization is the custodian"
     own = w.c.ok(w.patient_key, "access", "request", {"record_id": RECORD, "purpose": "research"})
     assert own["reason"] == "the patient's own record"
+
+
+def test_the_custodian_judges_data_periods_by_the_exact_date() -> None:
+    """On chain a record's year overlapping the period passes; the custodian, who
+    holds the exact date, passes it to the check at release."""
+    w = world()
+    c = w.c
+    give(w, [{"period": {"from": "2025-01-01", "to": "2025-06-30"}}, COLLEAGUE])
+    args = {"record_id": RECORD, "purpose": "treatment", "requester": w.people["doc"].public_key}
+    assert c.q("consent", "check", args)["decision"] == "permit"
+    exact = c.q("consent", "check", {**args, "clinical_date": "2025-12-15"})
+    assert exact == {
+        "decision": "deny",
+        "reason": "the record is outside the consent's data period",
+        "consent_id": None,
+    }
+    assert c.q("consent", "check", {**args, "clinical_date": "2025-03-01"})["decision"] == "permit"
+    with pytest.raises(Reject, match="is not an ISO date"):
+        c.q("consent", "check", {**args, "clinical_date": "soon"})
