@@ -26,7 +26,6 @@ import datetime
 import logging
 import secrets
 import time
-from collections import OrderedDict
 from typing import Any
 
 import trio
@@ -41,6 +40,7 @@ from node.records_wire import (
     FetchReply,
     FetchRequest,
     decode_frame,
+    parse_request,
     sealed_payload,
 )
 from node.release import (
@@ -51,6 +51,7 @@ from node.release import (
     Redemptions,
     RefusalGate,
     ReleasePolicy,
+    ReplyCache,
     StoredRedemptions,
     no_longer_reason,
     stale_reason,
@@ -64,7 +65,6 @@ from storage.vault import Vault, VaultIntegrityError
 
 log = logging.getLogger("medchain.records")
 
-FETCH_METHODS = ("request", "request_many")
 OWN_RECORD = "the patient's own record"  # consent.OWN_RECORD: the patient also gets the field salts
 
 
@@ -463,70 +463,6 @@ class RecordService:
 
 
 REFUSALS_PER_TX = 100
-
-
-class ReplyCache:
-    """Replies sent to (peer, request id), kept a while so that a resend after a
-    lost reply gets the same answer (the same sealed bytes) rather than a
-    refusal as already redeemed. Bounded in entries and bytes."""
-
-    def __init__(self, max_entries: int = 256, max_bytes: int = 32 << 20) -> None:
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._items: OrderedDict[tuple[int, bytes], tuple[bytes, bytes, float]] = OrderedDict()
-
-    def get(self, key: tuple[int, bytes], tx: bytes) -> bytes | None:
-        hit = self._items.get(key)
-        if hit is None or hit[0] != sha256(tx) or hit[2] < time.monotonic():
-            return None
-        return hit[1]
-
-    def put(self, key: tuple[int, bytes], tx: bytes, reply: bytes, until: float) -> None:
-        if len(reply) > self.max_bytes // 4:
-            return
-        old = self._items.pop(key, None)
-        if old is not None:
-            self.bytes -= len(old[1])
-        now = time.monotonic()
-        while self._items:  # oldest first: drop what has expired
-            first = next(iter(self._items.values()))
-            if first[2] >= now:
-                break
-            self.bytes -= len(self._items.popitem(last=False)[1][1])
-        self._items[key] = (sha256(tx), reply, until)
-        self.bytes += len(reply)
-        while self._items and (len(self._items) > self.max_entries or self.bytes > self.max_bytes):
-            _, (_, dropped, _) = self._items.popitem(last=False)
-            self.bytes -= len(dropped)
-
-
-def parse_request(
-    raw: bytes, chain_id: str, max_tx_bytes: int
-) -> tuple[Transaction, list[str], str | None] | str:
-    """(transaction, records named, custodian addressed or None) of a fetch's
-    access transaction, or why it is not one."""
-    try:
-        tx = Transaction.decode(raw, max_tx_bytes)
-    except DecodeError as exc:
-        return f"malformed access transaction: {exc}"
-    if tx.chain_id != chain_id or tx.contract != "access" or tx.method not in FETCH_METHODS:
-        return "a fetch must carry an access.request_many transaction for this chain"
-    if not isinstance(tx.args, dict):
-        return "bad access transaction arguments"
-    record_ids = (
-        tx.args.get("records") if tx.method == "request_many" else [tx.args.get("record_id")]
-    )
-    if (
-        not isinstance(record_ids, list)
-        or not record_ids
-        or not all(isinstance(r, str) for r in record_ids)
-    ):
-        return "the access transaction names no records"
-    addressed = tx.args.get("custodian")
-    if addressed is not None and not isinstance(addressed, str):
-        return "the access transaction's custodian must be an organization id"
-    return tx, list(record_ids), addressed
 
 
 MAX_RECORD_ID = 256

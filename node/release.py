@@ -18,10 +18,12 @@ fresh, so older ones are pruned. ``MemoryRedemptions`` is the twin for tests.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Protocol
 
+from storage.crypto import sha256
 from storage.kv import KVStore
 
 # Refusal codes (access.REFUSALS) and the reasons given to the requester and logged.
@@ -152,3 +154,39 @@ class RefusalGate:
             self._logged[(decision, record, refusal)] = None
         while len(self._logged) > self.remember:
             self._logged.popitem(last=False)
+
+
+class ReplyCache:
+    """Replies sent to (peer, request id), kept a while so that a resend after a
+    lost reply gets the same answer (the same sealed bytes) rather than a
+    refusal as already redeemed. Bounded in entries and bytes."""
+
+    def __init__(self, max_entries: int = 256, max_bytes: int = 32 << 20) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[tuple[int, bytes], tuple[bytes, bytes, float]] = OrderedDict()
+
+    def get(self, key: tuple[int, bytes], tx: bytes) -> bytes | None:
+        hit = self._items.get(key)
+        if hit is None or hit[0] != sha256(tx) or hit[2] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, key: tuple[int, bytes], tx: bytes, reply: bytes, until: float) -> None:
+        if len(reply) > self.max_bytes // 4:
+            return
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.bytes -= len(old[1])
+        now = time.monotonic()
+        while self._items:  # oldest first: drop what has expired
+            first = next(iter(self._items.values()))
+            if first[2] >= now:
+                break
+            self.bytes -= len(self._items.popitem(last=False)[1][1])
+        self._items[key] = (sha256(tx), reply, until)
+        self.bytes += len(reply)
+        while self._items and (len(self._items) > self.max_entries or self.bytes > self.max_bytes):
+            _, (_, dropped, _) = self._items.popitem(last=False)
+            self.bytes -= len(dropped)

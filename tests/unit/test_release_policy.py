@@ -9,8 +9,14 @@ from pathlib import Path
 import pytest
 
 from node.config import ConfigError, NodeConfig
-from node.records import ReplyCache, parse_request
-from node.release import MemoryRedemptions, Redemptions, RefusalGate, StoredRedemptions
+from node.records_wire import parse_request
+from node.release import (
+    MemoryRedemptions,
+    Redemptions,
+    RefusalGate,
+    ReplyCache,
+    StoredRedemptions,
+)
 from storage.crypto import Signer
 from storage.kv import LevelDBKV, MemoryKV
 from storage.tx import make_tx
