@@ -41,6 +41,11 @@ NONCE_NS = b"_nonce\x00"
 LIFECYCLE = "lifecycle"
 MAX_CALL_DEPTH = 4
 MAX_VALUE_BYTES = 4 * 1024 * 1024
+INACTIVE = ("revoked", "suspended")
+# What a revoked or suspended key may still call: asking for records, so that the
+# access chaincode logs the denial and its reason in the patient's access log. The
+# call may not invoke other chaincode (Context.call refuses), only query it.
+INACTIVE_KEY_CALLS = (("access", "request"), ("access", "request_many"))
 
 ChaincodeError = Reject  # one refusal type for native and loaded chaincode
 
@@ -227,6 +232,8 @@ class Context:
         the callee sees ``ctx.origin`` = this contract."""
         if self.depth >= MAX_CALL_DEPTH:
             raise Reject("chaincode calls nested too deeply")
+        if not self.read_only and self.caller.status in INACTIVE:
+            raise Reject(f"the signing key is {self.caller.status}")
         cc = self.executor.chaincode(self.state, contract)
         if cc is None:
             raise Reject(f"unknown contract {contract!r}")
@@ -403,7 +410,7 @@ class Executor:
             if chaincode is None:
                 return TxResult(FAILED, f"unknown contract {tx.contract!r}")
             caller = resolve(tx_overlay.get, self.genesis, tx.sender)
-            if caller.status in ("revoked", "suspended"):
+            if caller.status in INACTIVE and (tx.contract, tx.method) not in INACTIVE_KEY_CALLS:
                 return TxResult(FAILED, f"the signing key is {caller.status}")
             ctx = Context(
                 self,

@@ -14,6 +14,9 @@ from typing import Any
 
 import tomli_w
 
+DEFAULT_RELEASE_WINDOW_S = 60
+DEFAULT_REFUSAL_LOGS_PER_MINUTE = 20
+
 
 class ConfigError(ValueError):
     """An invalid node configuration, with the reason."""
@@ -39,6 +42,11 @@ class NodeConfig:
     log_file: Path | None = None
     http_port: int = 0  # 0 = web UI (explorer, patient portal) off
     http_host: str = "127.0.0.1"
+    # Records leave this custodian only for an access decision committed within the
+    # last ``release_window_s`` seconds (block time against this node's clock), once.
+    release_window_s: int = DEFAULT_RELEASE_WINDOW_S
+    # At most this many refused-release log transactions per requester a minute.
+    refusal_logs_per_minute: int = DEFAULT_REFUSAL_LOGS_PER_MINUTE
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -73,6 +81,12 @@ class NodeConfig:
                 log_file=p(doc["log_file"]) if doc.get("log_file") else None,
                 http_port=int(doc.get("http_port", 0)),
                 http_host=str(doc.get("http_host", "127.0.0.1")),
+                release_window_s=_bounded(
+                    doc, "release_window_s", DEFAULT_RELEASE_WINDOW_S, 1, 24 * 3600
+                ),
+                refusal_logs_per_minute=_bounded(
+                    doc, "refusal_logs_per_minute", DEFAULT_REFUSAL_LOGS_PER_MINUTE, 0, 10_000
+                ),
                 extra={k: v for k, v in doc.items() if k not in _KNOWN},
             )
         except KeyError as exc:
@@ -102,6 +116,10 @@ class NodeConfig:
         }
         if self.log_file is not None:
             doc["log_file"] = rel(self.log_file)
+        if self.release_window_s != DEFAULT_RELEASE_WINDOW_S:
+            doc["release_window_s"] = self.release_window_s
+        if self.refusal_logs_per_minute != DEFAULT_REFUSAL_LOGS_PER_MINUTE:
+            doc["refusal_logs_per_minute"] = self.refusal_logs_per_minute
         return "# medchain node configuration (paths relative to this file)\n" + tomli_w.dumps(doc)
 
     def save(self, path: Path) -> None:
@@ -121,4 +139,13 @@ _KNOWN = {
     "log_file",
     "http_port",
     "http_host",
+    "release_window_s",
+    "refusal_logs_per_minute",
 }
+
+
+def _bounded(doc: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
+    v = doc.get(name, default)
+    if type(v) is not int or not lo <= v <= hi:
+        raise ValueError(f"{name} must be an integer from {lo} to {hi}, not {v!r}")
+    return v

@@ -28,6 +28,7 @@ from node.config import NodeConfig
 from node.driver import Driver, DriverConfig
 from node.p2p import Libp2pTransport, P2PConfig, PeerAddress
 from node.records import RecordService
+from node.release import ReleasePolicy, StoredRedemptions
 from node.rpc import RpcServer
 from node.testfaults import enabled as faults_enabled
 from node.testfaults import register_faults
@@ -121,7 +122,12 @@ class Node:
             local=self.local_store,
         )
         self.vault = Vault.open(config.data_dir / "vault", master_key_from_seed(self.signer.seed))
-        self.records = RecordService(self.driver, self.vault)
+        self.records = RecordService(
+            self.driver,
+            self.vault,
+            policy=ReleasePolicy(config.release_window_s, config.refusal_logs_per_minute),
+            redemptions=StoredRedemptions(self.local_store),  # survives restarts
+        )
         self.rpc = RpcServer(config.rpc_socket)
         register(self.rpc, self.driver)
         register_records(self.rpc, self.records)

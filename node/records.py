@@ -4,17 +4,20 @@ Custodian side
   ``put``: canonicalise FHIR resources, store them encrypted in the vault,
   return what must be anchored (content hash, salted-field root, date, type).
   ``serve``: answer a fetch. The request carries an ``access.request_many``
-  transaction signed by the requester. The custodian checks it names only its
-  own records, commits it (the access-log entry, permit or deny, is on chain
-  BEFORE anything is released), reads the decisions from the committed
-  result, and returns each permitted record sealed to the requester's key.
-  A vault entry that does not decrypt or match its anchor is an integrity
-  error naming the record, never data.
+  transaction signed by the requester. The custodian commits it (the
+  access-log entry, permit or deny, is on chain BEFORE anything is released),
+  reads the decisions from the committed result, and returns each permitted
+  record of its own sealed to the requester's key — only for a decision it
+  has not redeemed before, committed within the release window, and still
+  permitted at the head (node/release.py); what it refuses, it logs on chain
+  (``access.refuse_release``). A vault entry that does not decrypt or match
+  its anchor is an integrity error naming the record, never data.
 
 Requester side
   ``fetch``: route the signed request to the custodian's node over libp2p
-  (``/medchain/records/1``) and wait for the reply; the reply stays sealed,
-  so only the requester's own application can open and verify it.
+  (``/medchain/records/1``) — the custodian it is addressed to, or each
+  custodian of a record it names — and merge the replies; they stay sealed,
+  so only the requester's own application can open and verify them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import datetime
 import logging
 import secrets
+import time
 from typing import Any
 
 import trio
@@ -36,30 +40,65 @@ from node.records_wire import (
     FetchReply,
     FetchRequest,
     decode_frame,
+    parse_request,
     sealed_payload,
+)
+from node.release import (
+    NO_LONGER_PERMITTED,
+    REDEEMED,
+    REDEEMED_REASON,
+    STALE,
+    Redemptions,
+    RefusalGate,
+    ReleasePolicy,
+    ReplyCache,
+    StoredRedemptions,
+    no_longer_reason,
+    stale_reason,
 )
 from node.transport import CHANNEL_RECORDS, Incoming
 from storage.codec import DecodeError
 from storage.crypto import seal_to, sha256
 from storage.fhirdoc import FhirError, canonical_json, clinical_date, fields_root
-from storage.tx import Transaction
+from storage.tx import Transaction, make_tx
 from storage.vault import Vault, VaultIntegrityError
 
 log = logging.getLogger("medchain.records")
 
-FETCH_METHODS = ("request", "request_many")
+OWN_RECORD = "the patient's own record"  # consent.OWN_RECORD: the patient also gets the field salts
 
 
 class RecordService:
-    def __init__(self, driver: Driver, vault: Vault, fetch_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        driver: Driver,
+        vault: Vault,
+        fetch_timeout_s: float = 30.0,
+        policy: ReleasePolicy | None = None,
+        redemptions: Redemptions | None = None,
+    ) -> None:
         self.driver = driver
         self.vault = vault
         self.org = driver.genesis.organizations[driver.index].org_id
         self.fetch_timeout_s = fetch_timeout_s
+        self.policy = policy or ReleasePolicy()
+        self.redemptions: Redemptions = (
+            redemptions if redemptions is not None else StoredRedemptions(driver.local)
+        )
+        self.refusals = RefusalGate(self.policy.refusal_logs_per_minute)
         self.resend_s = 3.0
         self._serving: set[bytes] = set()
         self._waiting: dict[bytes, tuple[trio.Event, list[FetchReply]]] = {}
-        self.stats = {"served": 0, "released": 0, "denied": 0, "integrity_errors": 0}
+        self._replies = ReplyCache()
+        self._nonce = 0
+        self._pruned_ms = 0
+        self.stats = {
+            "served": 0,
+            "released": 0,
+            "denied": 0,
+            "refused": 0,
+            "integrity_errors": 0,
+        }
         driver.channel_handlers[CHANNEL_RECORDS] = self.on_frame
 
     # -- custodian: storing ---------------------------------------------------------
@@ -121,40 +160,15 @@ class RecordService:
     # -- custodian: serving a fetch -------------------------------------------------------
 
     async def serve(self, req: FetchRequest) -> FetchReply:
+        """Commit the request's access decision (the log entry) if it is not yet
+        on chain, then release what it permits of this node's records — once,
+        while fresh, and only what still holds now; log what is refused."""
         self.stats["served"] += 1
         d = self.driver
-        try:
-            tx = Transaction.decode(req.tx, d.genesis.consensus.max_tx_bytes)
-        except DecodeError as exc:
-            return FetchReply(req.request_id, b"", (), f"malformed access transaction: {exc}")
-        if (
-            tx.chain_id != d.genesis.chain_id
-            or tx.contract != "access"
-            or tx.method not in FETCH_METHODS
-        ):
-            return FetchReply(
-                req.request_id,
-                b"",
-                (),
-                "a fetch must carry an access.request_many transaction for this chain",
-            )
-        if not isinstance(tx.args, dict):
-            return FetchReply(req.request_id, b"", (), "bad access transaction arguments")
-        record_ids = (
-            tx.args.get("records") if tx.method == "request_many" else [tx.args.get("record_id")]
-        )
-        if (
-            not isinstance(record_ids, list)
-            or not record_ids
-            or not all(isinstance(r, str) for r in record_ids)
-        ):
-            return FetchReply(req.request_id, b"", (), "the access transaction names no records")
-        for rid in record_ids:
-            head = self._anchor(rid)
-            if head is None or head["custodian"] != self.org:
-                return FetchReply(
-                    req.request_id, b"", (), f"record {rid} is not held by {self.org}"
-                )
+        parsed = parse_request(req.tx, d.genesis.chain_id, d.genesis.consensus.max_tx_bytes)
+        if isinstance(parsed, str):
+            return FetchReply(req.request_id, b"", (), parsed)
+        tx, record_ids, _ = parsed
         tx_id = tx.tx_id
         # The access decision is committed on chain before anything is released.
         if d.ledger.tx(tx_id) is None:
@@ -175,41 +189,170 @@ class RecordService:
             return FetchReply(
                 req.request_id, tx_id, (), f"access transaction failed: {loc.result.data}"
             )
-        decisions = loc.result.data if isinstance(loc.result.data, list) else [loc.result.data]
-        items = []
-        own_patient = None
-        for dec in decisions:
-            rid = dec["record_id"] if "record_id" in dec else record_ids[0]
-            if dec["decision"] != "permit":
-                self.stats["denied"] += 1
-                items.append(FetchItem(rid, DENIED, dec["reason"]))
-                continue
-            try:
-                rec = self.vault.get(rid)
-                if rec is None:
-                    raise VaultIntegrityError(rid, "not in this node's vault")
-                head = self._anchor(rid)
-                if head is None or rec.content_hash != head["content_hash"]:
-                    raise VaultIntegrityError(
-                        rid, "the stored content does not match its on-chain anchor"
-                    )
-            except VaultIntegrityError as exc:
-                self.stats["integrity_errors"] += 1
-                log.error("%s", exc, extra={"event": "integrity-error", "record": rid})
-                items.append(FetchItem(rid, ERROR, str(exc)))
-                continue
-            own_patient = dec["reason"] == "the patient's own record"
-            payload = sealed_payload(rec.content, rec.salt_seed if own_patient else b"")
-            items.append(FetchItem(rid, OK, dec["reason"], seal_to(tx.sender, payload)))
-            self.stats["released"] += 1
+        block = d.ledger.block(loc.height)
+        assert block is not None
+        data = loc.result.data
+        decisions = data if isinstance(data, list) else [data]
+        # From here to the redemption nothing awaits: two fetches of one decision
+        # cannot both pass the single-use check.
+        items, refused = self._release(tx, block.header.timestamp_ms, decisions)
+        if refused:
+            await self._log_refusals(tx, block.header.timestamp_ms, refused)
         log.info(
-            "fetch %s: %d released, %d denied",
+            "fetch %s: %d released, %d denied, %d refused",
             tx_id.hex()[:12],
             sum(1 for i in items if i.status == OK),
-            sum(1 for i in items if i.status == DENIED),
+            sum(1 for i in items if i.status == DENIED) - len(refused),
+            len(refused),
             extra={"event": "fetch-served"},
         )
         return FetchReply(req.request_id, tx_id, tuple(items))
+
+    def _release(
+        self, tx: Transaction, decided_ms: int, decisions: list[Any]
+    ) -> tuple[list[FetchItem], list[tuple[str, str, str]]]:
+        """Items for the reply, and the refusals (record, code, reason) to log."""
+        now = self.driver.clock()
+        age_ms = now - decided_ms
+        stale = age_ms > self.policy.window_ms
+        redeemed = self.redemptions.redeemed(tx.tx_id)
+        purpose = tx.args.get("purpose") if isinstance(tx.args, dict) else None
+        items: list[FetchItem] = []
+        refused: list[tuple[str, str, str]] = []
+        released = False
+        for dec in decisions:
+            rid = dec["record_id"]
+            if dec["decision"] != "permit":  # as logged on chain, wherever the record is
+                self.stats["denied"] += 1
+                items.append(FetchItem(rid, DENIED, dec["reason"]))
+                continue
+            head = self._anchor(rid)
+            holder = head["custodian"] if head is not None else None
+            if holder != self.org:  # its own custodian answers for it
+                items.append(FetchItem(rid, ERROR, f"record {rid} is held by {holder}, not here"))
+                continue
+            refusal = None
+            if stale:
+                refusal = (STALE, stale_reason(self.policy.window_s))
+            else:
+                now_verdict = self._recheck(tx.sender, rid, purpose, now)
+                if now_verdict["decision"] != "permit":
+                    refusal = (NO_LONGER_PERMITTED, no_longer_reason(now_verdict["reason"]))
+                elif redeemed:
+                    refusal = (REDEEMED, REDEEMED_REASON)
+            if refusal is not None:
+                self.stats["refused"] += 1
+                items.append(FetchItem(rid, DENIED, refusal[1]))
+                refused.append((rid, *refusal))
+                continue
+            item = self._sealed(tx, rid, head, dec["reason"])
+            released = released or item.status == OK
+            items.append(item)
+        if released:
+            self.redemptions.redeem(tx.tx_id, decided_ms)
+            self._prune(now)
+        if refused:
+            log.warning(
+                "refused to release %d records for access decision %s (%s; %d s old)",
+                len(refused),
+                tx.tx_id.hex()[:12],
+                ", ".join(sorted({code for _, code, _ in refused})),
+                age_ms // 1000,
+                extra={"event": "release-refused"},
+            )
+        return items, refused
+
+    def _recheck(self, requester: bytes, record_id: str, purpose: Any, now_ms: int) -> Any:
+        """The consent check re-run against the head's state, judged at this node's
+        time and by the record's exact date (the chain knows its year only)."""
+        d = self.driver
+        args: dict[str, Any] = {"record_id": record_id, "purpose": purpose, "requester": requester}
+        date = self.local_date(record_id)
+        if date is not None:
+            args["clinical_date"] = date
+        try:
+            return d.executor.query(
+                d.ledger,
+                "consent",
+                "check",
+                args,
+                d.ledger.height,
+                max(now_ms, d.ledger.last_timestamp_ms),
+            )
+        except Exception as exc:  # a chaincode refusal: the release is not confirmed
+            return {"decision": "deny", "reason": f"the check failed: {exc}"}
+
+    def _sealed(self, tx: Transaction, rid: str, head: Any, reason: str) -> FetchItem:
+        """The record sealed to the requester, or the integrity error naming it."""
+        try:
+            rec = self.vault.get(rid)
+            if rec is None:
+                raise VaultIntegrityError(rid, "not in this node's vault")
+            if rec.content_hash != head["content_hash"]:
+                raise VaultIntegrityError(
+                    rid, "the stored content does not match its on-chain anchor"
+                )
+        except VaultIntegrityError as exc:
+            self.stats["integrity_errors"] += 1
+            log.error("%s", exc, extra={"event": "integrity-error", "record": rid})
+            return FetchItem(rid, ERROR, str(exc))
+        own_patient = reason == OWN_RECORD
+        payload = sealed_payload(rec.content, rec.salt_seed if own_patient else b"")
+        self.stats["released"] += 1
+        return FetchItem(rid, OK, reason, seal_to(tx.sender, payload))
+
+    def _prune(self, now_ms: int) -> None:
+        # Entries of decisions older than twice the window: they are refused as
+        # stale anyway (the margin covers this node's clock stepping back).
+        window = self.policy.window_ms
+        if now_ms - self._pruned_ms >= window:
+            self._pruned_ms = now_ms
+            self.redemptions.prune(now_ms - 2 * window)
+
+    async def _log_refusals(
+        self, tx: Transaction, decided_ms: int, refused: list[tuple[str, str, str]]
+    ) -> None:
+        """Submit ``access.refuse_release`` for what was refused (not waiting for it)."""
+        d = self.driver
+        todo = self.refusals.fresh(tx.tx_id, refused)
+        if not todo:
+            return
+        if not self.refusals.admit(tx.sender, time.monotonic()):
+            log.warning(
+                "not logging refusals of %s on chain: over %d a minute for this requester",
+                tx.tx_id.hex()[:12],
+                self.policy.refusal_logs_per_minute,
+                extra={"event": "refusal-log-limited"},
+            )
+            return
+        for i in range(0, len(todo), REFUSALS_PER_TX):
+            part = todo[i : i + REFUSALS_PER_TX]
+            self._nonce = max(self._nonce + 1, time.time_ns() // 1000)
+            entry = make_tx(
+                d.signer,
+                d.genesis.chain_id,
+                self._nonce,
+                "access",
+                "refuse_release",
+                {
+                    "decision": tx.tx_id,
+                    "decided_ms": decided_ms,
+                    "items": [
+                        {"record_id": r, "refusal": code, "reason": why} for r, code, why in part
+                    ],
+                },
+            )
+            try:
+                await d.submit(entry.encode())
+            except PoolReject as exc:
+                log.warning(
+                    "could not log refused release of %s: %s",
+                    tx.tx_id.hex()[:12],
+                    exc,
+                    extra={"event": "refusal-log-failed"},
+                )
+                return
+            self.refusals.logged(tx.tx_id, part)
 
     def _anchor(self, record_id: str) -> Any:
         try:
@@ -227,23 +370,44 @@ class RecordService:
     # -- requester side ---------------------------------------------------------------
 
     async def fetch(self, tx_raw: bytes) -> FetchReply:
-        """Send a signed access transaction to the custodian of its records; wait for the reply."""
+        """Send a signed access transaction to the custodians of its records (the
+        one it is addressed to, or each custodian of a record it names) and merge
+        their replies: each custodian answers for its own records."""
         d = self.driver
-        req = FetchRequest(secrets.token_bytes(16), tx_raw)
-        try:
-            tx = Transaction.decode(tx_raw, d.genesis.consensus.max_tx_bytes)
-            records = tx.args.get("records") if isinstance(tx.args, dict) else None
-            first = (
-                records[0]
-                if isinstance(records, list) and records
-                else (tx.args or {}).get("record_id")
+        request_id = secrets.token_bytes(16)
+        parsed = parse_request(tx_raw, d.genesis.chain_id, d.genesis.consensus.max_tx_bytes)
+        if isinstance(parsed, str):
+            return FetchReply(request_id, b"", (), parsed)
+        tx, record_ids, addressed = parsed
+        holders: dict[str, str] = {}
+        for rid in record_ids:
+            anchor = self._anchor(rid)
+            if anchor is None:
+                return FetchReply(request_id, b"", (), f"record {rid} is not anchored")
+            holders[rid] = addressed or anchor["custodian"]
+        custodians = sorted(set(holders.values()))
+        if len(custodians) == 1:
+            return await self._ask(custodians[0], FetchRequest(request_id, tx_raw))
+        replies: dict[str, FetchReply] = {}
+
+        async def ask(custodian: str) -> None:
+            replies[custodian] = await self._ask(
+                custodian, FetchRequest(secrets.token_bytes(16), tx_raw)
             )
-        except (DecodeError, AttributeError):
-            return FetchReply(req.request_id, b"", (), "malformed access transaction")
-        anchor = self._anchor(str(first))
-        if anchor is None:
-            return FetchReply(req.request_id, b"", (), f"record {first} is not anchored")
-        custodian = anchor["custodian"]
+
+        async with trio.open_nursery() as nursery:
+            for custodian in custodians:
+                nursery.start_soon(ask, custodian)
+        items = []
+        for rid in record_ids:
+            reply = replies[holders[rid]]
+            mine = [i for i in reply.items if i.record_id == rid]
+            items.append(mine[0] if mine else FetchItem(rid, ERROR, reply.error or "no answer"))
+        return FetchReply(request_id, tx.tx_id, tuple(items))
+
+    async def _ask(self, custodian: str, req: FetchRequest) -> FetchReply:
+        """One custodian's reply to ``req`` (this node's own, or over libp2p)."""
+        d = self.driver
         if custodian == self.org:
             return await self.serve(req)
         peer = next(
@@ -256,7 +420,8 @@ class RecordService:
         self._waiting[req.request_id] = (event, slot)
         try:
             # Resend until answered: a frame can be lost while a connection is being
-            # replaced; the custodian treats a repeat of the same transaction idempotently.
+            # replaced; the custodian answers a repeat of a request it served with the
+            # same reply (ReplyCache), not a second release.
             with trio.move_on_after(self.fetch_timeout_s + 5):
                 while not event.is_set():
                     d.transport.send(peer, CHANNEL_RECORDS, req.encode())
@@ -275,6 +440,11 @@ class RecordService:
             self.driver._garbage(msg.peer, f"undecodable records frame: {exc}")
             return
         if isinstance(frame, FetchRequest):
+            key = (msg.peer, frame.request_id)
+            cached = self._replies.get(key, frame.tx)
+            if cached is not None:  # a resend of a request already answered
+                self.driver.transport.send(msg.peer, CHANNEL_RECORDS, cached)
+                return
             if frame.request_id in self._serving:
                 return  # a resend of a request still being served: one answer is enough
             self._serving.add(frame.request_id)
@@ -282,12 +452,17 @@ class RecordService:
                 reply = await self.serve(frame)
             finally:
                 self._serving.discard(frame.request_id)
-            self.driver.transport.send(msg.peer, CHANNEL_RECORDS, reply.encode())
+            encoded = reply.encode()
+            self._replies.put(key, frame.tx, encoded, time.monotonic() + self.policy.window_s)
+            self.driver.transport.send(msg.peer, CHANNEL_RECORDS, encoded)
         else:
             waiting = self._waiting.get(frame.request_id)
             if waiting is not None:
                 waiting[1].append(frame)
                 waiting[0].set()
+
+
+REFUSALS_PER_TX = 100
 
 
 MAX_RECORD_ID = 256

@@ -45,14 +45,19 @@ def anchor_of(rpc: RpcClient, record_id: str) -> dict[str, Any]:
 def fetch_records(
     rpc: RpcClient, requester: TxBuilder, record_ids: list[str], purpose: str = "treatment"
 ) -> list[Fetched]:
-    """Fetch records from their custodians (one signed access transaction per custodian)."""
+    """Fetch records from their custodians: one signed access transaction per
+    custodian, addressed to it (a replay at another custodian is denied and logged)."""
     anchors = {r: anchor_of(rpc, r) for r in record_ids}
     by_custodian: dict[str, list[str]] = {}
     for r in record_ids:
         by_custodian.setdefault(anchors[r]["custodian"], []).append(r)
     out: list[Fetched] = []
-    for _, rids in sorted(by_custodian.items()):
-        tx = requester.build("access", "request_many", {"records": rids, "purpose": purpose})
+    for custodian, rids in sorted(by_custodian.items()):
+        tx = requester.build(
+            "access",
+            "request_many",
+            {"records": rids, "purpose": purpose, "custodian": custodian},
+        )
         reply = rpc.call("records.fetch", {"tx": base64.b64encode(tx.encode()).decode()})
         if reply.get("error"):
             out.extend(Fetched(r, "error", reply["error"], anchors[r]) for r in rids)

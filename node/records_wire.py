@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage.codec import DecodeError, as_bytes, as_list, as_str, fields, pack, unpack
+from storage.tx import Transaction
 
 MAX_FRAME = 64 * 1024 * 1024
 OK, DENIED, ERROR = "ok", "denied", "error"
+FETCH_METHODS = ("request", "request_many")
 
 
 @dataclass(frozen=True)
@@ -84,3 +86,31 @@ def sealed_payload(content: bytes, salt_seed: bytes) -> bytes:
 def open_payload(data: bytes) -> tuple[bytes, bytes]:
     f = fields(unpack(data, MAX_FRAME, "sealed record"), 3, "sealed record")
     return as_bytes(f[1], "content"), as_bytes(f[2], "salt_seed")
+
+
+def parse_request(
+    raw: bytes, chain_id: str, max_tx_bytes: int
+) -> tuple[Transaction, list[str], str | None] | str:
+    """(transaction, records named, custodian addressed or None) of a fetch's
+    access transaction, or why it is not one."""
+    try:
+        tx = Transaction.decode(raw, max_tx_bytes)
+    except DecodeError as exc:
+        return f"malformed access transaction: {exc}"
+    if tx.chain_id != chain_id or tx.contract != "access" or tx.method not in FETCH_METHODS:
+        return "a fetch must carry an access.request_many transaction for this chain"
+    if not isinstance(tx.args, dict):
+        return "bad access transaction arguments"
+    record_ids = (
+        tx.args.get("records") if tx.method == "request_many" else [tx.args.get("record_id")]
+    )
+    if (
+        not isinstance(record_ids, list)
+        or not record_ids
+        or not all(isinstance(r, str) for r in record_ids)
+    ):
+        return "the access transaction names no records"
+    addressed = tx.args.get("custodian")
+    if addressed is not None and not isinstance(addressed, str):
+        return "the access transaction's custodian must be an organization id"
+    return tx, list(record_ids), addressed

@@ -31,6 +31,22 @@ from contracts.sdk import (
 )
 
 PURPOSES = ("treatment", "payment", "research")
+
+# Decision reasons: stable strings (access logs, member systems and tests match
+# on them); the scope, purpose and sliding-window reasons add the values.
+OWN_RECORD = "the patient's own record"
+CUSTODIAN_ORG = "the requester's organization is the custodian"
+CONSENTED = "consented"
+KEY_REVOKED = "the requester's key is revoked"
+SUSPENDED = "the practitioner is suspended"
+NOT_ACTIVE = "the requester is not an active practitioner or admin"
+NO_CONSENT = "the patient has not consented to this requester"
+OTHER_GRANTEE = "the consent is for another grantee"
+NOT_NAMED = "the record is not among those the consent names"
+OUT_OF_PERIOD = "the record is outside the consent's data period"
+EXPIRED = "the consent expired"
+REVOKED = "the consent was revoked"
+
 PURPOSE_CODES = {"treatment": "TREAT", "payment": "HPAYMT", "research": "HRESCH"}
 MAX_DAYS = 36_500
 
@@ -170,18 +186,50 @@ def close_for_referral(ctx: Any, args: Any) -> Any:
     return {"consent_id": c["id"], "status": c["status"]}
 
 
+def verdict(decision: str, reason: str, consent_id: Any = None) -> Any:
+    return {"decision": decision, "reason": reason, "consent_id": consent_id}
+
+
+def evaluate(ctx: Any, requester: Any, record: Any, purpose: str, exact_day: Any = None) -> Any:
+    """permit/deny for one requester, record and purpose, with the reason and consent id.
+
+    The requester's own standing comes first (a revoked key, a suspended
+    practitioner), then the patient's own record and the custodian's own
+    organization, then the patient's consents (see ``closest``). ``exact_day``:
+    the record's exact clinical day, known to its custodian only (at release)."""
+    if requester.status == "revoked":
+        return verdict("deny", KEY_REVOKED)
+    if requester.status == "suspended":
+        return verdict("deny", SUSPENDED)
+    if requester.kind == "patient" and requester.active and requester.id == record["patient"]:
+        return verdict("permit", OWN_RECORD)
+    if not requester.active or requester.kind not in ("practitioner", "org-admin"):
+        return verdict("deny", NOT_ACTIVE)
+    if requester.org == record["custodian"]:
+        return verdict("permit", CUSTODIAN_ORG)
+    return closest(ctx, requester, record, purpose, exact_day)
+
+
+def names_requester(c: Any, requester: Any) -> bool:
+    if c["grantee_kind"] == "org":
+        return bool(c["grantee"] == requester.org)
+    return bool(requester.kind == "practitioner" and c["grantee"] == requester.id)
+
+
 def year_days(year: int) -> tuple[int, int]:
     """First and last day number of a calendar year."""
     return day_of(f"{year:04d}-01-01"), day_of(f"{year:04d}-12-31")
 
 
-def period_miss(period: Any, clinical_year: int, today: int) -> Any:
-    """Why a record of ``clinical_year`` is outside a consent's data period, or None.
+def period_miss(period: Any, clinical_year: int, today: int, exact_day: Any = None) -> Any:
+    """Why a record of ``clinical_year`` is outside a consent's data period, as
+    (rank 2, reason), or None. The one place that compares a record's date with
+    a period.
 
     The chain knows only the record's year: a year wholly outside the period
     misses it; a year that overlaps it passes here, and the custodian, who holds
-    the exact date, checks it at release."""
-    first, last = year_days(clinical_year)
+    the exact date, checks it at release (``exact_day``, a day number)."""
+    first, last = (exact_day, exact_day) if exact_day is not None else year_days(clinical_year)
     if "last_days" in period:
         if last < today - period["last_days"]:
             return (
@@ -190,59 +238,63 @@ def period_miss(period: Any, clinical_year: int, today: int) -> Any:
             )
         return None
     if last < period["from_day"] or first > period["to_day"]:
-        return (2, "the record is outside the consent's data period")
+        return (2, OUT_OF_PERIOD)
     return None
 
 
-def evaluate(ctx: Any, requester: Any, record: Any, purpose: str) -> Any:
-    """permit/deny for one requester, record and purpose, with the reason and consent id."""
-    if requester.kind == "patient" and requester.active and requester.id == record["patient"]:
-        return {"decision": "permit", "reason": "the patient's own record", "consent_id": None}
-    if not requester.active or requester.kind not in ("practitioner", "org-admin"):
-        return {
-            "decision": "deny",
-            "reason": "the requester is not an active practitioner or admin",
-            "consent_id": None,
-        }
-    if requester.org == record["custodian"]:
-        return {
-            "decision": "permit",
-            "reason": "the requester's organization is the custodian",
-            "consent_id": None,
-        }
+def misses(c: Any, record: Any, purpose: str, now_ms: int, exact_day: Any = None) -> Any:
+    """The conditions a consent naming the requester fails for this record, as
+    (rank, reason), rank from least to most specific: 0 scope (records or
+    categories), 1 purpose, 2 data period, 3 expired, 4 revoked."""
+    out = []
+    if c["records"]:
+        if record["record_id"] not in c["records"]:
+            out.append((0, NOT_NAMED))
+    elif "*" not in c["categories"] and record["category"] not in c["categories"]:
+        out.append((0, f"the consent does not cover {record['category']} records"))
+    if c["purpose"] != purpose:
+        out.append((1, f"the consent is for {c['purpose']}, not {purpose}"))
+    period = period_miss(c["period"], record["clinical_year"], day_of_ms(now_ms), exact_day)
+    if period is not None:
+        out.append(period)
+    if c["expires_ms"] <= now_ms:
+        out.append((3, EXPIRED))
+    if c["status"] != "active":
+        out.append((4, REVOKED))
+    return out
+
+
+def closest(ctx: Any, requester: Any, record: Any, purpose: str, exact_day: Any = None) -> Any:
+    """Judge the patient's consents for ``requester``.
+
+    Permit if a consent naming the requester (its organization, or the
+    practitioner) passes every condition: the first such in consent-id order.
+    Otherwise deny with the reason of the CLOSEST consent naming the requester:
+    the one failing the fewest conditions; among those, the one whose most
+    specific failing condition ranks highest (revoked > expired > data period >
+    purpose > scope); then the most recently created; then the highest id. The
+    reason is that consent's most specific failing condition. If no consent
+    names the requester: OTHER_GRANTEE when the patient has consents (all for
+    others), else NO_CONSENT."""
     now = ctx.timestamp_ms
-    today = day_of_ms(now)
     prefix = b"pat/" + record["patient"].encode() + b"/"
-    # Checks go from the record's scope to the consent's state, so that among several
-    # near misses the reason reported is that of the consent closest to permitting.
-    best = (0, "the patient has not consented to this requester")
-    for k, _ in ctx.scan(prefix):
+    best: Any = None  # (sort key, reason)
+    others = False
+    for k, _ in ctx.scan(prefix):  # consent-id order: deterministic
         c = load(ctx, k[len(prefix) :].decode())
-        if c["grantee_kind"] == "org":
-            if c["grantee"] != requester.org:
-                continue
-        elif requester.kind != "practitioner" or c["grantee"] != requester.id:
+        if not names_requester(c, requester):
+            others = True
             continue
-        miss = None
-        if c["records"]:
-            if record["record_id"] not in c["records"]:
-                miss = (1, "the record is not among those the consent names")
-        elif "*" not in c["categories"] and record["category"] not in c["categories"]:
-            miss = (1, f"the consent does not cover {record['category']} records")
-        if miss is None:
-            miss = period_miss(c["period"], record["clinical_year"], today)
-        if miss is None and c["purpose"] != purpose:
-            miss = (3, f"the consent is for {c['purpose']}, not {purpose}")
-        if miss is None and c["status"] != "active":
-            miss = (4, "the consent was revoked")
-        if miss is None and c["expires_ms"] <= now:
-            miss = (4, "the consent expired")
-        if miss is None:
-            return {"decision": "permit", "reason": "consented", "consent_id": c["id"]}
-        if miss[0] >= best[0]:
-            best = miss
-    reason = best[1]
-    return {"decision": "deny", "reason": reason, "consent_id": None}
+        failed = misses(c, record, purpose, now, exact_day)
+        if not failed:
+            return verdict("permit", CONSENTED, c["id"])
+        top = max(failed)
+        key = (-len(failed), top[0], c["created_ms"], c["id"])
+        if best is None or key > best[0]:
+            best = (key, top[1])
+    if best is not None:
+        return verdict("deny", best[1])
+    return verdict("deny", OTHER_GRANTEE if others else NO_CONSENT)
 
 
 def record_head(ctx: Any, record_id: str) -> Any:
@@ -257,10 +309,13 @@ def record_head(ctx: Any, record_id: str) -> Any:
 @query
 def check(ctx: Any, args: Any) -> Any:
     """check(requester, record) -> {decision, reason, consent_id}. ``requester``: a
-    public key (default: the caller)."""
+    public key (default: the caller). ``clinical_date``: the record's exact date
+    (ISO), which only its custodian knows, to judge data periods by the day."""
     a = args_dict(args)
     record_id = arg_id(a, "record_id")
     purpose = arg_choice(a, "purpose", PURPOSES)
+    exact = a.get("clinical_date")
+    exact_day = None if exact is None else day_of(exact)
     record = record_head(ctx, record_id)
     if record is None:
         return {
@@ -271,7 +326,7 @@ def check(ctx: Any, args: Any) -> Any:
     requester = (
         ctx.identity(a["requester"]) if isinstance(a.get("requester"), bytes) else ctx.caller
     )
-    return evaluate(ctx, requester, record, purpose)
+    return evaluate(ctx, requester, record, purpose, exact_day)
 
 
 def visible_to(ctx: Any, patient: str) -> Any:
