@@ -104,6 +104,7 @@ def write_entry(ctx: Any, entry: Any) -> None:
     attrs = {
         "patient": entry["patient"],
         "record": entry["record_id"],
+        "custodian": entry["custodian"],
         "decision": entry["decision"],
         "requester_org": entry["requester_org"],
         "purpose": entry["purpose"],
