@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from node.client import TxBuilder
-from storage.codec import pack
+from storage.codec import pack, unpack
 from storage.crypto import Signer
 from storage.evidence import OLD_MAGIC, Evidence
 from storage.genesis import Genesis
@@ -140,6 +140,15 @@ def test_certificates_of_rejected_transactions_are_refused(tmp_path: Path) -> No
         unpinned = medchain("evidence", "verify", str(honest))
         assert unpinned.returncode == 3 and "NOT PINNED" in unpinned.stdout
         assert "VERIFIED" not in unpinned.stdout
+        # finding 2: the version (or any other field) of the anchor changed in the file
+        ev = Evidence.decode(honest.read_bytes())
+        contract, name, attrs = unpack(ev.event, 1 << 16)
+        for field, value in (("version", 2), ("version", 255), ("clinical_year", 2024)):
+            edited = tmp_path / f"edited-{field}-{value}.mcev"
+            event = pack([contract, name, dict(attrs, **{field: value})])
+            edited.write_bytes(replace(ev, event=event).encode())
+            r = medchain("evidence", "verify", str(edited), "--genesis", genesis_file)
+            assert r.returncode == 1 and "NOT VERIFIED" in r.stdout, r.stdout
         c.sync()
         c.signal(3, 15)  # the attacker holds the regulator's whole ledger
         led = Ledger.open(

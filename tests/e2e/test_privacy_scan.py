@@ -276,6 +276,19 @@ def test_no_identifier_or_birth_date_of_an_imported_patient_is_in_any_store(
             }
             r = b.submit(c.builders[1].build("kv", "put", control), wait=True)
             assert r["status"] == "committed", r
+        # finding 7: the evidence of one record of a bulk import says nothing of the others
+        one = at_a[-1]
+        ev = tmp_path / "one.mcev"
+        cfg = str(d / "insurer" / "node.toml")
+        medchain("evidence", "export", "--record", one, "--out", str(ev), "--config", cfg)
+        medchain("evidence", "verify", str(ev), "--genesis", str(d / "genesis.toml"))
+        data = ev.read_bytes()
+        others = [m for pid, m in mapping.items() if pid != first["id"]]
+        assert not [m for m in others if m.encode() in data], "another patient's pseudonym"
+        with c.client(0) as a:
+            mine = a.call("records.timeline", {"patient": mapping[first["id"]]})
+        siblings = [r["record_id"] for r in mine if r["record_id"] != one]
+        assert siblings and not [r for r in siblings if r.encode() in data]
         c.sync()
         for i in range(c.n):
             c.signal(i, 15)  # SIGTERM: stop cleanly, so the stores can be opened here
