@@ -130,8 +130,13 @@ def verify(
         click.secho(
             f"{'VERIFIED' if pinned is not None else 'CONSISTENT'}: record {f['record_id']} "
             f"v{f['version']} ({f['category']}, {f['clinical_year']}) held by {f['custodian']} "
-            "was anchored by a transaction that succeeded, committed by the consortium at "
-            f"block {f['height']} on {when}",
+            "was anchored by a transaction that succeeded, committed "
+            + (
+                "by the consortium"
+                if pinned is not None
+                else f"by the chain whose genesis is {f['genesis_hash'][:16]}…"
+            )
+            + f" at block {f['height']} on {when}",
             fg="green" if pinned is not None else "yellow",
         )
         if pinned is None:
@@ -223,10 +228,10 @@ def verify_proof(
     hold, 3 if it holds against an evidence certificate whose genesis was not pinned."""
     from node.jsonval import from_json
     from storage.evidence import verify_evidence
-    from storage.fhirdoc import Disclosure, FhirError
+    from storage.fhirdoc import Disclosure, FhirError, load_json
 
     try:
-        d = Disclosure.from_json(json.loads(file.read_text()))
+        d = Disclosure.from_json(load_json(file.read_bytes()))
     except (FhirError, ValueError) as exc:
         raise click.ClickException(f"{file}: {exc}") from None
     pinned: bytes | None = b""  # a node's own ledger needs no pin

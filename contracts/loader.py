@@ -156,6 +156,10 @@ class _Checker(ast.NodeVisitor):
             self.fail(
                 node, f"attribute {node.attr!r}: private and special attributes are off limits"
             )
+        elif not isinstance(node.ctx, ast.Load):
+            self.fail(
+                node, f"attribute {node.attr!r}: chaincode cannot assign or delete attributes"
+            )
         self.generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:

@@ -283,6 +283,95 @@ def _decode_value(raw: bytes) -> Any:
         raise Reject(f"corrupt state value: {type(exc).__name__}") from None
 
 
+class ChaincodeContext:
+    """What loaded chaincode holds as ``ctx``: the Context's public API and nothing
+    else. The Context itself (its namespace, overlay, executor, event list) stays
+    out of reach — the loader refuses underscore attributes and attribute
+    assignment — so a chaincode can write only its own namespace and emit events
+    only in its own name."""
+
+    __slots__ = ("_c",)
+    _c: Context
+
+    def __init__(self, ctx: Context) -> None:
+        object.__setattr__(self, "_c", ctx)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise Reject("chaincode cannot change its context")
+
+    @property
+    def caller(self) -> Identity:
+        return self._c.caller
+
+    @property
+    def sender(self) -> bytes:
+        return self._c.caller.key
+
+    @property
+    def tx_id(self) -> bytes:
+        return self._c.tx_id
+
+    @property
+    def height(self) -> int:
+        return self._c.height
+
+    @property
+    def timestamp_ms(self) -> int:
+        return self._c.timestamp_ms
+
+    @property
+    def origin(self) -> str | None:
+        return self._c.origin
+
+    @property
+    def genesis(self) -> Genesis:
+        return self._c.genesis
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._c.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._c.put(key, value)
+
+    def delete(self, key: bytes) -> None:
+        self._c.delete(key)
+
+    def scan(self, prefix: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        return self._c.scan(prefix, reverse)
+
+    def get_obj(self, key: bytes) -> Any:
+        return self._c.get_obj(key)
+
+    def put_obj(self, key: bytes, value: Any) -> None:
+        self._c.put_obj(key, value)
+
+    def scan_obj(
+        self, prefix: bytes, reverse: bool = False, limit: int = 10_000
+    ) -> list[tuple[bytes, Any]]:
+        return self._c.scan_obj(prefix, reverse, limit)
+
+    def read(self, contract: str, key: bytes) -> Any:
+        return self._c.read(contract, key)
+
+    def index_put(self, key: bytes, value: bytes = b"") -> None:
+        self._c.index_put(key, value)
+
+    def index_scan(self, prefix: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        return self._c.index_scan(prefix, reverse)
+
+    def identity(self, key: bytes) -> Identity:
+        return self._c.identity(key)
+
+    def emit(self, name: str, attrs: Any) -> None:
+        self._c.emit(name, attrs)
+
+    def call(self, contract: str, method: str, args: Any) -> Any:
+        return self._c.call(contract, method, args)
+
+    def query(self, contract: str, method: str, args: Any) -> Any:
+        return self._c.query(contract, method, args)
+
+
 class LoadedChaincode:
     """A checked, instrumented chaincode module behind the Chaincode interface."""
 
@@ -294,13 +383,13 @@ class LoadedChaincode:
         fn = self.module.transactions.get(method)
         if fn is None:
             raise Reject(f"{self.name} has no transaction {method!r}")
-        return fn(ctx, args)
+        return fn(ChaincodeContext(ctx), args)
 
     def query(self, ctx: Context, method: str, args: Any) -> Any:
         fn = self.module.queries.get(method)
         if fn is None:
             raise Reject(f"{self.name} has no query {method!r}")
-        return fn(ctx, args)
+        return fn(ChaincodeContext(ctx), args)
 
 
 def nonce_key(sender: bytes, nonce: int) -> bytes:

@@ -11,7 +11,6 @@ reported with its reason.
 from __future__ import annotations
 
 import datetime
-import json
 import re
 import tomllib
 from collections import Counter
@@ -22,7 +21,14 @@ from typing import Any
 
 from node.client import RpcClient, TxBuilder
 from node.jsonval import from_json
-from storage.fhirdoc import FhirError, canonical_json, clinical_date, encounter_id, subject_id
+from storage.fhirdoc import (
+    FhirError,
+    canonical_json,
+    clinical_date,
+    encounter_id,
+    load_json,
+    subject_id,
+)
 
 REFERENCE_TYPES = {
     "Patient",
@@ -103,16 +109,9 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield n, line
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def read_resource(line: str) -> dict[str, Any]:
     """One NDJSON line as a FHIR resource; FhirError (a ValueError) if it is not one."""
-    try:
-        r = json.loads(line, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:  # deep nesting: RecursionError
-        raise FhirError(f"not JSON: {str(exc)[:80]}") from None
+    r = load_json(line)
     if not isinstance(r, dict) or not isinstance(r.get("resourceType"), str):
         raise FhirError("not a FHIR resource (no resourceType)")
     return r

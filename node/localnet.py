@@ -68,7 +68,9 @@ def free_ports(n: int) -> list[int]:
 
 
 def local_nodes(directory: Path) -> list[LocalNode]:
-    g = Genesis.load(Path(directory) / "genesis.toml")
+    # Absolute: the node processes run in the package's directory, not the caller's.
+    directory = Path(directory).resolve()
+    g = Genesis.load(directory / "genesis.toml")
     return [
         LocalNode(o.org_id, Path(directory) / o.org_id, Path(directory) / o.org_id / "node.toml")
         for o in g.organizations

@@ -235,7 +235,7 @@ class RecordService:
             if stale:
                 refusal = (STALE, stale_reason(self.policy.window_s))
             else:
-                now_verdict = self._recheck(tx.sender, rid, purpose, now)
+                now_verdict = self._recheck(tx.sender, rid, purpose, now, dec.get("consent_id"))
                 if now_verdict["decision"] != "permit":
                     refusal = (NO_LONGER_PERMITTED, no_longer_reason(now_verdict["reason"]))
                 elif redeemed:
@@ -262,11 +262,16 @@ class RecordService:
             )
         return items, refused
 
-    def _recheck(self, requester: bytes, record_id: str, purpose: Any, now_ms: int) -> Any:
+    def _recheck(
+        self, requester: bytes, record_id: str, purpose: Any, now_ms: int, under: Any = None
+    ) -> Any:
         """The consent check re-run against the head's state, judged at this node's
-        time and by the record's exact date (the chain knows its year only)."""
+        time and by the record's exact date (the chain knows its year only); a
+        refusal names what fails of ``under``, the consent the decision permitted under."""
         d = self.driver
         args: dict[str, Any] = {"record_id": record_id, "purpose": purpose, "requester": requester}
+        if isinstance(under, str):
+            args["granted_under"] = under
         date = self.local_date(record_id)
         if date is not None:
             args["clinical_date"] = date

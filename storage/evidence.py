@@ -28,7 +28,6 @@ rejected transaction is refused with that reason.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +44,7 @@ from storage.codec import (
     unpack,
 )
 from storage.crypto import sha256, sign_bytes, verify
-from storage.fhirdoc import canonical_json
+from storage.fhirdoc import FhirError, canonical_json, load_json
 from storage.genesis import Genesis, GenesisError
 from storage.ledger import Ledger, LedgerError
 from storage.merkle import verify_inclusion
@@ -326,8 +325,13 @@ def verify_evidence(
         genesis_pinned=expected_genesis_hash is not None,
     )
     if expected_genesis_hash is not None:
+        same = ghash == expected_genesis_hash
         if not v.check(
-            ghash == expected_genesis_hash, f"the genesis is the expected one ({ghash.hex()[:16]}…)"
+            same,
+            f"the genesis is the expected one ({ghash.hex()[:16]}…)"
+            if same
+            else f"the genesis is not the expected one: expected {expected_genesis_hash.hex()[:16]}…, "
+            f"the certificate's is {ghash.hex()[:16]}…",
         ):
             return v
     else:
@@ -356,7 +360,7 @@ def verify_evidence(
         why = c.verify(chain, validators, hd)
         if not v.check(
             why is None,
-            f"{validators.quorum} of {validators.n} validators signed {what} (commit certificate)"
+            f"{len(c.votes)} of {validators.n} validators signed {what} (quorum {validators.quorum})"
             if why is None
             else f"{what}: commit certificate: {why}",
         ):
@@ -402,7 +406,8 @@ def verify_evidence(
     )
     if not v.check(
         has_event,
-        f"the anchor is event {ev.event_index} of the {receipt.event_count} the transaction emitted"
+        f"the anchor is one of the {receipt.event_count} events the transaction emitted "
+        "(Merkle path to its events root)"
         if has_event
         else "the event's Merkle path does not lead to the receipt's events root",
     ):
@@ -429,9 +434,9 @@ def verify_evidence(
     )
     if content is not None:
         try:
-            h2 = sha256(canonical_json(json.loads(content)))
-        except (ValueError, RecursionError) as exc:
-            v.check(False, f"the content given is not JSON: {str(exc)[:80]}")
+            h2 = sha256(canonical_json(load_json(content)))
+        except FhirError as exc:
+            v.check(False, f"the content given is not a record's JSON: {str(exc)[:100]}")
             return v
         v.check(
             h2 == a["content_hash"],

@@ -5,9 +5,11 @@ selective-disclosure proofs.
   library); its SHA-256 is the ``content_hash`` anchored on chain. Numbers are
   IEEE doubles there, so integers beyond 2**53 and NaN are refused.
 - Salted fields: each top-level field ``k`` of the resource becomes a leaf
-  ``"medchain/field/v1" 0 k 0 salt_k canonical(value)`` with
-  ``salt_k = HMAC-SHA256(salt_seed, k)[:16]``; the RFC 6962 Merkle root over
-  the leaves in field-name order is the ``fields_root`` anchored on chain.
+  ``pack(["medchain/field/v2", k, salt_k, canonical(value)])`` (MessagePack:
+  every part length-prefixed, so no bytes can move between name, salt and
+  value) with ``salt_k = HMAC-SHA256(salt_seed, k)[:16]``; the RFC 6962 Merkle
+  root over the leaves in field-name order is the ``fields_root`` anchored on
+  chain. A disclosure's salt must be exactly 16 bytes.
   Revealing one field with its salt and Merkle path proves it without
   revealing the others (the salts keep them from being guessed).
 """
@@ -16,14 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import rfc8785
 
+from storage.codec import pack
 from storage.merkle import inclusion_proof, merkle_root, verify_inclusion
 
 SALT_BYTES = 16
+FIELD_DOMAIN = "medchain/field/v2"
+DISCLOSURE_FORMAT = 2
 
 
 class FhirError(ValueError):
@@ -40,6 +46,30 @@ def canonical_json(value: Any) -> bytes:
     return data
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise FhirError(f"the JSON has the key {k!r} twice (RFC 8785 / I-JSON forbid it)")
+        out[k] = v
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise FhirError(f"{name} is not JSON")
+
+
+def load_json(data: bytes | str) -> Any:
+    """Parse JSON strictly: FhirError for duplicate keys (two readers could see two
+    records), NaN/Infinity, malformed text or nesting too deep."""
+    try:
+        return json.loads(data, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except FhirError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise FhirError(f"not JSON: {str(exc)[:80]}") from None
+
+
 def content_hash(resource: dict[str, Any]) -> bytes:
     return hashlib.sha256(canonical_json(resource)).digest()
 
@@ -49,7 +79,7 @@ def field_salt(salt_seed: bytes, field: str) -> bytes:
 
 
 def field_leaf(field: str, salt: bytes, value: Any) -> bytes:
-    return b"medchain/field/v1\x00" + field.encode() + b"\x00" + salt + canonical_json(value)
+    return pack([FIELD_DOMAIN, field, salt, canonical_json(value)])
 
 
 def field_leaves(resource: dict[str, Any], salt_seed: bytes) -> tuple[list[str], list[bytes]]:
@@ -76,7 +106,7 @@ class Disclosure:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "medchain_disclosure": 1,
+            "medchain_disclosure": DISCLOSURE_FORMAT,
             "record_id": self.record_id,
             "version": self.version,
             "field": self.field,
@@ -90,23 +120,41 @@ class Disclosure:
     @classmethod
     def from_json(cls, doc: Any) -> Disclosure:
         try:
-            if doc.get("medchain_disclosure") != 1:
-                raise ValueError("not a medchain disclosure proof")
+            if doc.get("medchain_disclosure") != DISCLOSURE_FORMAT:
+                raise ValueError(
+                    f"not a medchain disclosure proof of format {DISCLOSURE_FORMAT}"
+                    + (
+                        " (format 1 is no longer accepted: disclose again)"
+                        if doc.get("medchain_disclosure") == 1
+                        else ""
+                    )
+                )
             canonical_json(doc["value"])  # NaN, Infinity: not JSON, so never a field's value
+            strings = [doc[k] for k in ("record_id", "field", "salt")]
+            numbers = [doc[k] for k in ("version", "index", "size")]
+            if not all(type(x) is str for x in strings) or not all(type(x) is int for x in numbers):
+                raise ValueError(
+                    "record_id, field and salt are strings; version, index, size integers"
+                )
+            salt = bytes.fromhex(doc["salt"])
+            if len(salt) != SALT_BYTES:
+                raise ValueError(f"the salt is {SALT_BYTES} bytes ({2 * SALT_BYTES} hex digits)")
             return cls(
-                str(doc["record_id"]),
-                int(doc["version"]),
-                str(doc["field"]),
+                doc["record_id"],
+                doc["version"],
+                doc["field"],
                 doc["value"],
-                bytes.fromhex(doc["salt"]),
-                int(doc["index"]),
-                int(doc["size"]),
+                salt,
+                doc["index"],
+                doc["size"],
                 tuple(bytes.fromhex(p) for p in doc["path"]),
             )
         except (AttributeError, KeyError, TypeError, ValueError, RecursionError) as exc:
             raise FhirError(f"malformed disclosure proof: {exc}") from None
 
     def verify(self, anchored_fields_root: bytes) -> bool:
+        if len(self.salt) != SALT_BYTES:
+            return False
         leaf = field_leaf(self.field, self.salt, self.value)
         return verify_inclusion(leaf, self.index, self.size, self.path, anchored_fields_root)
 

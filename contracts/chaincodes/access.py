@@ -35,6 +35,7 @@ MAX_LIST = 5000
 
 
 REQUESTERS = ("practitioner", "org-admin", "patient")
+NOT_A_REQUESTER = "only practitioners, organization admins and patients request records"
 MAX_RECORDS = 500
 
 # Why a custodian refused to release records for a permitting decision; one
@@ -42,48 +43,94 @@ MAX_RECORDS = 500
 REFUSALS = ("stale", "no-longer-permitted", "redeemed")
 
 
-def require_requester(ctx: Any) -> None:
-    # The runtime lets revoked and suspended keys of these kinds reach request
-    # and request_many only, so that their attempts are logged as denials.
-    require(
-        ctx.caller.kind in REQUESTERS,
-        "only practitioners, organization admins and patients request records",
-    )
+def standing_problem(ctx: Any) -> Any:
+    """Why the caller may not request records at all, or None. A node key is its
+    organization's and its attempt is logged as a denial; a key nobody registered
+    is attributable to no one, so its transaction fails. (The runtime lets revoked
+    and suspended keys reach request and request_many only, so that their attempts
+    are logged too.)"""
+    kind = ctx.caller.kind
+    if kind in REQUESTERS:
+        return None
+    require(kind == "node", NOT_A_REQUESTER)
+    return NOT_A_REQUESTER
 
 
-def addressed_to(ctx: Any, a: Any) -> Any:
+def request_problem(ctx: Any, a: Any) -> Any:
+    """What makes a request to be denied whole (logged for each record it names)."""
+    problem = standing_problem(ctx)
+    if problem is None and a.get("purpose") not in PURPOSES:
+        problem = f"the purpose must be one of {', '.join(PURPOSES)}"
+    custodian = a.get("custodian")
+    if problem is None and custodian is not None and custodian not in [
+        o.org_id for o in ctx.genesis.organizations
+    ]:
+        problem = "the request is addressed to no organization of this consortium"
+    return problem
+
+
+def logged_purpose(a: Any) -> str:
+    p = a.get("purpose")
+    return p if p in PURPOSES else "invalid"
+
+
+def addressed_to(a: Any) -> Any:
     """The custodian a request is addressed to (optional): its node releases
     only what the request names of its own records; records held elsewhere are
     denied as sent to the wrong custodian."""
-    custodian = arg_id(a, "custodian", optional=True)
-    if custodian is not None:
-        require(
-            custodian in [o.org_id for o in ctx.genesis.organizations],
-            f"no organization {custodian}",
-        )
-    return custodian
+    c = a.get("custodian")
+    return c if isinstance(c, str) else None
 
 
 @transaction
 def request(ctx: Any, args: Any) -> Any:
     """Decide and log one access by the caller (a practitioner, an admin, or the patient)."""
     a = args_dict(args)
-    require_requester(ctx)
-    purpose = arg_choice(a, "purpose", PURPOSES)
-    return decide(ctx, arg_id(a, "record_id"), purpose, addressed_to(ctx, a))
+    problem = request_problem(ctx, a)
+    return decide(ctx, arg_id(a, "record_id"), logged_purpose(a), addressed_to(a), problem)
 
 
 @transaction
 def request_many(ctx: Any, args: Any) -> Any:
-    """Decide and log access to several records at once (one decision, one entry each)."""
+    """Decide and log access to several records at once (one decision, one entry each).
+
+    Total over what names a patient's records: a bad purpose or addressee denies
+    every record (logged), a record named twice is decided once, and names that
+    are no anchored record are answered, unlogged (they name no patient)."""
     a = args_dict(args)
-    require_requester(ctx)
-    purpose = arg_choice(a, "purpose", PURPOSES)
-    custodian = addressed_to(ctx, a)
-    records = [arg_id({"r": r}, "r") for r in arg_list(a, "records", MAX_RECORDS)]
-    require(records, "name at least one record")
-    require(len(dict.fromkeys(records)) == len(records), "a record is named twice")
-    return [decide(ctx, r, purpose, custodian) for r in records]
+    problem = request_problem(ctx, a)
+    names = arg_list(a, "records", MAX_RECORDS)
+    require(names, "name at least one record")
+    purpose, custodian = logged_purpose(a), addressed_to(a)
+    out = []
+    for r in dict.fromkeys(n for n in names if isinstance(n, str)):
+        h = None if not is_id(r) else ctx.read("records", b"head/" + r.encode())
+        if h is None:
+            out.append(unanchored(r))
+        else:
+            out.append(decide(ctx, r, purpose, custodian, problem))
+    for n in names:
+        if not isinstance(n, str):
+            out.append(unanchored(str(n)[:64]))
+    return out
+
+
+def is_id(v: str) -> bool:
+    try:
+        arg_id({"r": v}, "r")
+    except Reject:
+        return False
+    return True
+
+
+def unanchored(name: str) -> Any:
+    return {
+        "record_id": name,
+        "access_id": None,
+        "decision": "deny",
+        "reason": f"record {name} is not anchored",
+        "consent_id": None,
+    }
 
 
 def wrong_custodian(held_by: str, addressed: str) -> str:
@@ -115,11 +162,15 @@ def write_entry(ctx: Any, entry: Any) -> None:
     ctx.emit("access", attrs)
 
 
-def decide(ctx: Any, record_id: str, purpose: str, custodian: Any = None) -> Any:
+def decide(
+    ctx: Any, record_id: str, purpose: str, custodian: Any = None, problem: Any = None
+) -> Any:
     who = ctx.caller
     h = ctx.read("records", b"head/" + record_id.encode())
     require(h is not None, f"record {record_id} is not anchored")
-    if custodian is not None and h["custodian"] != custodian and who.active:
+    if problem is not None:
+        verdict = {"decision": "deny", "reason": problem, "consent_id": None}
+    elif custodian is not None and h["custodian"] != custodian and who.active:
         verdict = {
             "decision": "deny",
             "reason": wrong_custodian(h["custodian"], custodian),

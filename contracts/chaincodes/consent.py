@@ -40,6 +40,7 @@ CONSENTED = "consented"
 KEY_REVOKED = "the requester's key is revoked"
 SUSPENDED = "the practitioner is suspended"
 NOT_ACTIVE = "the requester is not an active practitioner or admin"
+STANDING = (KEY_REVOKED, SUSPENDED, NOT_ACTIVE)  # about the requester, before any consent
 NO_CONSENT = "the patient has not consented to this requester"
 OTHER_GRANTEE = "the consent is for another grantee"
 NOT_NAMED = "the record is not among those the consent names"
@@ -310,7 +311,10 @@ def record_head(ctx: Any, record_id: str) -> Any:
 def check(ctx: Any, args: Any) -> Any:
     """check(requester, record) -> {decision, reason, consent_id}. ``requester``: a
     public key (default: the caller). ``clinical_date``: the record's exact date
-    (ISO), which only its custodian knows, to judge data periods by the day."""
+    (ISO), which only its custodian knows, to judge data periods by the day.
+    ``granted_under``: the consent an earlier decision permitted under (a custodian
+    re-checking at release): if nothing permits now, the reason is that consent's
+    failure, not another consent's."""
     a = args_dict(args)
     record_id = arg_id(a, "record_id")
     purpose = arg_choice(a, "purpose", PURPOSES)
@@ -326,7 +330,15 @@ def check(ctx: Any, args: Any) -> Any:
     requester = (
         ctx.identity(a["requester"]) if isinstance(a.get("requester"), bytes) else ctx.caller
     )
-    return evaluate(ctx, requester, record, purpose, exact_day)
+    v = evaluate(ctx, requester, record, purpose, exact_day)
+    under = arg_id(a, "granted_under", optional=True)
+    if v["decision"] == "permit" or under is None or v["reason"] in STANDING:
+        return v
+    c = ctx.get_obj(b"c/" + under.encode())
+    if c is None or c["patient"] != record["patient"] or not names_requester(c, requester):
+        return v
+    failed = misses(c, record, purpose, ctx.timestamp_ms, exact_day)
+    return verdict("deny", max(failed)[1], c["id"]) if failed else v
 
 
 def visible_to(ctx: Any, patient: str) -> Any:

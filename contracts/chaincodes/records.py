@@ -78,6 +78,10 @@ def write_anchor(ctx: Any, a: Any, version: int, supersedes: int) -> Any:
     record_id = arg_id(a, "record_id")
     patient = arg_id(a, "patient")
     category = arg_str(a, "category", 64)
+    require(
+        category.isascii() and category.isalpha() and category[0].isupper(),
+        "category must be a FHIR resource type (letters only, e.g. Condition)",
+    )
     clinical_year = arg_int(a, "clinical_year", 1000, 9999)
     content_hash = arg_bytes(a, "content_hash", 32)
     fields_root = arg_bytes(a, "fields_root", 32)

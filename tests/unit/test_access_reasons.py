@@ -287,11 +287,39 @@ def test_wrong_custodian_is_logged_with_its_reason() -> None:
         "the record is held by hospital-a, not by hospital-b",
     )
     assert request(w, "doc", custodian="hospital-a")["decision"] == "permit"
-    assert "no organization nowhere" in w.c.fails(
-        w.people["doc"],
+    nowhere = request(w, "doc", custodian="nowhere")
+    assert nowhere["reason"] == "the request is addressed to no organization of this consortium"
+
+
+def test_a_malformed_request_naming_a_patients_records_is_still_logged() -> None:
+    """The tester's unlogged attempts: a bad purpose, a record named twice, a real
+    record beside a bogus id, a node key asking — each is a logged denial of the real
+    records (nothing is released); only a key nobody registered is not attributable."""
+    w = world()
+    c = w.c
+    log = lambda: c.q("access", "by_patient", {"patient": w.patient}, caller=w.patient_key)  # noqa: E731
+    before = len(log())
+    bad = c.ok(w.people["doc"], "access", "request_many", {"records": [RECORD], "purpose": "x"})
+    assert bad[0]["decision"] == "deny" and "purpose must be one of" in bad[0]["reason"]
+    twice = c.ok(
+        w.people["suspended"],
         "access",
-        "request",
-        {"record_id": RECORD, "purpose": "treatment", "custodian": "nowhere"},
+        "request_many",
+        {"records": [RECORD, RECORD, "no-such", 7], "purpose": "treatment"},
+    )
+    assert [d["record_id"] for d in twice] == [RECORD, "no-such", "7"]
+    assert [d["access_id"] is None for d in twice] == [False, True, True]
+    node = c.ok(c.node_keys[1], "access", "request", {"record_id": RECORD, "purpose": "treatment"})
+    assert node["reason"] == "only practitioners, organization admins and patients request records"
+    entries = log()[before:]
+    assert [(e["purpose"], e["decision"]) for e in entries] == [
+        ("invalid", "deny"),
+        ("treatment", "deny"),
+        ("treatment", "deny"),
+    ]
+    nobody = Signer.generate()
+    assert "only practitioners" in c.fails(
+        nobody, "access", "request", {"record_id": RECORD, "purpose": "treatment"}
     )
 
 
@@ -322,3 +350,40 @@ def test_the_custodian_judges_data_periods_by_the_exact_date() -> None:
     assert c.q("consent", "check", {**args, "clinical_date": "2025-03-01"})["decision"] == "permit"
     with pytest.raises(Reject, match="is not an ISO date"):
         c.q("consent", "check", {**args, "clinical_date": "soon"})
+
+
+def test_a_release_recheck_names_the_failure_of_the_consent_the_decision_used() -> None:
+    """The tester's case: permitted on chain under an org consent whose data period ends
+    before the record's exact date (the chain judges by year); another consent, the
+    doctor's own, is revoked. At release the refusal is the first consent's data
+    period, not the other's revocation."""
+    w = world()
+    under, _, _ = give(
+        w,
+        [
+            {"period": {"from": "2025-01-01", "to": "2025-09-30"}},
+            {"categories": ["*"], "purpose": "research"},
+            {
+                "grantee_kind": "practitioner",
+                "grantee": "@doc",
+                "categories": ["*"],
+                "revoke": True,
+            },
+        ],
+    )
+    decided = request(w, "doc")
+    assert (decided["decision"], decided["consent_id"]) == ("permit", under)
+    args = {
+        "record_id": RECORD,
+        "purpose": "treatment",
+        "requester": w.people["doc"].public_key,
+        "clinical_date": "2025-12-15",
+    }
+    closest_now = w.c.q("consent", "check", args)
+    assert closest_now["decision"] == "deny"
+    recheck = w.c.q("consent", "check", dict(args, granted_under=under))
+    assert recheck == {
+        "decision": "deny",
+        "reason": "the record is outside the consent's data period",
+        "consent_id": under,
+    }

@@ -210,3 +210,13 @@ def test_bulk_anchoring_is_idempotent_and_timeline_is_in_date_order() -> None:
     assert [r["clinical_year"] for r in timeline] == sorted(r["clinical_year"] for r in timeline)
     assert {r["custodian"] for r in timeline} == {"hospital-a", "hospital-b"}
     assert len(timeline) == 4
+
+
+def test_a_category_is_a_resource_type_not_free_text() -> None:
+    c = Chain()
+    _, patient = c.patient()
+    doc, _ = c.practitioner("hospital-a")
+    for bad in ("John Smith 555-810-7203", "condition", "Cond1tion", "Ünicode"):
+        args = c.anchor_args(doc, "hospital-a", "r", patient, category=bad)
+        assert "FHIR resource type" in c.fails(doc, "records", "anchor", args)
+    c.anchor(doc, "hospital-a", "r", patient, category="MedicationRequest")

@@ -47,6 +47,8 @@ def get(ctx, args):
         ("global y", "'global' statements"),
         ("__import__('os')", "names may not start with an underscore"),
         ("x = eval('1')", "'eval' is not available"),
+        ("def f(ctx, a):\n    ctx.contract = 'records'", "cannot assign or delete attributes"),
+        ("def f(ctx, a):\n    ctx.namespace += b'x'", "cannot assign or delete attributes"),
     ],
 )
 def test_loader_refuses_nondeterministic_or_unsafe_code(body: str, why: str) -> None:
@@ -249,3 +251,41 @@ def test_two_executors_fed_the_same_blocks_reach_the_same_root(
         elif op == "advance":
             c.advance(days=a)
     assert replay_ledger(c.ledger, make_executor(c.genesis)) == []
+
+
+IMPERSONATOR = """
+from contracts.sdk import transaction
+
+@transaction
+def via_state(ctx, args):
+    ctx.state.writes[b"records" + bytes([0]) + b"rec/forged"] = b"x"
+
+@transaction
+def via_events(ctx, args):
+    ctx.events.append(args)
+
+@transaction
+def via_executor(ctx, args):
+    return ctx.executor.genesis.chain_id
+
+@transaction
+def own(ctx, args):
+    ctx.put(b"k", b"v")
+    ctx.emit("ok", {"n": 1})
+    return ctx.origin
+"""
+
+
+def test_an_approved_chaincode_cannot_write_or_emit_in_another_contracts_name() -> None:
+    """An attacker with a governance majority installs a chaincode that reaches past its
+    context (the tester's notary2): every way into another namespace fails the tx."""
+    c = Chain()
+    install(c, "notary", IMPERSONATOR)
+    admin = c.admins["insurer"]
+    for method in ("via_state", "via_events", "via_executor"):
+        why = c.fails(admin, "notary", method, {})
+        assert "AttributeError" in why, why
+    assert c.ledger.state_get(b"records\x00rec/forged") is None
+    r = c.tx(admin, "notary", "own", {})
+    assert r.ok and [(e.contract, e.name) for e in r.events] == [("notary", "ok")]
+    assert c.ledger.state_get(b"notary\x00k") == b"v"

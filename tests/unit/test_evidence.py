@@ -255,3 +255,16 @@ def test_no_certificate_before_the_next_block_certifies_the_outcome() -> None:
         build_evidence(c.ledger, a["height"], a["tx_id"], "r", 1)
     c.tx(c.admins["hospital-a"], "kv", "put", {"key": "k", "value": b"v"})
     assert verify_evidence(build_evidence(c.ledger, a["height"], a["tx_id"], "r", 1).encode()).ok
+
+
+def test_content_with_a_key_twice_is_refused(scene: Scene) -> None:
+    """Two readers of such a file could see two different records (the tester's
+    "valueInteger": 5, "valueInteger": 95): it never matches an anchor."""
+    ev = scene.evidence("rec-1")
+    text = scene.content.decode()
+    twice = text[:-1] + ',"onsetDateTime":"1999-01-01"}'
+    assert "twice" in failing(scene.verify(ev, content=twice.encode()))
+    from storage.fhirdoc import FhirError, load_json
+
+    with pytest.raises(FhirError, match="twice"):
+        load_json('{"medchain_disclosure": 2, "value": 5, "value": 95}')

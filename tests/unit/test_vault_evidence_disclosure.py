@@ -18,7 +18,14 @@ from node.importer import (
     plan_import,
     shift_dates,
 )
-from storage.fhirdoc import Disclosure, canonical_json, content_hash, disclose, fields_root
+from storage.fhirdoc import (
+    Disclosure,
+    FhirError,
+    canonical_json,
+    content_hash,
+    disclose,
+    fields_root,
+)
 from storage.kv import LevelDBKV
 from storage.vault import Vault, VaultIntegrityError, master_key_from_seed
 
@@ -154,3 +161,39 @@ def test_importer_plans_custodians_and_reports_skips(tmp_path: Path) -> None:
     assert shift_dates(
         {"a": "2020-01-02T03:04:05Z", "b": ["2019-12-31"], "c": "not a date"}, 1
     ) == {"a": "2020-01-03T03:04:05Z", "b": ["2020-01-01"], "c": "not a date"}
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("valueInteger", 95),
+        ("valueInteger", -7),
+        ("valueString", 'He said "no"'),
+        ("note", [{"text": 'patient said "fine"'}]),
+    ],
+)
+def test_a_disclosure_cannot_move_bytes_between_salt_and_value(field: str, value: object) -> None:
+    """The tester's forgery: the leading bytes of the value's JSON moved into the salt,
+    the rest kept as the new value. Leaves are length-prefixed and salts 16 bytes."""
+    resource = dict(CONDITION, **{field: value})
+    seed = b"\x05" * 32
+    root = fields_root(resource, seed)
+    real = disclose("r", 1, resource, seed, field).to_json()
+    assert Disclosure.from_json(real).verify(root)
+    text = canonical_json(value)
+    for cut in range(1, len(text)):
+        try:
+            forged_value = json.loads(text[cut:])
+        except ValueError:
+            continue
+        forged = dict(real, value=forged_value, salt=real["salt"] + text[:cut].hex())
+        try:
+            d = Disclosure.from_json(forged)
+        except FhirError as exc:
+            assert "salt is 16 bytes" in str(exc)
+            continue
+        assert not d.verify(root), (cut, forged_value)
+    wide = Disclosure(
+        "r", 1, field, json.loads(text[1:]) if text[:1] == b"9" else value, b"x" * 17, 0, 1, ()
+    )
+    assert not wide.verify(root)
