@@ -62,9 +62,11 @@ def request_problem(ctx: Any, a: Any) -> Any:
     if problem is None and a.get("purpose") not in PURPOSES:
         problem = f"the purpose must be one of {', '.join(PURPOSES)}"
     custodian = a.get("custodian")
-    if problem is None and custodian is not None and custodian not in [
-        o.org_id for o in ctx.genesis.organizations
-    ]:
+    if (
+        problem is None
+        and custodian is not None
+        and custodian not in [o.org_id for o in ctx.genesis.organizations]
+    ):
         problem = "the request is addressed to no organization of this consortium"
     return problem
 
