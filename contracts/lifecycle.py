@@ -11,6 +11,7 @@ State (namespace ``lifecycle``)::
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from contracts.loader import ChaincodeLoadError, check_source, source_hash
@@ -18,6 +19,7 @@ from contracts.runtime import LIFECYCLE, Context
 from contracts.sdk import Reject, arg_int, arg_str, args_dict, require
 
 RESERVED = {"lifecycle", "kv"}
+NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")  # as in the genesis
 MAX_SOURCE = 512 * 1024
 
 
@@ -45,7 +47,13 @@ class LifecycleChaincode:
     def _propose(self, ctx: Context, a: dict[str, Any]) -> Any:
         who = ctx.caller
         require(who.is_admin_of(), "only an organization's admin may propose chaincode")
-        name = arg_str(a, "name", 32)
+        name = a.get("name")
+        require(
+            isinstance(name, str) and NAME_RE.fullmatch(name) is not None,
+            "a chaincode name is 1-32 of [a-z0-9_-], starting with a letter (its state "
+            "namespace must not overlap another's)",
+        )
+        assert isinstance(name, str)
         require(name not in RESERVED, f"{name!r} is built in and cannot be replaced")
         source = arg_str(a, "source", MAX_SOURCE)
         version = arg_int(a, "version", 1)

@@ -13,6 +13,7 @@ State keys are ``<namespace> 0x00 <key>``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -33,7 +34,7 @@ from storage.block import Block
 from storage.codec import DecodeError, canonical, pack
 from storage.genesis import Genesis
 from storage.ledger import ExecutedBlock
-from storage.receipts import receipt_of
+from storage.receipts import receipt_of, sized_receipt
 from storage.state import FAILED, OK, Event, TxResult
 from storage.tx import Transaction
 
@@ -41,6 +42,10 @@ NONCE_NS = b"_nonce\x00"
 LIFECYCLE = "lifecycle"
 MAX_CALL_DEPTH = 4
 MAX_VALUE_BYTES = 4 * 1024 * 1024
+MAX_TX_WRITE_BYTES = 4 * 1024 * 1024  # keys and values one transaction writes
+MAX_BLOCK_WRITE_BYTES = 64 * 1024 * 1024
+MAX_OUTCOME_BYTES = 1024 * 1024  # a transaction's result and events, encoded
+ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
 INACTIVE = ("revoked", "suspended")
 # What a revoked or suspended key may still call: asking for records, so that the
 # access chaincode logs the denial and its reason in the patient's access log. The
@@ -85,6 +90,7 @@ class Overlay:
         # Secondary indexes (outside the state root): written by chaincode for
         # queries, kept or dropped together with the transaction's writes.
         self.index_writes: dict[bytes, bytes | None] = {}
+        self.written = 0  # bytes of keys and values put, for the per-transaction limit
         self._reads: dict[bytes, bytes | None] | None = {} if memo else None
 
     def get(self, key: bytes) -> bytes | None:
@@ -160,6 +166,9 @@ class Context:
             raise Reject("state keys and values are bytes")
         if len(value) > MAX_VALUE_BYTES:
             raise Reject("state value too large")
+        self.state.written += len(key) + len(value)
+        if self.state.written > MAX_TX_WRITE_BYTES:
+            raise Reject(f"a transaction writes at most {MAX_TX_WRITE_BYTES} bytes of state")
         self.state.writes[self.namespace + key] = value
 
     def delete(self, key: bytes) -> None:
@@ -237,6 +246,8 @@ class Context:
         cc = self.executor.chaincode(self.state, contract)
         if cc is None:
             raise Reject(f"unknown contract {contract!r}")
+        if contract in self.executor.natives:
+            raise Reject(f"built-in {contract!r} cannot be called from chaincode")
         sub = Context(
             self.executor,
             contract,
@@ -383,6 +394,10 @@ class LoadedChaincode:
         fn = self.module.transactions.get(method)
         if fn is None:
             raise Reject(f"{self.name} has no transaction {method!r}")
+        if ctx.origin is not None and ctx.origin not in getattr(fn, "_medchain_callers", ()):
+            raise Reject(
+                f"{self.name}.{method} runs only when its signer sends it, not from {ctx.origin}"
+            )
         return fn(ChaincodeContext(ctx), args)
 
     def query(self, ctx: Context, method: str, args: Any) -> Any:
@@ -462,6 +477,7 @@ class Executor:
         block_overlay = Overlay(state, memo=True)
         results: list[TxResult] = []
         receipts: list[bytes] = []
+        written = 0
         for tx_id, raw in zip(block.tx_ids(), block.txs, strict=True):
             tx = Transaction.decode_checked(raw) if tx_id in checked else None
             if tx is None:
@@ -472,9 +488,23 @@ class Executor:
                     results.append(result)
                     receipts.append(receipt_of(tx_id, None, result).encode())
                     continue
-            result = self._execute_tx(block_overlay, block, tx_id, tx)
+            result, pending = self._execute_tx(block_overlay, block, tx_id, tx)
+            receipt, size = sized_receipt(tx_id, tx, result)
+            if pending is not None:
+                why = None
+                if size > MAX_OUTCOME_BYTES:
+                    why = f"the result and events take {size} bytes, more than {MAX_OUTCOME_BYTES}"
+                elif written + pending.written > MAX_BLOCK_WRITE_BYTES:
+                    why = "the block holds as many state writes as it may: send it again"
+                if why is None:
+                    written += pending.written
+                    block_overlay.writes.update(pending.writes)
+                    block_overlay.index_writes.update(pending.index_writes)
+                else:
+                    result = TxResult(FAILED, why)
+                    receipt = receipt_of(tx_id, tx, result)
             results.append(result)
-            receipts.append(receipt_of(tx_id, tx, result).encode())
+            receipts.append(receipt.encode())
         return ExecutedBlock(
             block, results, block_overlay.writes, block_overlay.index_writes, receipts
         )
@@ -485,22 +515,23 @@ class Executor:
         block: Block,
         tx_id: bytes,
         tx: Transaction,
-    ) -> TxResult:
+    ) -> tuple[TxResult, Overlay | None]:
+        """The result, and on success the transaction's writes (not merged yet)."""
         if tx.chain_id != self.genesis.chain_id:
-            return TxResult(FAILED, "wrong chain id")
+            return TxResult(FAILED, "wrong chain id"), None
         nkey = nonce_key(tx.sender, tx.nonce)
         if block_overlay.get(nkey) is not None:
-            return TxResult(FAILED, "replayed: this sender already used this nonce")
+            return TxResult(FAILED, "replayed: this sender already used this nonce"), None
         block_overlay.writes[nkey] = tx_id
         tx_overlay = Overlay(block_overlay)
         events: list[Event] = []
         try:
             chaincode = self.chaincode(block_overlay, tx.contract)
             if chaincode is None:
-                return TxResult(FAILED, f"unknown contract {tx.contract!r}")
+                return TxResult(FAILED, f"unknown contract {tx.contract!r}"), None
             caller = resolve(tx_overlay.get, self.genesis, tx.sender)
             if caller.status in INACTIVE and (tx.contract, tx.method) not in INACTIVE_KEY_CALLS:
-                return TxResult(FAILED, f"the signing key is {caller.status}")
+                return TxResult(FAILED, f"the signing key is {caller.status}"), None
             ctx = Context(
                 self,
                 tx.contract,
@@ -514,16 +545,16 @@ class Executor:
             data = with_budget(self.step_budget, lambda: chaincode.invoke(ctx, tx.method, tx.args))
             data = canonical(data, "result")
         except Reject as exc:
-            return TxResult(FAILED, str(exc))
+            return TxResult(FAILED, str(exc)), None
         except StepBudgetExceeded as exc:
-            return TxResult(FAILED, str(exc))
+            return TxResult(FAILED, str(exc)), None
         except RecursionError:
-            return TxResult(FAILED, "chaincode error: recursion too deep")
+            return TxResult(FAILED, "chaincode error: recursion too deep"), None
         except Exception as exc:  # chaincode bug: fail this transaction only
-            return TxResult(FAILED, f"chaincode error: {type(exc).__name__}: {exc}")
-        block_overlay.writes.update(tx_overlay.writes)
-        block_overlay.index_writes.update(tx_overlay.index_writes)
-        return TxResult(OK, data, tuple(events))
+            # (a message can quote an object's repr, whose address differs between nodes)
+            why = ADDRESS.sub("0x…", str(exc))[:500]
+            return TxResult(FAILED, f"chaincode error: {type(exc).__name__}: {why}"), None
+        return TxResult(OK, data, tuple(events)), tx_overlay
 
     def query(
         self,

@@ -31,6 +31,19 @@ def transaction(fn: F) -> F:
     return fn
 
 
+def called_by(*contracts: str) -> Callable[[F], F]:
+    """Let the named chaincodes call this transaction (``ctx.call``); no other may.
+    A call acts with the signer's identity, so by default a transaction runs only
+    when its signer sent it directly: a chaincode cannot make a patient consent,
+    or a practitioner anchor, by a transaction they signed for something else."""
+
+    def mark(fn: F) -> F:
+        fn._medchain_callers = contracts  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
 def query(fn: F) -> F:
     """Mark a function ``fn(ctx, args)`` as a read-only query method."""
     fn._medchain_kind = "query"  # type: ignore[attr-defined]
@@ -215,3 +228,36 @@ def rotation_sign_bytes(chain_id: str, old_key: bytes, new_key: bytes) -> bytes:
     from storage.crypto import sign_bytes
 
     return sign_bytes("medchain/rotate-key/v1", chain_id, old_key, new_key)
+
+
+# What chaincode may import from this module (contracts/sandbox.py checks it).
+CHAINCODE_API = (
+    "Any",
+    "BASIS_POINTS",
+    "DAY_MS",
+    "Reject",
+    "anchor_sign_bytes",
+    "apply_ratio",
+    "arg_bytes",
+    "arg_choice",
+    "arg_id",
+    "arg_int",
+    "arg_list",
+    "arg_str",
+    "args_dict",
+    "be4",
+    "be8",
+    "called_by",
+    "date_of_day",
+    "day_of",
+    "day_of_ms",
+    "ms_to_iso",
+    "pseudonym_of",
+    "query",
+    "require",
+    "rotation_sign_bytes",
+    "sha256",
+    "transaction",
+    "verify_signature",
+    "year_of_day",
+)

@@ -93,16 +93,24 @@ class Receipt:
 
 def receipt_of(tx_id: bytes, tx: Transaction | None, result: TxResult) -> Receipt:
     """The receipt of one executed transaction (``tx`` None: it did not decode)."""
-    return Receipt(
+    return sized_receipt(tx_id, tx, result)[0]
+
+
+def sized_receipt(tx_id: bytes, tx: Transaction | None, result: TxResult) -> tuple[Receipt, int]:
+    """The receipt, and how many bytes the result and events take encoded."""
+    data = pack(result.data)
+    leaves = [event_leaf(e) for e in result.events]
+    receipt = Receipt(
         tx_id=tx_id,
         sender=b"" if tx is None else tx.sender,
         contract="" if tx is None else tx.contract,
         method="" if tx is None else tx.method,
         code=result.code,
-        data_hash=sha256(pack(result.data)),
-        events_root=merkle_root([event_leaf(e) for e in result.events]),
+        data_hash=sha256(data),
+        events_root=merkle_root(leaves),
         event_count=len(result.events),
     )
+    return receipt, len(data) + sum(len(x) for x in leaves)
 
 
 def decode_or_none(raw: bytes) -> Transaction | None:

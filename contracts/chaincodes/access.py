@@ -96,13 +96,19 @@ def request(ctx: Any, args: Any) -> Any:
 def request_many(ctx: Any, args: Any) -> Any:
     """Decide and log access to several records at once (one decision, one entry each).
 
-    Total over what names a patient's records: a bad purpose or addressee denies
-    every record (logged), a record named twice is decided once, and names that
-    are no anchored record are answered, unlogged (they name no patient)."""
+    Total over what names a patient's records: a bad purpose or addressee, too
+    many records or records not in a list deny every record (logged), a record
+    named twice is decided once, and names that are no anchored record are
+    answered, unlogged (they name no patient)."""
     a = args_dict(args)
     problem = request_problem(ctx, a)
-    names = arg_list(a, "records", MAX_RECORDS)
-    require(names, "name at least one record")
+    names: Any = a.get("records")
+    if isinstance(names, str):
+        names = [names]
+        problem = problem or "records must be a list of record ids"
+    require(isinstance(names, list) and names, "name at least one record, in a list")
+    if len(names) > MAX_RECORDS:  # (the transaction's size bounds how many more)
+        problem = problem or f"a request names at most {MAX_RECORDS} records"
     purpose, custodian = logged_purpose(a), addressed_to(a)
     out = []
     for r in dict.fromkeys(n for n in names if isinstance(n, str)):
@@ -276,7 +282,8 @@ def is_regulator(ctx: Any) -> Any:
 
 @query
 def by_patient(ctx: Any, args: Any) -> Any:
-    """Who read what, when, under which consent (the patient, signed query, or a regulator)."""
+    """Who read what, when, under which consent (the patient, signed query, or a
+    regulator): the newest entries (see ``window``)."""
     a = args_dict(args)
     patient = arg_id(a, "patient")
     who = ctx.caller
@@ -284,27 +291,40 @@ def by_patient(ctx: Any, args: Any) -> Any:
         raise Reject(
             "only the patient (signed query) or a regulator may read a patient's access log"
         )
-    since = arg_int(a, "since_ms", 0, optional=True) or 0
-    out = []
-    for _, v in ctx.scan_obj(b"log/" + patient.encode() + b"/", limit=MAX_LIST):
-        if v["timestamp_ms"] >= since:
-            out.append(v)
+    since, before = window(a)
+    out: list[Any] = []
+    for k, _ in ctx.scan(b"log/" + patient.encode() + b"/", reverse=True):
+        ts = int.from_bytes(k[len(patient) + 5 : len(patient) + 13], "big")
+        if ts >= before:
+            continue
+        if ts < since or len(out) >= MAX_LIST:
+            break
+        out.append(ctx.get_obj(k))
+    out.reverse()
     return out
+
+
+def window(a: Any) -> Any:
+    """(since_ms, before_ms) of a log query: the newest MAX_LIST entries in
+    [since, before), oldest first; page back with before_ms = the first one's time."""
+    since = arg_int(a, "since_ms", 0, optional=True) or 0
+    before = arg_int(a, "before_ms", 1, optional=True) or 1 << 62
+    return since, before
 
 
 @query
 def all_accesses(ctx: Any, args: Any) -> Any:
-    """Every access decision since a time (regulators only)."""
+    """Every access decision, newest first as ``by_patient`` (regulators only)."""
     if not is_regulator(ctx):
         raise Reject("only a regulator may list all accesses")
-    since = arg_int(args_dict(args), "since_ms", 0, optional=True) or 0
-    out = []
-    for k, v in ctx.scan(b"all/"):
+    since, before = window(args_dict(args))
+    out: list[Any] = []
+    for k, v in ctx.scan(b"all/", reverse=True):
         ts = int.from_bytes(k[4:12], "big")
-        if ts < since:
+        if ts >= before:
             continue
-        entry = ctx.get_obj(b"log/" + v + b"/" + k[4:])
-        out.append(entry)
-        if len(out) >= MAX_LIST:
+        if ts < since or len(out) >= MAX_LIST:
             break
+        out.append(ctx.get_obj(b"log/" + v + b"/" + k[4:]))
+    out.reverse()
     return out

@@ -21,6 +21,7 @@ from contracts.sdk import (
     arg_int,
     arg_list,
     args_dict,
+    called_by,
     date_of_day,
     day_of,
     day_of_ms,
@@ -48,7 +49,7 @@ OUT_OF_PERIOD = "the record is outside the consent's data period"
 EXPIRED = "the consent expired"
 REVOKED = "the consent was revoked"
 
-PURPOSE_CODES = {"treatment": "TREAT", "payment": "HPAYMT", "research": "HRESCH"}
+PURPOSE_CODES = (("treatment", "TREAT"), ("payment", "HPAYMT"), ("research", "HRESCH"))
 MAX_DAYS = 36_500
 
 
@@ -143,6 +144,7 @@ def revoke(ctx: Any, args: Any) -> Any:
 
 
 @transaction
+@called_by("referral")
 def grant_for_referral(ctx: Any, args: Any) -> Any:
     """A time-limited grant for exactly the referred records (referral chaincode only)."""
     require(ctx.origin == "referral", "only the referral chaincode opens referral permissions")
@@ -176,6 +178,7 @@ def grant_for_referral(ctx: Any, args: Any) -> Any:
 
 
 @transaction
+@called_by("referral")
 def close_for_referral(ctx: Any, args: Any) -> Any:
     require(ctx.origin == "referral", "only the referral chaincode closes referral permissions")
     c = load(ctx, arg_id(args_dict(args), "consent_id"))
@@ -313,8 +316,8 @@ def check(ctx: Any, args: Any) -> Any:
     public key (default: the caller). ``clinical_date``: the record's exact date
     (ISO), which only its custodian knows, to judge data periods by the day.
     ``granted_under``: the consent an earlier decision permitted under (a custodian
-    re-checking at release): if nothing permits now, the reason is that consent's
-    failure, not another consent's."""
+    re-checking at release): that consent must still permit, and a refusal names
+    its failure, not another consent's."""
     a = args_dict(args)
     record_id = arg_id(a, "record_id")
     purpose = arg_choice(a, "purpose", PURPOSES)
@@ -332,13 +335,19 @@ def check(ctx: Any, args: Any) -> Any:
     )
     v = evaluate(ctx, requester, record, purpose, exact_day)
     under = arg_id(a, "granted_under", optional=True)
-    if v["decision"] == "permit" or under is None or v["reason"] in STANDING:
+    if under is None or v["reason"] in STANDING or v["consent_id"] == under:
         return v
+    if v["decision"] == "permit" and v["consent_id"] is None:
+        return v  # the patient's own record, or the custodian's own organization
+    # A decision holds at release only under the consent it was made under: a release
+    # under another would leave the log naming a consent that does not cover it.
     c = ctx.get_obj(b"c/" + under.encode())
     if c is None or c["patient"] != record["patient"] or not names_requester(c, requester):
-        return v
+        return verdict("deny", "the consent the decision was made under is not this patient's")
     failed = misses(c, record, purpose, ctx.timestamp_ms, exact_day)
-    return verdict("deny", max(failed)[1], c["id"]) if failed else v
+    if failed:
+        return verdict("deny", max(failed)[1], c["id"])
+    return verdict("permit", CONSENTED, c["id"])
 
 
 def visible_to(ctx: Any, patient: str) -> Any:
@@ -396,7 +405,7 @@ def fhir(ctx: Any, args: Any) -> Any:
         "purpose": [
             {
                 "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
-                "code": PURPOSE_CODES[c["purpose"]],
+                "code": dict(PURPOSE_CODES)[c["purpose"]],
             }
         ],
     }

@@ -41,19 +41,17 @@ from contracts.sdk import (
 )
 
 MAX_BULK = 2000
-ANCHOR_ARGS = dict.fromkeys(
-    (
-        "author",
-        "author_sig",
-        "category",
-        "clinical_year",
-        "content_hash",
-        "custodian",
-        "fields_root",
-        "patient",
-        "record_id",
-        "supersedes",
-    )
+ANCHOR_ARGS = (
+    "author",
+    "author_sig",
+    "category",
+    "clinical_year",
+    "content_hash",
+    "custodian",
+    "fields_root",
+    "patient",
+    "record_id",
+    "supersedes",
 )
 
 
@@ -64,7 +62,7 @@ def head(ctx: Any, record_id: str) -> Any:
 def write_anchor(ctx: Any, a: Any, version: int, supersedes: int) -> Any:
     who = ctx.caller
     custodian = who.org
-    extra = a.keys() - ANCHOR_ARGS.keys()
+    extra = a.keys() - ANCHOR_ARGS
     if extra:
         raise Reject(
             "an anchor carries only "

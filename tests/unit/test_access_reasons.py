@@ -387,3 +387,53 @@ def test_a_release_recheck_names_the_failure_of_the_consent_the_decision_used() 
         "reason": "the record is outside the consent's data period",
         "consent_id": under,
     }
+
+
+def test_a_release_recheck_holds_only_under_the_decisions_own_consent() -> None:
+    """The retester's case: logged as permitted under consent X, released because
+    another consent Y covered the exact date. Now X must hold; Y needs a new request."""
+    w = world()
+    x, y = give(
+        w,
+        [
+            {"period": {"from": "2025-01-01", "to": "2025-10-10"}},
+            {"categories": ["*"], "period": {"from": "2025-10-11", "to": "2025-12-31"}},
+        ],
+    )
+    decided = request(w, "doc")
+    assert (decided["decision"], decided["consent_id"]) == ("permit", x)
+    args = {
+        "record_id": RECORD,
+        "purpose": "treatment",
+        "requester": w.people["doc"].public_key,
+        "clinical_date": "2025-12-15",
+        "granted_under": x,
+    }
+    assert w.c.q("consent", "check", args) == {
+        "decision": "deny",
+        "reason": "the record is outside the consent's data period",
+        "consent_id": x,
+    }
+    assert w.c.q("consent", "check", dict(args, granted_under=y))["decision"] == "permit"
+
+
+def test_the_access_log_returns_the_newest_entries_and_pages_back() -> None:
+    """The retester flooded a log past its 5000-entry page: the page held the oldest,
+    hiding the newest access. Pages are now the newest in [since_ms, before_ms)."""
+    w = world()
+    give(w, [OWN])
+    times = []
+    for _ in range(3):
+        w.c.advance(ms=5000)
+        request(w, "doc")
+        times.append(w.c.now)
+    log = w.c.q("access", "by_patient", {"patient": w.patient}, caller=w.patient_key)
+    assert [e["timestamp_ms"] for e in log] == times
+    older = w.c.q(
+        "access", "by_patient", {"patient": w.patient, "before_ms": times[2]}, caller=w.patient_key
+    )
+    assert [e["timestamp_ms"] for e in older] == times[:2]
+    newer = w.c.q(
+        "access", "by_patient", {"patient": w.patient, "since_ms": times[1]}, caller=w.patient_key
+    )
+    assert [e["timestamp_ms"] for e in newer] == times[1:]

@@ -3,6 +3,8 @@ governance, and two executors agreeing on every state root."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -47,8 +49,25 @@ def get(ctx, args):
         ("global y", "'global' statements"),
         ("__import__('os')", "names may not start with an underscore"),
         ("x = eval('1')", "'eval' is not available"),
-        ("def f(ctx, a):\n    ctx.contract = 'records'", "cannot assign or delete attributes"),
-        ("def f(ctx, a):\n    ctx.namespace += b'x'", "cannot assign or delete attributes"),
+        ("def f(ctx, a):\n    ctx.contract = 'records'", "'contract' is not available"),
+        ("def f(ctx, a):\n    ctx.put.x = 1", "'x' is not available"),
+        ("def f(ctx, a):\n    ctx.caller.org = 'x'", "cannot assign or delete attributes"),
+        # the retester's escapes: frames from a generator, a traceback, a format string
+        ("def f(ctx, a):\n    b = []\n    g = (b[0].gi_frame.f_back for _ in [1])", "'gi_frame'"),
+        (
+            "def f(ctx, a):\n    match a:\n        case Exception(tb=t):\n            pass",
+            "'match' statements",
+        ),
+        ("def f(ctx, a):\n    return '{0._c}'.format(ctx)", "'format' is not available"),
+        ("from contracts.sdk import datetime", "contracts.sdk.datetime is not part"),
+        ("from contracts.sdk import transaction as t", "not part of the chaincode API"),
+        # state that would outlive a call, and values that differ between processes
+        ("SEEN = []", "module-level names are constants"),
+        ("CODES = {'a': 1}", "module-level names are constants"),
+        ("def f(ctx, a, seen=[]):\n    pass", "default values are constants"),
+        ("def f(ctx, a):\n    s = str\n    return s(ctx)", "'str' may only be called"),
+        ("def f(ctx, a):\n    return repr(ctx)", "'repr' is not available"),
+        ("f = lambda ctx: 0", "lambdas"),
     ],
 )
 def test_loader_refuses_nondeterministic_or_unsafe_code(body: str, why: str) -> None:
@@ -74,7 +93,7 @@ def spin(ctx, args):
 
 @transaction
 def listcomp(ctx, args):
-    return len([i for i in range(100000000)])
+    return len([i for i in range(1000000)])
 
 @transaction
 def boom(ctx, args):
@@ -253,39 +272,112 @@ def test_two_executors_fed_the_same_blocks_reach_the_same_root(
     assert replay_ledger(c.ledger, make_executor(c.genesis)) == []
 
 
-IMPERSONATOR = """
-from contracts.sdk import transaction
+GUARDED = """
+from contracts.sdk import transaction, Reject
 
 @transaction
-def via_state(ctx, args):
-    ctx.state.writes[b"records" + bytes([0]) + b"rec/forged"] = b"x"
+def square(ctx, args):
+    x = 3
+    for _ in range(args["n"]):
+        x = x * x
+    return x.bit_length()
 
 @transaction
-def via_events(ctx, args):
-    ctx.events.append(args)
+def shout(ctx, args):
+    s = "x" * args["n"]
+    return len(s)
 
 @transaction
-def via_executor(ctx, args):
-    return ctx.executor.genesis.chain_id
+def double(ctx, args):
+    s = "xx"
+    for _ in range(args["n"]):
+        s += s
+    return len(s)
 
 @transaction
-def own(ctx, args):
-    ctx.put(b"k", b"v")
-    ctx.emit("ok", {"n": 1})
-    return ctx.origin
+def count(ctx, args):
+    return len(range(args["n"]))
+
+@transaction
+def text(ctx, args):
+    if args["how"] == "str":
+        return str(ctx)
+    if args["how"] == "f":
+        return f"{ctx.put}"
+    return "%s" % (ctx.caller,)
+
+@transaction
+def both(ctx, args):
+    d = {"b": 1, "a": 2, "c": 3}
+    return [d.keys() & d.keys(), d.keys() - ("a",), d.keys() | ("z",)]
+
+@transaction
+def loud(ctx, args):
+    s = "x" * 600000
+    ctx.emit("a", {"s": s})
+    ctx.emit("b", {"s": s})
+
+@transaction
+def hoard(ctx, args):
+    v = b"v" * 1000000
+    for i in range(5):
+        ctx.put(b"k" + i.to_bytes(1, "big"), v)
+
+@transaction
+def keyerr(ctx, args):
+    return {}[keyerr]
+
+@transaction
+def deputy(ctx, args):
+    return ctx.call("records", "anchor", args)
+
+@transaction
+def builtin(ctx, args):
+    return ctx.call("lifecycle", "approve", {"id": "x"})
 """
 
 
-def test_an_approved_chaincode_cannot_write_or_emit_in_another_contracts_name() -> None:
-    """An attacker with a governance majority installs a chaincode that reaches past its
-    context (the tester's notary2): every way into another namespace fails the tx."""
+def test_guards_bound_work_and_keep_values_the_same_on_every_node() -> None:
     c = Chain()
-    install(c, "notary", IMPERSONATOR)
+    install(c, "guarded", GUARDED)
     admin = c.admins["insurer"]
-    for method in ("via_state", "via_events", "via_executor"):
-        why = c.fails(admin, "notary", method, {})
-        assert "AttributeError" in why, why
-    assert c.ledger.state_get(b"records\x00rec/forged") is None
-    r = c.tx(admin, "notary", "own", {})
-    assert r.ok and [(e.contract, e.name) for e in r.events] == [("notary", "ok")]
-    assert c.ledger.state_get(b"notary\x00k") == b"v"
+    assert c.ok(admin, "guarded", "square", {"n": 10}) == (3**1024).bit_length()
+    assert "integers are limited to 4096 bits" in c.fails(admin, "guarded", "square", {"n": 25})
+    assert "sequences are limited" in c.fails(admin, "guarded", "shout", {"n": 64 << 20})
+    assert "sequences are limited" in c.fails(admin, "guarded", "double", {"n": 30})
+    assert "sequences are limited" in c.fails(admin, "guarded", "count", {"n": 10**12})
+    for how in ("str", "f", "%"):
+        assert "only plain values" in c.fails(admin, "guarded", "text", {"how": how})
+    assert "more than 1048576" in c.fails(admin, "guarded", "loud", {})
+    why = c.fails(admin, "guarded", "keyerr", {})  # the repr of a function has its address
+    assert "KeyError" in why and "0x…" in why and not re.search("0x[0-9a-f]", why)
+    assert "writes at most 4194304 bytes" in c.fails(admin, "guarded", "hoard", {})
+    assert c.ledger.state_get(b"guarded\x00k\x00") is None
+    assert c.ok(admin, "guarded", "both", {}) == [["a", "b", "c"], ["b", "c"], ["a", "b", "c", "z"]]
+
+
+def test_a_chaincode_cannot_act_in_its_signers_name_elsewhere() -> None:
+    """The retester's confused deputy: a doctor signs guarded.deputy, which would
+    anchor in the doctor's name. Transactions run only when their signer sends them
+    (or a chaincode they name with @called_by); built-ins never run from chaincode."""
+    c = Chain()
+    install(c, "guarded", GUARDED)
+    _, patient = c.patient()
+    doc, _ = c.practitioner("hospital-a")
+    args = c.anchor_args(doc, "hospital-a", "r", patient)
+    assert "records.anchor runs only when its signer sends it, not from guarded" in c.fails(
+        doc, "guarded", "deputy", args
+    )
+    assert "built-in 'lifecycle' cannot be called" in c.fails(
+        c.admins["insurer"], "guarded", "builtin", {}
+    )
+
+
+@pytest.mark.parametrize("name", ["_nonce", "records\x00x", "Records", "a/b", "", "x" * 40])
+def test_a_chaincode_name_cannot_overlap_another_namespace(name: str) -> None:
+    """The retester installed a chaincode named _nonce and rewrote the nonce table."""
+    c = Chain()
+    why = c.fails(
+        c.admins["hospital-a"], "lifecycle", "propose", {"name": name, "source": GOOD, "version": 1}
+    )
+    assert "a chaincode name is" in why, why

@@ -1,0 +1,79 @@
+"""Chaincode that a governance majority approves still cannot leave its sandbox,
+on a real consortium: the retester's escapes (frames from a generator, a
+traceback in a match pattern, a format string reaching the private context, a
+chaincode named ``_nonce``, a wall-clock import) are refused at proposal with
+the reason; an approved chaincode that squares an integer 25 times or builds a
+64 MB string fails at once instead of freezing the chain, and a deputy call
+into records fails."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from node.client import TxBuilder
+from tests.e2e.harness import E2ECluster, cluster
+
+pytestmark = pytest.mark.e2e
+
+HEAD = "from contracts.sdk import transaction, Reject\n\n"
+ESCAPES = {
+    "frames": HEAD
+    + "@transaction\ndef f(ctx, args):\n    b = []\n"
+    + "    g = (b[0].gi_frame.f_back for _ in [1])\n    b.append(g)\n    return list(g)\n",
+    "traceback": HEAD
+    + "@transaction\ndef f(ctx, args):\n    try:\n        raise Reject('x')\n"
+    + "    except Exception as e:\n        match e:\n            case Exception(tb=t):\n"
+    + "                return 1\n",
+    "format": HEAD + "@transaction\ndef f(ctx, args):\n    return '{0._c}'.format(ctx)\n",
+    "clock": "from contracts.sdk import transaction, datetime\n\n"
+    + "@transaction\ndef f(ctx, args):\n    return 1\n",
+    "module-state": HEAD + "SEEN = []\n\n@transaction\ndef f(ctx, args):\n    return 1\n",
+}
+HEAVY = (
+    HEAD
+    + "@transaction\ndef square(ctx, args):\n    x = 3\n    for _ in range(25):\n"
+    + "        x = x * x\n    return 1\n\n"
+    + "@transaction\ndef shout(ctx, args):\n    ctx.emit('e', {'s': 'x' * (64 << 20)})\n\n"
+    + "@transaction\ndef deputy(ctx, args):\n    return ctx.call('records', 'anchor', args)\n"
+)
+
+
+def send(c: E2ECluster, who: TxBuilder, contract: str, method: str, args: Any) -> Any:
+    with c.client(0) as cl:
+        return cl.submit(who.build(contract, method, args), wait=True, timeout_ms=30_000)
+
+
+def test_approved_chaincode_cannot_escape_or_stall_the_chain() -> None:
+    with cluster(4) as c:
+        proposer = c.builders[2]
+        for what, source in ESCAPES.items():
+            r = send(
+                c, proposer, "lifecycle", "propose", {"name": "x", "source": source, "version": 1}
+            )
+            assert r["status"] == "failed" and "not valid chaincode" in r["reason"], (what, r)
+        r = send(
+            c, proposer, "lifecycle", "propose", {"name": "_nonce", "source": HEAVY, "version": 1}
+        )
+        assert r["status"] == "failed" and "a chaincode name is" in r["reason"]
+        r = send(
+            c, proposer, "lifecycle", "propose", {"name": "heavy", "source": HEAVY, "version": 1}
+        )
+        assert r["status"] == "committed", r
+        pid = r["result"]["id"]
+        for i in (1, 3):
+            r = send(c, c.builders[i], "lifecycle", "approve", {"id": pid})
+            assert r["status"] == "committed", r
+        assert r["result"]["status"] == "active"
+        t = time.monotonic()
+        for method, why in (
+            ("square", "integers are limited"),
+            ("shout", "sequences are limited"),
+            ("deputy", "runs only when its signer sends it"),
+        ):
+            r = send(c, proposer, "heavy", method, {})
+            assert r["status"] == "failed" and why in r["reason"], (method, r)
+        assert time.monotonic() - t < 20  # (the unguarded squaring took ~100 s)
+        c.assert_consistent()
