@@ -13,47 +13,20 @@ from __future__ import annotations
 import ast
 import builtins
 import hashlib
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from contracts import sdk
-from contracts.guards import GUARDS
-from contracts.sandbox import SAFE_BUILTINS, STEP, Checker, Instrument
+from contracts.guards import GUARDS, StepBudgetExceeded, with_budget
+from contracts.sandbox import SAFE_BUILTINS, Checker, Instrument
 
 DEFAULT_STEP_BUDGET = 200_000
+__all__ = ["DEFAULT_STEP_BUDGET", "StepBudgetExceeded", "load_module", "with_budget"]
 
 
 class ChaincodeLoadError(Exception):
     """A module that is not valid chaincode, with every reason found."""
-
-
-class StepBudgetExceeded(BaseException):
-    """The transaction used more steps than its budget."""
-
-
-_budget = threading.local()
-
-
-def _step() -> None:
-    left = getattr(_budget, "left", 1) - 1
-    _budget.left = left
-    if left < 0:
-        raise StepBudgetExceeded("step budget exhausted: the transaction runs too long")
-
-
-def with_budget(steps: int, fn: Callable[[], Any]) -> Any:
-    """Run ``fn`` with a fresh step budget for this thread."""
-    prev = getattr(_budget, "left", None)
-    _budget.left = steps
-    try:
-        return fn()
-    finally:
-        if prev is None:
-            del _budget.left
-        else:
-            _budget.left = prev
 
 
 @dataclass(frozen=True)
@@ -91,7 +64,6 @@ def load_module(source: str, name: str) -> LoadedModule:
     namespace: dict[str, Any] = {
         "__builtins__": safe,
         "__name__": f"chaincode_{name}",
-        STEP: _step,
         **GUARDS,
     }
     with_budget(DEFAULT_STEP_BUDGET, lambda: exec(code, namespace))

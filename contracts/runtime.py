@@ -14,7 +14,9 @@ State keys are ``<namespace> 0x00 <key>``.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Container, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -53,6 +55,15 @@ INACTIVE = ("revoked", "suspended")
 INACTIVE_KEY_CALLS = (("access", "request"), ("access", "request_many"))
 
 ChaincodeError = Reject  # one refusal type for native and loaded chaincode
+
+
+def reject_reason(exc: Reject) -> str:
+    """A refusal's reason as it goes on chain: text only, and never an object's
+    memory address (which differs between nodes)."""
+    why = exc.args[0] if len(exc.args) == 1 else None
+    if type(why) is not str:
+        why = "refused (the reason given is not text)"
+    return ADDRESS.sub("0x…", why)[:2000]
 
 
 class StateReader(Protocol):
@@ -213,6 +224,13 @@ class Context:
     def index_put(self, key: bytes, value: bytes = b"") -> None:
         if self.read_only:
             raise Reject("queries cannot write indexes")
+        if type(key) is not bytes or type(value) is not bytes:
+            raise Reject("index keys and values are bytes")
+        if len(key) + len(value) > MAX_VALUE_BYTES:
+            raise Reject("index entry too large")
+        self.state.written += len(key) + len(value)  # counts toward the same limits as state
+        if self.state.written > MAX_TX_WRITE_BYTES:
+            raise Reject(f"a transaction writes at most {MAX_TX_WRITE_BYTES} bytes of state")
         self.state.index_writes[self.namespace + key] = value
 
     def index_scan(self, prefix: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
@@ -438,6 +456,8 @@ class Executor:
             self._bundled[name] = h
         missing = sorted(set(expected) - set(self._bundled))
         self.missing = missing  # genesis chaincodes this node does not have (node refuses to start)
+        self._thread: ThreadPoolExecutor | None = None
+        self._thread_lock = threading.Lock()
 
     @property
     def chaincodes(self) -> dict[str, Chaincode]:  # for tests and status
@@ -473,7 +493,20 @@ class Executor:
     ) -> ExecutedBlock:
         """Execute ``block`` on top of ``state``; returns results and the write set.
         ``checked``: ids of transactions whose bytes already passed ``Transaction.decode``
-        (decoded again here without the checks)."""
+        (decoded again here without the checks).
+
+        Runs on this executor's own thread, always entered the same way, so chaincode
+        starts at the same stack depth whoever calls (consensus, state transfer, a
+        replay): Python's recursion limit — which also stops C code comparing or
+        copying deeply nested values — then strikes at the same point on every node."""
+        with self._thread_lock:
+            if self._thread is None:
+                self._thread = ThreadPoolExecutor(1, thread_name_prefix="chaincode")
+        return self._thread.submit(self._execute, state, block, checked).result()
+
+    def _execute(
+        self, state: StateReader, block: Block, checked: Container[bytes]
+    ) -> ExecutedBlock:
         block_overlay = Overlay(state, memo=True)
         results: list[TxResult] = []
         receipts: list[bytes] = []
@@ -545,7 +578,7 @@ class Executor:
             data = with_budget(self.step_budget, lambda: chaincode.invoke(ctx, tx.method, tx.args))
             data = canonical(data, "result")
         except Reject as exc:
-            return TxResult(FAILED, str(exc)), None
+            return TxResult(FAILED, reject_reason(exc)), None
         except StepBudgetExceeded as exc:
             return TxResult(FAILED, str(exc)), None
         except RecursionError:

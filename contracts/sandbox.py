@@ -18,10 +18,20 @@ by itself, so:
   one from dict views gives a sorted list instead), and only plain values
   (numbers, text, bytes, lists, maps) can be turned into text: the text of a
   function or object carries a memory address.
-- **Bounded work in C code too.** The step counter counts Python steps; the
-  guards refuse integers of more than ``MAX_INT_BITS`` bits from ``*`` and
-  ``<<`` (and dividing two such), sequences of more than ``MAX_ITEMS`` from
-  ``*`` and ``+``, and ranges and ``bytes(n)`` beyond them.
+- **Bounded work in C code too.** The step counter counts Python steps, and
+  what C code makes is charged by size: every operation that makes a
+  sequence, text or bytes (``*``, ``+``, slices, ``list()``, ``sorted()``,
+  ``join`` and the other ``GUARDED_METHODS``, f-strings, ``str()``) costs a
+  step per ``ITEMS_PER_STEP`` items or ``BYTES_PER_STEP`` bytes made, and
+  is refused before it makes more than ``MAX_ITEMS`` items or ``MAX_TEXT``
+  bytes. Integers are limited to ``MAX_INT_BITS`` bits. No ``%`` formatting,
+  format specs, ``*`` unpacking or ``*args``.
+- **Recursion fails at the same depth everywhere.** Chaincode calls nest at
+  most ``MAX_CALL_DEPTH`` deep, and the executor runs every transaction on
+  one thread at a fixed stack depth (runtime.Executor), so even recursion
+  inside C code (comparing deeply nested lists) stops at the same point on
+  every node. Decorators are @transaction, @query and @called_by only, and
+  there are no assignment expressions: nothing can keep state from a call.
 
 A refused operation raises ``Reject``: the transaction fails with the reason.
 """
@@ -29,6 +39,7 @@ A refused operation raises ``Reject``: the transaction fails with the reason.
 from __future__ import annotations
 
 import ast
+import re
 
 from contracts.guards import GUARD
 from contracts.sdk import CHAINCODE_API
@@ -65,7 +76,35 @@ SAFE_BUILTINS = (
     "False",
     "None",
 )
-GUARDED_CALLS = ("str", "bytes", "range")  # called through a guard; never passed around
+# Called through a guard that bounds and charges what they make; never passed around.
+GUARDED_CALLS = ("str", "bytes", "range", "list", "tuple", "dict", "sorted", "sum")
+# Methods that make values: called through guards.guard_method, never taken as values.
+GUARDED_METHODS = frozenset(
+    (
+        "join",
+        "extend",
+        "copy",
+        "to_bytes",
+        "from_bytes",
+        "ljust",
+        "rjust",
+        "center",
+        "zfill",
+        "replace",
+        "hex",
+        "fromhex",
+        "split",
+        "rsplit",
+        "fromkeys",
+        "encode",
+        "decode",
+        "values",
+        "keys",
+        "items",
+    )
+)
+DECORATORS = ("transaction", "query")
+FORMAT_SPEC = re.compile(r"[<>^]?0?[0-9]{1,2}[dxXbs]?|[dxXbs]")
 ALLOWED_ATTRIBUTES = frozenset(
     (
         # the chaincode context (runtime.ChaincodeContext)
@@ -172,6 +211,7 @@ BANNED_NODES = {
     ast.Delete: "'del' statements",
     ast.Match: "'match' statements",
     ast.Lambda: "lambdas",
+    ast.NamedExpr: "assignment expressions (':=')",
 }
 
 
@@ -217,7 +257,20 @@ class Checker(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        for dec in node.decorator_list:
+            plain = isinstance(dec, ast.Name) and dec.id in DECORATORS
+            deputy = (
+                isinstance(dec, ast.Call)
+                and isinstance(dec.func, ast.Name)
+                and dec.func.id == "called_by"
+                and not dec.keywords
+                and all(isinstance(x, ast.Constant) and isinstance(x.value, str) for x in dec.args)
+            )
+            if not (plain or deputy):
+                self.fail(dec, "decorators are @transaction, @query or @called_by('name', ...)")
         a = node.args
+        if a.vararg is not None or a.kwarg is not None:
+            self.fail(node, "'*args' and '**kwargs' parameters are not allowed")
         params = [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]
         notes = [p.annotation for p in params if p is not None] + [node.returns]
         for note in notes:  # annotations name types; they are never evaluated
@@ -247,6 +300,10 @@ class Checker(ast.NodeVisitor):
         f = node.func
         if isinstance(f, ast.Name) and f.id in GUARDED_CALLS:
             self._guarded_ok.add(id(f))
+        if isinstance(f, ast.Attribute) and f.attr in GUARDED_METHODS:
+            self._guarded_ok.add(id(f))
+            if isinstance(f.value, ast.Name) and f.value.id in GUARDED_CALLS:
+                self._guarded_ok.add(id(f.value))  # dict.fromkeys(...), str.join(...)
         if isinstance(f, ast.Name) and f.id == "isinstance" and len(node.args) == 2:
             kinds = node.args[1]
             for n in kinds.elts if isinstance(kinds, ast.Tuple) else [kinds]:
@@ -274,6 +331,37 @@ class Checker(ast.NodeVisitor):
             self.fail(
                 node, f"attribute {node.attr!r}: chaincode cannot assign or delete attributes"
             )
+        elif node.attr in GUARDED_METHODS and id(node) not in self._guarded_ok:
+            self.fail(node, f"method {node.attr!r} may only be called")
+        self.generic_visit(node)
+
+    def _displays(self, node: ast.List | ast.Tuple) -> None:
+        for e in node.elts:
+            if isinstance(e, ast.Starred):
+                self._guarded_ok.add(id(e))
+        self.generic_visit(node)
+
+    visit_List = _displays
+    visit_Tuple = _displays
+
+    def visit_Starred(self, node: ast.Starred) -> None:
+        if id(node) not in self._guarded_ok:
+            self.fail(node, "'*' unpacking is allowed in list and tuple displays only")
+        self.generic_visit(node)
+
+    def visit_FormattedValue(self, node: ast.FormattedValue) -> None:
+        spec = node.format_spec
+        if spec is not None:
+            parts = spec.values if isinstance(spec, ast.JoinedStr) else []
+            text = (
+                parts[0].value if len(parts) == 1 and isinstance(parts[0], ast.Constant) else None
+            )
+            if not (isinstance(text, str) and FORMAT_SPEC.fullmatch(text)):
+                self.fail(node, "f-string format specs are constant widths of at most 2 digits")
+            node.format_spec = None  # checked: not visited as an f-string of its own
+            self.generic_visit(node)
+            node.format_spec = spec
+            return
         self.generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
@@ -380,14 +468,15 @@ def _guard_call(name: str, *args: ast.expr) -> ast.Call:
 def _needs_guard(op: ast.operator, left: ast.expr, right: ast.expr) -> str | None:
     """The guard a binary operation needs, or None when its operands make it safe:
     an integer constant on either side cannot make a set, a long sequence from a
-    short one by '+', or a text '%' format; two constants are constant."""
+    short one by '+', or a text '%' format. Two constants are guarded too: ``*``
+    and ``<<`` of constants can make a value of any size."""
     guard = GUARDED_OPS.get(type(op))
-    if guard is None or (isinstance(left, ast.Constant) and isinstance(right, ast.Constant)):
+    if guard is None:
         return None
     int_side = any(isinstance(x, ast.Constant) and isinstance(x.value, int) for x in (left, right))
     if guard in ("add", "setop", "div") and int_side:
         return None
-    if guard == "mod" and isinstance(right, ast.Constant) and isinstance(right.value, int):
+    if guard == "mod" and isinstance(left, ast.Constant) and isinstance(left.value, int):
         return None
     return guard
 
@@ -402,7 +491,20 @@ class Instrument(ast.NodeTransformer):
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
         self.generic_visit(node)
-        node.body = self._step(node.body)
+        # Count call depth, so recursion fails at the same depth on every node.
+        enter = ast.Expr(_guard_call("enter"))
+        body = ast.Try(node.body, [], [], [ast.Expr(_guard_call("leave"))])
+        node.body = self._step([enter, body])
+        return node
+
+    def visit_Subscript(self, node: ast.Subscript) -> ast.expr:
+        self.generic_visit(node)
+        if isinstance(node.slice, ast.Slice) and isinstance(node.ctx, ast.Load):
+            sl = node.slice
+            parts = [
+                x if x is not None else ast.Constant(None) for x in (sl.lower, sl.upper, sl.step)
+            ]
+            return _guard_call("slice", node.value, *parts)
         return node
 
     def visit_For(self, node: ast.For) -> ast.For:
@@ -447,6 +549,12 @@ class Instrument(ast.NodeTransformer):
         op = (ast.Constant(type(node.op).__name__),) if guard == "setop" else ()
         return ast.Assign([target], _guard_call(guard, *op, load, node.value))
 
+    def visit_Starred(self, node: ast.Starred) -> ast.Starred:
+        self.generic_visit(node)
+        if isinstance(node.ctx, ast.Load):  # what it copies is charged
+            node.value = _guard_call("star", node.value)
+        return node
+
     def visit_FormattedValue(self, node: ast.FormattedValue) -> ast.FormattedValue:
         self.generic_visit(node)
         node.value = _guard_call("text", node.value)
@@ -454,6 +562,11 @@ class Instrument(ast.NodeTransformer):
 
     def visit_Call(self, node: ast.Call) -> ast.Call:
         self.generic_visit(node)
-        if isinstance(node.func, ast.Name) and node.func.id in GUARDED_CALLS:
-            node.func = ast.Name(GUARD.format(node.func.id), ast.Load())
+        f = node.func
+        if isinstance(f, ast.Name) and f.id in GUARDED_CALLS:
+            node.func = ast.Name(GUARD.format(f.id), ast.Load())
+        elif isinstance(f, ast.Attribute) and f.attr in GUARDED_METHODS:
+            call = _guard_call("method", f.value, ast.Constant(f.attr), *node.args)
+            call.keywords = node.keywords
+            return call
         return node

@@ -167,11 +167,11 @@ def rotate_key(ctx: Any, args: Any) -> Any:
     )
     if who.kind == "practitioner":
         rec = load_practitioner(ctx, who.id)
-        rec["keys"] = [*rec["keys"], new_key]
+        rec["keys"] = rec["keys"] + [new_key]
         ctx.put_obj(b"prac/" + who.id.encode(), rec)
     elif who.kind == "patient":
         rec = ctx.get_obj(b"pat/" + who.id.encode())
-        rec["keys"] = [*rec["keys"], new_key]
+        rec["keys"] = rec["keys"] + [new_key]
         ctx.put_obj(b"pat/" + who.id.encode(), rec)
     ctx.emit("key-rotated", {"kind": who.kind, "id": who.id})
     return {"id": who.id}
@@ -214,7 +214,7 @@ def add_practitioner_key(ctx: Any, args: Any) -> Any:
     require(ctx.caller.is_admin_of(rec["org"]), "only the practitioner's organization may add keys")
     key = arg_bytes(a, "key", 32)
     require_new_key(ctx, key)
-    rec["keys"] = [*rec["keys"], key]
+    rec["keys"] = rec["keys"] + [key]
     ctx.put_obj(b"prac/" + rec["id"].encode(), rec)
     ctx.put_obj(
         b"key/" + key,

@@ -31,13 +31,19 @@ ESCAPES = {
     "clock": "from contracts.sdk import transaction, datetime\n\n"
     + "@transaction\ndef f(ctx, args):\n    return 1\n",
     "module-state": HEAD + "SEEN = []\n\n@transaction\ndef f(ctx, args):\n    return 1\n",
+    "walrus-decorator": HEAD
+    + "@(KEEP := [transaction])[0]\ndef f(ctx, args):\n    KEEP.append(1)\n    return 1\n",
 }
 HEAVY = (
     HEAD
     + "@transaction\ndef square(ctx, args):\n    x = 3\n    for _ in range(25):\n"
     + "        x = x * x\n    return 1\n\n"
     + "@transaction\ndef shout(ctx, args):\n    ctx.emit('e', {'s': 'x' * (64 << 20)})\n\n"
-    + "@transaction\ndef deputy(ctx, args):\n    return ctx.call('records', 'anchor', args)\n"
+    + "@transaction\ndef deputy(ctx, args):\n    return ctx.call('records', 'anchor', args)\n\n"
+    # the third retester's chain halts: an address in a refusal, a str index value
+    + "@transaction\ndef addr(ctx, args):\n    raise Reject(ctx)\n\n"
+    + "@transaction\ndef idx(ctx, args):\n    ctx.index_put(b'k', 'text')\n\n"
+    + "@transaction\ndef fine(ctx, args):\n    return 7\n"
 )
 
 
@@ -72,8 +78,12 @@ def test_approved_chaincode_cannot_escape_or_stall_the_chain() -> None:
             ("square", "integers are limited"),
             ("shout", "sequences are limited"),
             ("deputy", "runs only when its signer sends it"),
+            ("addr", "the reason given is not text"),
+            ("idx", "index keys and values are bytes"),
         ):
             r = send(c, proposer, "heavy", method, {})
             assert r["status"] == "failed" and why in r["reason"], (method, r)
         assert time.monotonic() - t < 20  # (the unguarded squaring took ~100 s)
+        r = send(c, proposer, "heavy", "fine", {})  # the chain goes on
+        assert r["status"] == "committed" and r["result"] == 7, r
         c.assert_consistent()

@@ -93,7 +93,7 @@ def spin(ctx, args):
 
 @transaction
 def listcomp(ctx, args):
-    return len([i for i in range(1000000)])
+    return len([i for i in range(1000) for j in range(1000)])
 
 @transaction
 def boom(ctx, args):
@@ -346,8 +346,9 @@ def test_guards_bound_work_and_keep_values_the_same_on_every_node() -> None:
     assert "sequences are limited" in c.fails(admin, "guarded", "shout", {"n": 64 << 20})
     assert "sequences are limited" in c.fails(admin, "guarded", "double", {"n": 30})
     assert "sequences are limited" in c.fails(admin, "guarded", "count", {"n": 10**12})
-    for how in ("str", "f", "%"):
+    for how in ("str", "f"):
         assert "only plain values" in c.fails(admin, "guarded", "text", {"how": how})
+    assert "'%' formatting is not available" in c.fails(admin, "guarded", "text", {"how": "%"})
     assert "more than 1048576" in c.fails(admin, "guarded", "loud", {})
     why = c.fails(admin, "guarded", "keyerr", {})  # the repr of a function has its address
     assert "KeyError" in why and "0x…" in why and not re.search("0x[0-9a-f]", why)
@@ -381,3 +382,129 @@ def test_a_chaincode_name_cannot_overlap_another_namespace(name: str) -> None:
         c.admins["hospital-a"], "lifecycle", "propose", {"name": name, "source": GOOD, "version": 1}
     )
     assert "a chaincode name is" in why, why
+
+
+ROUND3 = """
+from contracts.sdk import transaction, Reject
+
+@transaction
+def addr(ctx, args):
+    raise Reject(ctx)
+
+@transaction
+def idx(ctx, args):
+    ctx.index_put(b"k", "not bytes")
+
+@transaction
+def idxbig(ctx, args):
+    v = b"v" * 1000000
+    for i in range(5):
+        ctx.index_put(b"k" + bytes([i]), v)
+
+def dive(n):
+    try:
+        return dive(n + 1)
+    except Exception:
+        return n
+
+@transaction
+def deep(ctx, args):
+    ctx.put_obj(b"d", dive(0))
+
+@transaction
+def nested(ctx, args):
+    x = []
+    y = []
+    for _ in range(args["n"]):
+        x = [x]
+        y = [y]
+    try:
+        same = x == y
+    except Exception:
+        same = None
+    ctx.put_obj(b"n", same)
+    return same
+
+@transaction
+def bomb(ctx, args):
+    how = args["how"]
+    if how == "shift":
+        return (1 << 1000000000) > 0
+    if how == "mulconst":
+        return len(b"a" * 1000000000000000)
+    if how == "tobytes":
+        return len((0).to_bytes(1000000000, "big"))
+    if how == "pct":
+        return "%1000000000d" % 1
+    if how == "join":
+        s = "x" * 4000
+        return len("".join([s] * 100000))
+    if how == "extend":
+        x = [1]
+        for _ in range(28):
+            x.extend(x)
+        return len(x)
+    if how == "frombytes":
+        return int.from_bytes(b"\\xff" * 100000000, "big") > 0
+    if how == "star":
+        x = [1]
+        for _ in range(30):
+            x = [*x, *x]
+        return len(x)
+    keep = []
+    big = [0] * 200000
+    for _ in range(100000):
+        keep.append(big[:])
+    return len(keep)
+"""
+
+
+def test_round3_refusals_are_the_same_on_every_node_and_nothing_escapes() -> None:
+    """The third retester's findings: an address in a refusal, a non-bytes index
+    value (it crashed the commit after consensus), recursion caught at whatever
+    depth the stack allowed, and memory made by C code at no step cost."""
+    c = Chain()
+    install(c, "round3", ROUND3)
+    admin = c.admins["insurer"]
+    assert c.fails(admin, "round3", "addr", {}) == "refused (the reason given is not text)"
+    assert "index keys and values are bytes" in c.fails(admin, "round3", "idx", {})
+    assert "writes at most 4194304 bytes" in c.fails(admin, "round3", "idxbig", {})
+    assert "nest deeper than 100" in c.fails(admin, "round3", "deep", {})
+    # C code recursing (comparing lists nested 5,000 deep) fails the same way everywhere:
+    # the executor runs chaincode at one fixed stack depth.
+    assert c.ok(admin, "round3", "nested", {"n": 5000}) is None
+    for how, why in (
+        ("shift", "integers are limited"),
+        ("mulconst", "sequences are limited"),
+        ("tobytes", "integers are limited"),
+        ("pct", "'%' formatting is not available"),
+        ("join", "text and bytes are limited"),
+        ("extend", "sequences are limited"),
+        ("frombytes", "sequences are limited"),  # b"\xff" * 10**8 already
+        ("star", "sequences are limited"),
+        ("copies", "step budget exhausted"),
+    ):
+        assert why in c.fails(admin, "round3", "bomb", {"how": how}), how
+    # Re-executed by a fresh executor, called from much deeper in the stack.
+
+    def deeper(n: int) -> list[str]:
+        return deeper(n - 1) if n else replay_ledger(c.ledger, make_executor(c.genesis))
+
+    assert deeper(300) == []
+
+
+@pytest.mark.parametrize(
+    "source, why",
+    [
+        ("@(KEEP := [transaction])[0]\ndef f(ctx, a):\n    return 1\n", "decorators are"),
+        ("@transaction\ndef f(ctx, a):\n    return (k := 1)\n", "assignment expressions"),
+        ("@transaction\ndef f(ctx, a):\n    return f'{1:>1000000000}'\n", "format specs"),
+        ("@transaction\ndef f(ctx, a):\n    n = 9\n    return f'{1:>{n}}'\n", "format specs"),
+        ("@transaction\ndef f(ctx, *a):\n    return 1\n", "'*args'"),
+        ("@transaction\ndef f(ctx, a):\n    return len(*a)\n", "'*' unpacking"),
+        ("@transaction\ndef f(ctx, a):\n    j = ''.join\n    return j(a)\n", "may only be called"),
+    ],
+)
+def test_round3_sources_refused_at_load(source: str, why: str) -> None:
+    with pytest.raises(ChaincodeLoadError, match=re.escape(why)):
+        check_source("from contracts.sdk import transaction\n\n" + source)
