@@ -215,8 +215,10 @@ class RpcServer:
             self.incident("RPC connection", group)
         finally:
             self.connections -= 1
-            with contextlib.suppress(Exception):
+            try:
                 conn.close_subscriptions()
+            except Exception as exc:
+                self.incident("RPC connection cleanup", exc)
             with contextlib.suppress(Exception):
                 await stream.aclose()
 
