@@ -156,7 +156,7 @@ def proof() -> None:
 @click.option("--field", "field_name", required=True, help="Top-level FHIR field, e.g. code.")
 @click.option(
     "--key",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=None,
     help="The patient's key (fetches the record with its salts); without it, ask the custodian's own node.",
 )

@@ -25,7 +25,7 @@ def portal() -> None:
 
 
 @portal.command("sign")
-@click.option("--key", "key_file", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--key", "key_file", type=click.Path(path_type=Path), required=True)
 @click.option("--chain-id", required=True, help="The chain id the page shows.")
 @click.option("--audience", required=True, help="The node's organization the page shows.")
 @click.option("--challenge", required=True, help="The challenge (hex) the page shows.")

@@ -37,7 +37,7 @@ def practitioner() -> None:
 
 
 @practitioner.command("add")
-@click.option("--admin-key", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--admin-key", type=click.Path(path_type=Path), required=True)
 @click.option("--license", "license_no", required=True)
 @click.option("--department", required=True)
 @click.option(
@@ -261,7 +261,7 @@ def records_import(
 @click.option("--patient", "pseudonym", required=True)
 @click.option(
     "--key",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     required=True,
     help="The requester's key (a practitioner, or the patient).",
 )

@@ -44,7 +44,7 @@ def tx() -> None:
 @click.option(
     "--key",
     "key",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     required=True,
     help="Key file to sign with.",
 )

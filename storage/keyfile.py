@@ -73,6 +73,8 @@ def save_key(
         fd = os.open(path, flags, 0o600)
     except FileExistsError:
         raise KeyFileError(f"{path} already exists; refusing to overwrite a key") from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot write key file {path}: {exc.strerror or exc}") from None
     with os.fdopen(fd, "w") as fh:
         os.fchmod(fd, 0o600)
         json.dump(doc, fh)
@@ -118,6 +120,8 @@ def load_key(
         public_key = bytes.fromhex(doc["public_key"])
         if "seed" in doc:
             seed = bytes.fromhex(doc["seed"])
+        elif "box" not in doc:
+            raise ValueError("it holds no seed, plain or encrypted")
         else:
             if passphrase is None:
                 passphrase = os.environ.get(PASSPHRASE_ENV)

@@ -22,7 +22,8 @@ class Damaged(Exception):
 
 def make_server(path: Path) -> RpcServer:
     server = RpcServer(
-        path, translate=lambda exc: RpcError(-32099, "damaged") if isinstance(exc, Damaged) else None
+        path,
+        translate=lambda exc: RpcError(-32099, "damaged") if isinstance(exc, Damaged) else None,
     )
 
     @server.method("ok")
@@ -49,9 +50,7 @@ def call(rid: int, method: str) -> dict[str, Any]:
 
 
 def rpc_errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [
-        r for r in caplog.records if r.name == "medchain.rpc" and r.levelno >= logging.WARNING
-    ]
+    return [r for r in caplog.records if r.name == "medchain.rpc" and r.levelno >= logging.WARNING]
 
 
 @pytest.mark.trio
@@ -84,7 +83,10 @@ async def test_a_handler_bug_is_an_incident_of_that_call_only(
         assert by_id[4]["result"] == by_id[7]["result"] == "fine"
         assert by_id[5]["error"]["code"] == by_id[6]["error"]["code"] == INTERNAL_ERROR
         # the node's own exception types keep their own codes (the translator)
-        assert (await cl.call(call(8, "damaged")))["error"] == {"code": -32099, "message": "damaged"}
+        assert (await cl.call(call(8, "damaged")))["error"] == {
+            "code": -32099,
+            "message": "damaged",
+        }
         assert server.incidents == 4
         nursery.cancel_scope.cancel()
 
