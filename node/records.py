@@ -1,7 +1,8 @@
 """The record service: the vault's front door and the fetch protocol.
 
 Custodian side
-  ``put``: canonicalise FHIR resources, store them encrypted in the vault,
+  ``put``: canonicalise FHIR resources, store them encrypted in the vault
+  (a call's resources in one synced batch, written on a worker thread), and
   return what must be anchored (content hash, salted-field root, date, type).
   ``serve``: answer a fetch. The request carries an ``access.request_many``
   transaction signed by the requester. The custodian commits it (the
