@@ -293,8 +293,8 @@ class Connection:
         try:
             return json.dumps(response, separators=(",", ":")).encode()
         except (TypeError, ValueError, RecursionError) as exc:
-            iid = self.server.incident(f"RPC {method} reply", exc)
-            return json.dumps(_internal(response.get("id"), iid)).encode()
+            err = _internal_error(self.server.incident(f"RPC {method} reply", exc))
+            return json.dumps(_error(response.get("id"), err.code, str(err), err.data)).encode()
 
     async def _process_line(self, line: bytes) -> None:
         if len(line) > self.server.max_line:
@@ -376,8 +376,7 @@ class Connection:
             return translated
         if isinstance(exc, KeyError | TypeError | ValueError | JsonValueError):
             return RpcError(INVALID_PARAMS, f"invalid params: {exc}")
-        iid = self.server.incident(f"RPC {method}", exc)
-        return RpcError(INTERNAL_ERROR, f"internal error (incident {iid})", {"incident": iid})
+        return _internal_error(self.server.incident(f"RPC {method}", exc))
 
     # -- subscriptions ------------------------------------------------------------
 
@@ -423,8 +422,8 @@ def _valid_id(v: Any) -> bool:
     return v is None or isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
 
 
-def _internal(rid: Any, iid: str) -> dict[str, Any]:
-    return _error(rid, INTERNAL_ERROR, f"internal error (incident {iid})", {"incident": iid})
+def _internal_error(iid: str) -> RpcError:
+    return RpcError(INTERNAL_ERROR, f"internal error (incident {iid})", {"incident": iid})
 
 
 def _error(rid: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
