@@ -50,16 +50,35 @@ def resolve_socket(socket_path: Path | None, config: Path | None) -> Path:
     )
 
 
+CONNECT_WAIT_ENV = "MEDCHAIN_CONNECT_WAIT"  # seconds to wait for a busy node to accept
+
+
 def connect(socket_path: Path | None, config: Path | None) -> Any:
-    from node.client import RpcClient
+    """An RPC client of the node; says whether no node is there or it is busy."""
+    from node.client import BUSY_WAIT_S, NodeUnreachable, RpcClient
 
     path = resolve_socket(socket_path, config)
     try:
-        return RpcClient(path)
+        wait = float(os.environ.get(CONNECT_WAIT_ENV) or BUSY_WAIT_S)
+    except ValueError:
+        raise click.UsageError(f"{CONNECT_WAIT_ENV} must be a number of seconds") from None
+    try:
+        return RpcClient(path, busy_wait_s=wait)
+    except NodeUnreachable as exc:
+        raise click.ClickException(f"cannot reach the node at {path}: {exc.why}") from None
     except OSError as exc:
         raise click.ClickException(
-            f"cannot reach the node at {path}: {exc.strerror or exc} (is it running?)"
+            f"cannot reach the node at {path}: {exc.strerror or exc}"
         ) from None
+
+
+def load_signer(path: Path) -> Any:
+    """The key in ``path`` (MEDCHAIN_KEY_PASSPHRASE for an encrypted one). Commands
+    load keys before they contact a node; a KeyFileError is reported by the
+    ``medchain`` group (cli/main.py) as one line."""
+    from storage.keyfile import load_key
+
+    return load_key(path)
 
 
 def rpc_errors(fn: F) -> F:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from cli.common import connect, echo_json, json_option, rpc_errors, socket_options
+from cli.common import connect, echo_json, json_option, load_signer, rpc_errors, socket_options
 
 
 @click.group()
@@ -156,7 +156,7 @@ def proof() -> None:
 @click.option("--field", "field_name", required=True, help="Top-level FHIR field, e.g. code.")
 @click.option(
     "--key",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=None,
     help="The patient's key (fetches the record with its salts); without it, ask the custodian's own node.",
 )
@@ -177,11 +177,12 @@ def disclose(
     from storage.fhirdoc import FhirError
     from storage.fhirdoc import disclose as make_proof
 
+    my_key = load_signer(key) if key is not None else None
     with connect(socket_path, config) as c:
-        if key is None:
+        if my_key is None:
             doc = c.call("records.disclose", {"record_id": record_id, "field": field_name})
         else:
-            me = TxBuilder.from_key_file(key, c.status()["chain_id"])
+            me = TxBuilder(my_key, c.status()["chain_id"])
             got = fetch_records(c, me, [record_id])[0]
             if got.status != "ok" or got.resource is None:
                 raise click.ClickException(f"cannot fetch {record_id}: {got.reason}")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+from typing import Any
+
 import click
 
 from cli.bench_cmd import bench
@@ -15,8 +19,33 @@ from cli.portal_cmd import portal
 from cli.records_cmd import patient, practitioner, records
 from cli.status_cmds import block, status, tx
 
+DEBUG_ENV = "MEDCHAIN_DEBUG"  # set: an unexpected error shows its traceback
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class MedchainGroup(click.Group):
+    """The root group: errors that are the user's to fix (a key file's) and any
+    unexpected one end a command with one line on stderr and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from storage.keyfile import KeyFileError
+
+        try:
+            return super().invoke(ctx)
+        except KeyFileError as exc:
+            raise click.ClickException(str(exc)) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            # a closed pipe (medchain ... | head) is click's to handle, quietly
+            broken_pipe = isinstance(exc, OSError) and exc.errno == errno.EPIPE
+            if broken_pipe or os.environ.get(DEBUG_ENV):
+                raise
+            raise click.ClickException(
+                f"unexpected error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 to see where)"
+            ) from None
+
+
+@click.group(cls=MedchainGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="medchain")
 def cli() -> None:
     """medchain: a permissioned blockchain for sharing health records you can trust."""

@@ -61,7 +61,7 @@ def down(directory: Path) -> None:
 @json_option
 def status(directory: Path, as_json: bool) -> None:
     """Show each node's process, height, view and peers."""
-    from node.client import RpcClient
+    from node.client import NodeBusy, RpcClient
     from node.localnet import local_nodes
 
     rows = []
@@ -70,6 +70,8 @@ def status(directory: Path, as_json: bool) -> None:
         try:
             with RpcClient(n.config.rpc_socket, timeout=3) as c:
                 row.update(c.status())
+        except NodeBusy:
+            row["status"] = "busy"
         except OSError:
             row["status"] = "down"
         rows.append(row)
@@ -79,7 +81,7 @@ def status(directory: Path, as_json: bool) -> None:
     click.echo(f"{'org':<16} {'pid':>7} {'height':>7} {'view':>5} {'primary':<14} peers")
     for r in rows:
         if "height" not in r:
-            click.echo(f"{r['org']:<16} {r['pid'] or '-':>7} {'down':>7}")
+            click.echo(f"{r['org']:<16} {r['pid'] or '-':>7} {r['status']:>7}")
             continue
         click.echo(
             f"{r['org']:<16} {r['pid'] or '-':>7} {r['height']:>7} {r['view']:>5} {r['primary']:<14} {len(r['peers'])}"

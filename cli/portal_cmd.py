@@ -11,13 +11,12 @@ handed over by a server — so it cannot be tricked into signing a transaction."
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
 
 from node.web.portal import login_sign_bytes
-from storage.keyfile import PASSPHRASE_ENV, KeyFileError, is_encrypted, load_key
+from storage.keyfile import load_key
 
 
 @click.group()
@@ -26,7 +25,7 @@ def portal() -> None:
 
 
 @portal.command("sign")
-@click.option("--key", "key_file", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--key", "key_file", type=click.Path(path_type=Path), required=True)
 @click.option("--chain-id", required=True, help="The chain id the page shows.")
 @click.option("--audience", required=True, help="The node's organization the page shows.")
 @click.option("--challenge", required=True, help="The challenge (hex) the page shows.")
@@ -41,13 +40,9 @@ def sign(key_file: Path, chain_id: str, audience: str, challenge: str, as_json: 
         raise click.BadParameter(
             "the challenge is 32 bytes (64 hex digits)", param_hint="--challenge"
         )
-    passphrase = None
-    if is_encrypted(key_file) and not os.environ.get(PASSPHRASE_ENV):
-        passphrase = click.prompt("Passphrase", hide_input=True, err=True)
-    try:
-        signer = load_key(key_file, passphrase)
-    except KeyFileError as exc:
-        raise click.ClickException(str(exc)) from None
+    signer = load_key(
+        key_file, ask=lambda: str(click.prompt("Passphrase", hide_input=True, err=True))
+    )
     sig = signer.sign(login_sign_bytes(chain_id, audience, ch))
     if as_json:
         click.echo(json.dumps({"public_key": signer.public_key.hex(), "signature": sig.hex()}))

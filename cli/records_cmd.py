@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from cli.common import connect, echo_json, json_option, rpc_errors, socket_options
+from cli.common import connect, echo_json, json_option, load_signer, rpc_errors, socket_options
 
 
 def _new_key(out: Path) -> Any:
@@ -27,12 +27,8 @@ def _new_key(out: Path) -> Any:
 
 def _builder(key: Path, chain_id: str) -> Any:
     from node.client import TxBuilder
-    from storage.keyfile import KeyFileError
 
-    try:
-        return TxBuilder.from_key_file(key, chain_id)
-    except KeyFileError as exc:
-        raise click.ClickException(str(exc)) from None
+    return TxBuilder(load_signer(key), chain_id)
 
 
 @click.group()
@@ -41,9 +37,7 @@ def practitioner() -> None:
 
 
 @practitioner.command("add")
-@click.option(
-    "--admin-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True
-)
+@click.option("--admin-key", type=click.Path(path_type=Path), required=True)
 @click.option("--license", "license_no", required=True)
 @click.option("--department", required=True)
 @click.option(
@@ -71,8 +65,11 @@ def practitioner_add(
     as_json: bool,
 ) -> None:
     """Create a key for a practitioner and register it for the admin's organization."""
+    from node.client import TxBuilder
+
+    admin_signer = load_signer(admin_key)
     with connect(socket_path, config) as c:
-        admin = _builder(admin_key, c.status()["chain_id"])
+        admin = TxBuilder(admin_signer, c.status()["chain_id"])
         signer = _new_key(out)
         res = c.submit(
             admin.build(
@@ -264,7 +261,7 @@ def records_import(
 @click.option("--patient", "pseudonym", required=True)
 @click.option(
     "--key",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     required=True,
     help="The requester's key (a practitioner, or the patient).",
 )
@@ -296,11 +293,13 @@ def timeline(
     requester may read are fetched from their custodians and verified. The chain
     holds each record's year; exact dates come with the records fetched (and from
     this node's own vault), so records not readable sort last within their year."""
+    from node.client import TxBuilder
     from node.records_client import fetch_records
     from storage.fhirdoc import FhirError, clinical_date, summary
 
+    my_key = load_signer(key)
     with connect(socket_path, config) as c:
-        me = _builder(key, c.status()["chain_id"])
+        me = TxBuilder(my_key, c.status()["chain_id"])
         rows = c.call(
             "records.timeline",
             {"patient": pseudonym, "requester": me.public_key.hex(), "purpose": purpose},

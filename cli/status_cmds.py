@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from cli.common import connect, echo_json, json_option, rpc_errors, socket_options
+from cli.common import connect, echo_json, json_option, load_signer, rpc_errors, socket_options
 
 
 @click.command()
@@ -44,7 +44,7 @@ def tx() -> None:
 @click.option(
     "--key",
     "key",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     required=True,
     help="Key file to sign with.",
 )
@@ -75,9 +75,9 @@ def send(
         args = from_json(json.loads(args_json))
     except (ValueError, JsonValueError) as exc:
         raise click.BadParameter(f"--args is not valid: {exc}") from None
+    signer = load_signer(key)
     with connect(socket_path, config) as c:
-        chain = c.status()["chain_id"]
-        builder = TxBuilder.from_key_file(key, chain)
+        builder = TxBuilder(signer, c.status()["chain_id"])
         res = c.submit(builder.build(contract, method, args), wait=wait)
     if as_json:
         echo_json(res)

@@ -9,7 +9,7 @@ import trio
 
 from contracts.runtime import ChaincodeError
 from node.jsonval import to_json
-from node.records import RecordService
+from node.records import PutItem, RecordService
 from node.rpc import (
     INVALID_PARAMS,
     NOT_FOUND,
@@ -50,21 +50,23 @@ def register_records(server: RpcServer, svc: RecordService) -> None:
             ]
         if not isinstance(items, list) or not items or len(items) > 5000:
             raise RpcError(INVALID_PARAMS, "items must be a list of 1 to 5000 {resource, patient}")
-        out = []
-        for it in items:
-            if not isinstance(it, dict) or not isinstance(it.get("patient"), str):
-                out.append(
-                    {
-                        "status": "invalid",
-                        "reason": "each item needs a resource and the patient's pseudonym",
-                    }
-                )
-                continue
-            try:
-                r = svc.put(it.get("resource"), it["patient"], it.get("record_id"))
-            except FhirError as exc:
-                out.append({"status": "invalid", "reason": str(exc)})
-                continue
+        bad = {
+            "status": "invalid",
+            "reason": "each item needs a resource and the patient's pseudonym",
+        }
+        valid = [isinstance(it, dict) and isinstance(it.get("patient"), str) for it in items]
+        todo = [
+            PutItem(it.get("resource"), it["patient"], it.get("record_id"))
+            for it, ok in zip(items, valid, strict=True)
+            if ok
+        ]
+        # One synced batch, off the event loop; the reply waits for the sync.
+        done = iter(await svc.put_many_off_loop(todo))
+        out: list[Any] = []
+        for ok in valid:
+            r = next(done) if ok else bad
+            if isinstance(r, FhirError):
+                r = {"status": "invalid", "reason": str(r)}
             out.append(to_json(r))
         return out
 

@@ -1,7 +1,8 @@
 """The record service: the vault's front door and the fetch protocol.
 
 Custodian side
-  ``put``: canonicalise FHIR resources, store them encrypted in the vault,
+  ``put``: canonicalise FHIR resources, store them encrypted in the vault
+  (a call's resources in one synced batch, written on a worker thread), and
   return what must be anchored (content hash, salted-field root, date, type).
   ``serve``: answer a fetch. The request carries an ``access.request_many``
   transaction signed by the requester. The custodian commits it (the
@@ -25,7 +26,10 @@ from __future__ import annotations
 import datetime
 import logging
 import secrets
+import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -61,11 +65,21 @@ from storage.codec import DecodeError
 from storage.crypto import seal_to, sha256
 from storage.fhirdoc import FhirError, canonical_json, clinical_date, fields_root
 from storage.tx import Transaction, make_tx
-from storage.vault import Vault, VaultIntegrityError
+from storage.vault import Vault, VaultIntegrityError, VaultPut
 
 log = logging.getLogger("medchain.records")
 
 OWN_RECORD = "the patient's own record"  # consent.OWN_RECORD: the patient also gets the field salts
+
+
+@dataclass(frozen=True)
+class PutItem:
+    """One resource a member system hands over for storing."""
+
+    resource: Any
+    patient: str
+    record_id: Any = None  # a string or None; describe_record refuses anything else
+    salt_seed: bytes | None = None
 
 
 class RecordService:
@@ -88,6 +102,7 @@ class RecordService:
         self.refusals = RefusalGate(self.policy.refusal_logs_per_minute)
         self.resend_s = 3.0
         self._serving: set[bytes] = set()
+        self._put_lock = threading.Lock()
         self._waiting: dict[bytes, tuple[trio.Event, list[FetchReply]]] = {}
         self._replies = ReplyCache()
         self._nonce = 0
@@ -111,8 +126,50 @@ class RecordService:
         salt_seed: bytes | None = None,
     ) -> dict[str, Any]:
         """Store one FHIR resource; idempotent for the same id and content."""
-        rid, rtype, date, content = describe_record(resource, self.org, record_id, self.vault)
+        out = self.put_many([PutItem(resource, patient, record_id, salt_seed)])[0]
+        if isinstance(out, FhirError):
+            raise out
+        return out
+
+    async def put_many_off_loop(self, items: Sequence[PutItem]) -> list[dict[str, Any] | FhirError]:
+        """:meth:`put_many` on a worker thread, so the node serves other calls while
+        it encrypts and syncs; returns (and the caller replies) only once synced.
+        Not abandoned on cancellation: a batch being written is finished first."""
+        return await trio.to_thread.run_sync(self.put_many, items)
+
+    def put_many(self, items: Sequence[PutItem]) -> list[dict[str, Any] | FhirError]:
+        """Store FHIR resources, in one synced vault batch; for each item its
+        result, or the FhirError saying why it is not stored. Idempotent per item:
+        an id already stored (or earlier in ``items``) with the same content is
+        "exists", with other content an error. Safe from several threads."""
+        out: list[dict[str, Any] | FhirError] = []
+        with self._put_lock:  # the exists-check and the write are one step
+            batch: list[VaultPut] = []
+            pending: dict[str, dict[str, Any]] = {}
+            for it in items:
+                try:
+                    r, new = self._prepare(it, pending)
+                except FhirError as exc:
+                    out.append(exc)
+                    continue
+                if new is not None:
+                    pending[new.record_id] = r
+                    batch.append(new)
+                out.append(r)
+            self.vault.put_many(batch)
+        return out
+
+    def _prepare(
+        self, it: PutItem, pending: dict[str, dict[str, Any]]
+    ) -> tuple[dict[str, Any], VaultPut | None]:
+        """The result of storing ``it``, and what to write for it (None: stored already)."""
+        rid, rtype, date, content = describe_record(it.resource, self.org, it.record_id, self.vault)
         h = sha256(content)
+        known = pending.get(rid)
+        if known is not None:
+            if known["content_hash"] != h:
+                raise FhirError(f"{rid} is given twice with different content")
+            return {**known, "status": "exists"}, None
         existing = self.vault.get(rid) if self.vault.has(rid) else None
         if existing is not None and existing.content_hash == h:
             meta = existing.meta
@@ -125,17 +182,17 @@ class RecordService:
                 "clinical_date": date,
                 "clinical_year": int(date[:4]),
                 "patient": meta["patient"],
-            }
+            }, None
         if existing is not None:
             raise FhirError(f"{rid} is already stored with different content; amend it instead")
-        seed = salt_seed or secrets.token_bytes(32)
-        root = fields_root(resource, seed)
-        self.vault.put(
-            rid,
-            content,
-            seed,
-            {"patient": patient, "category": rtype, "clinical_date": date, "fields_root": root},
-        )
+        seed = it.salt_seed or secrets.token_bytes(32)
+        root = fields_root(it.resource, seed)
+        meta = {
+            "patient": it.patient,
+            "category": rtype,
+            "clinical_date": date,
+            "fields_root": root,
+        }
         return {
             "record_id": rid,
             "status": "stored",
@@ -144,8 +201,8 @@ class RecordService:
             "category": rtype,
             "clinical_date": date,
             "clinical_year": int(date[:4]),
-            "patient": patient,
-        }
+            "patient": it.patient,
+        }, VaultPut(rid, content, seed, meta)
 
     def local_date(self, record_id: str) -> str | None:
         """The exact clinical date of a record this node is custodian of (None otherwise)."""

@@ -4,6 +4,12 @@ Member systems (a hospital's HIS, a patient app, an insurer) talk to their
 own node here. The socket is created with mode 0600. Bad JSON, unknown
 methods, bad params, oversized lines and abrupt disconnects get the standard
 JSON-RPC errors (or just a closed connection) and never disturb the node.
+
+Supervision: a handler's unexpected exception ends only its own call, as
+-32603 with a short incident id that the node logs in one error-level line
+(no traceback); a connection's failure ends only that connection; and the
+accept loop outlives any error of accept itself. Only cancellation (shutdown)
+stops the server.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import errno
 import json
 import logging
 import os
+import secrets
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -42,6 +49,13 @@ QUERY_FAILED = -32004
 MAX_LINE = 1024 * 1024
 MAX_BATCH = 1000
 MAX_SUN_PATH = 107
+# Connections the kernel queues for accept (it caps this at net.core.somaxconn):
+# enough for hundreds of clients connecting at once; a client finding it full
+# retries (node/client.py).
+BACKLOG = 1024
+# accept(2) errors that mean "out of descriptors or memory for now": wait, then retry.
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+ACCEPT_RETRY_S = 0.1
 
 
 class RpcError(Exception):
@@ -52,16 +66,33 @@ class RpcError(Exception):
 
 
 Handler = Callable[["Connection", dict[str, Any]], Awaitable[Any]]
+# Maps an exception a handler raised to the RPC error the caller should see, or
+# None for the generic rules (invalid params, internal error). The node uses it
+# for its own exception types, so they get codes of their own.
+ErrorTranslator = Callable[[Exception], "RpcError | None"]
+
+
+def _no_translation(exc: Exception) -> RpcError | None:
+    return None
 
 
 class RpcServer:
     """Dispatches methods; the node registers them (see node/api.py)."""
 
-    def __init__(self, path: Path, max_line: int = MAX_LINE) -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_line: int = MAX_LINE,
+        backlog: int = BACKLOG,
+        translate: ErrorTranslator = _no_translation,
+    ) -> None:
         self.path = Path(path)
         self.max_line = max_line
+        self.backlog = backlog
+        self.translate = translate
         self.methods: dict[str, Handler] = {}
         self.connections = 0
+        self.incidents = 0
 
     def method(self, name: str) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
@@ -77,10 +108,71 @@ class RpcServer:
         try:
             async with trio.open_nursery() as nursery:
                 task_status.started()
-                await trio.serve_listeners(self._handle_stream, [listener], handler_nursery=nursery)
+                await self._accept_loop(listener, nursery)
         finally:
             with contextlib.suppress(OSError):
                 self.path.unlink()
+            with contextlib.suppress(Exception):
+                await listener.aclose()
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        """Accept forever: an accept error is logged (once per run of them) and waited
+        out, never the end of the server; each connection runs supervised."""
+        failing = 0
+        while True:
+            try:
+                stream = await listener.accept()
+            except trio.ClosedResourceError:
+                raise
+            except Exception as exc:
+                if failing == 0:
+                    self._accept_failed(exc)
+                failing += 1
+                await trio.sleep(ACCEPT_RETRY_S * min(failing, 10))
+                continue
+            if failing:
+                log.warning(
+                    "RPC accepting again after %d failed accepts",
+                    failing,
+                    extra={"event": "rpc-accept-recovered"},
+                )
+                failing = 0
+            nursery.start_soon(self._supervised, stream)
+
+    def _accept_failed(self, exc: Exception) -> None:
+        if isinstance(exc, OSError) and exc.errno in ACCEPT_CAPACITY_ERRNOS:
+            log.error(
+                "RPC accept failed: %s; retrying",
+                os.strerror(exc.errno or 0),
+                extra={"event": "rpc-accept-failed"},
+            )
+        else:
+            self.incident("RPC accept", exc)
+
+    async def _supervised(self, stream: trio.SocketStream) -> None:
+        # The last line of defence: nothing a connection does reaches the accept loop.
+        try:
+            await self._handle_stream(stream)
+        except Exception as exc:
+            self.incident("RPC connection", exc)
+
+    def incident(self, what: str, exc: BaseException) -> str:
+        """Log an unexpected exception in one error-level line and return its id.
+
+        The line names the exception's type and where it was raised, not its
+        message: messages can carry request data (records, pseudonyms)."""
+        self.incidents += 1
+        iid = secrets.token_hex(4)
+        leaf = _first_leaf(exc)
+        log.error(
+            "%s failed: %s at %s (incident %s)",
+            what,
+            type(leaf).__name__,
+            _raised_at(leaf),
+            iid,
+            extra={"event": "rpc-incident", "incident": iid},
+        )
+        return iid
 
     async def _bind(self) -> trio.socket.SocketType:
         path = str(self.path)
@@ -107,7 +199,7 @@ class RpcServer:
         finally:
             os.umask(old)
         os.chmod(path, 0o600)
-        sock.listen(64)
+        sock.listen(self.backlog)
         return sock
 
     async def _handle_stream(self, stream: trio.SocketStream) -> None:
@@ -120,14 +212,31 @@ class RpcServer:
         except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         except* Exception as group:
-            log.error(
-                "RPC connection failed: %r", group.exceptions[0], extra={"event": "rpc-error"}
-            )
+            self.incident("RPC connection", group)
         finally:
             self.connections -= 1
-            conn.close_subscriptions()
+            try:
+                conn.close_subscriptions()
+            except Exception as exc:
+                self.incident("RPC connection cleanup", exc)
             with contextlib.suppress(Exception):
                 await stream.aclose()
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _raised_at(exc: BaseException) -> str:
+    """module:line of the innermost frame of ``exc``'s traceback."""
+    tb = exc.__traceback__
+    if tb is None:
+        return "?"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_globals.get('__name__', '?')}:{tb.tb_lineno}"
 
 
 def _no_constant(name: str) -> Any:
@@ -172,9 +281,20 @@ class Connection:
             nursery.cancel_scope.cancel()
 
     async def send(self, obj: Any) -> None:
-        data = json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+        await self._send_line(json.dumps(obj, separators=(",", ":")).encode())
+
+    async def _send_line(self, data: bytes) -> None:
         async with self.send_lock:
-            await self.stream.send_all(data)
+            await self.stream.send_all(data + b"\n")
+
+    def _encode(self, response: dict[str, Any], method: str) -> bytes:
+        """A response as JSON; a result that is not JSON is the handler's bug, so an
+        internal error of that call, not of the connection."""
+        try:
+            return json.dumps(response, separators=(",", ":")).encode()
+        except (TypeError, ValueError, RecursionError) as exc:
+            err = _internal_error(self.server.incident(f"RPC {method} reply", exc))
+            return json.dumps(_error(response.get("id"), err.code, str(err), err.data)).encode()
 
     async def _process_line(self, line: bytes) -> None:
         if len(line) > self.server.max_line:
@@ -193,13 +313,21 @@ class Connection:
                     _error(None, INVALID_REQUEST, f"a batch holds 1 to {MAX_BATCH} requests")
                 )
                 return
-            responses = [r for r in [await self._dispatch(x) for x in req] if r is not None]
-            if responses:
-                await self.send(responses)
+            parts = [await self._dispatch_encoded(x) for x in req]
+            encoded = [p for p in parts if p is not None]
+            if encoded:
+                await self._send_line(b"[" + b",".join(encoded) + b"]")
             return
+        one = await self._dispatch_encoded(req)
+        if one is not None:
+            await self._send_line(one)
+
+    async def _dispatch_encoded(self, req: Any) -> bytes | None:
         response = await self._dispatch(req)
-        if response is not None:
-            await self.send(response)
+        if response is None:
+            return None
+        method = req.get("method") if isinstance(req, dict) else None
+        return self._encode(response, method if isinstance(method, str) else "?")
 
     async def _dispatch(self, req: Any) -> dict[str, Any] | None:
         if (
@@ -229,20 +357,26 @@ class Connection:
             )
         try:
             result = await handler(self, params)
-        except RpcError as exc:
-            return None if is_notification else _error(rid, exc.code, str(exc), exc.data)
-        except (KeyError, TypeError, ValueError, JsonValueError) as exc:
-            return (
-                None if is_notification else _error(rid, INVALID_PARAMS, f"invalid params: {exc}")
-            )
         except Exception as exc:
-            log.exception("RPC %s failed", req["method"])
-            return (
-                None
-                if is_notification
-                else _error(rid, INTERNAL_ERROR, f"internal error: {type(exc).__name__}")
-            )
+            err = self._call_error(req["method"], exc)
+            return None if is_notification else _error(rid, err.code, str(err), err.data)
         return None if is_notification else {"jsonrpc": "2.0", "id": rid, "result": result}
+
+    def _call_error(self, method: str, exc: Exception) -> RpcError:
+        """The error a handler's exception becomes: its own, the node's translation,
+        invalid params, or else an internal error with an incident id."""
+        if isinstance(exc, RpcError):
+            return exc
+        try:
+            translated = self.server.translate(exc)
+        except Exception as bad:  # a broken translator must not turn into a crash
+            translated = None
+            self.server.incident(f"RPC {method} error translation", bad)
+        if translated is not None:
+            return translated
+        if isinstance(exc, KeyError | TypeError | ValueError | JsonValueError):
+            return RpcError(INVALID_PARAMS, f"invalid params: {exc}")
+        return _internal_error(self.server.incident(f"RPC {method}", exc))
 
     # -- subscriptions ------------------------------------------------------------
 
@@ -286,6 +420,10 @@ class Connection:
 
 def _valid_id(v: Any) -> bool:
     return v is None or isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
+
+
+def _internal_error(iid: str) -> RpcError:
+    return RpcError(INTERNAL_ERROR, f"internal error (incident {iid})", {"incident": iid})
 
 
 def _error(rid: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,16 @@ class VaultIntegrityError(Exception):
     def __init__(self, record_id: str, why: str) -> None:
         super().__init__(f"integrity error in vault record {record_id}: {why}")
         self.record_id = record_id
+
+
+@dataclass(frozen=True)
+class VaultPut:
+    """A record to store: what :meth:`Vault.put_many` encrypts."""
+
+    record_id: str
+    content: bytes  # canonical JSON
+    salt_seed: bytes
+    meta: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -96,19 +106,34 @@ class Vault:
 
     def put(self, record_id: str, content: bytes, salt_seed: bytes, meta: dict[str, Any]) -> bytes:
         """Encrypt and store; returns the content hash. Synced to disk."""
-        rid = record_id.encode()
+        return self.put_many([VaultPut(record_id, content, salt_seed, meta)])[0]
+
+    def put_many(self, records: Sequence[VaultPut]) -> list[bytes]:
+        """Encrypt and store all ``records`` in one write batch with one sync: on
+        disk, all of them, when this returns; none of them if it raises (or the
+        process dies first). Returns their content hashes, in order."""
+        batch: dict[bytes, bytes | None] = {}
+        hashes = []
+        for r in records:
+            key, value, h = self._seal(r)
+            batch[key] = value
+            hashes.append(h)
+        if batch:
+            self.store.write(batch, sync=True)
+        return hashes
+
+    def _seal(self, r: VaultPut) -> tuple[bytes, bytes, bytes]:
+        """The store key, the sealed entry and the content hash of ``r``."""
+        rid = r.record_id.encode()
         record_key = nacl.utils.random(KEY)
         wrap_nonce, nonce = nacl.utils.random(NONCE), nacl.utils.random(NONCE)
         wrapped = crypto_aead_xchacha20poly1305_ietf_encrypt(
             record_key, rid, wrap_nonce, self._master
         )
-        h = sha256(content)
-        plaintext = pack([content, salt_seed, h, canonical(meta, "meta")])
+        h = sha256(r.content)
+        plaintext = pack([r.content, r.salt_seed, h, canonical(r.meta, "meta")])
         sealed = crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, rid, nonce, record_key)
-        self.store.write(
-            {P_RECORD + rid: pack([FORMAT, wrap_nonce, wrapped, nonce, sealed])}, sync=True
-        )
-        return h
+        return P_RECORD + rid, pack([FORMAT, wrap_nonce, wrapped, nonce, sealed]), h
 
     def has(self, record_id: str) -> bool:
         return self.store.get(P_RECORD + record_id.encode()) is not None
