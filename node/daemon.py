@@ -39,7 +39,7 @@ from node.web.portal import Sessions
 from storage import integrity
 from storage.genesis import Genesis
 from storage.keyfile import load_key
-from storage.kv import LevelDBKV, StorageDamaged, StorageWriteFailed, StoreError
+from storage.kv import LevelDBKV, StorageDamaged, StoreError
 from storage.ledger import Ledger
 from storage.vault import Vault, master_key_from_seed
 

@@ -113,7 +113,12 @@ def old_vault(d: Path) -> None:
 
 DAMAGE: list[tuple[str, Callable[[Path], None], str, str]] = [
     # (what, damage, the message says ..., next step names ...)
-    ("vault CURRENT deleted", delete_current("vault"), "vault store", "restore it from your backup"),
+    (
+        "vault CURRENT deleted",
+        delete_current("vault"),
+        "vault store",
+        "restore it from your backup",
+    ),
     ("vault log deleted", delete_logs("vault"), "records were lost", "restore it from your backup"),
     ("vault directory deleted", lambda d: shutil.rmtree(d / "vault"), "vault store", "backup"),
     ("vault restored from an old copy", old_vault, "records were lost", "backup"),
@@ -135,7 +140,7 @@ def net() -> Iterator[E2ECluster]:
                     "id": f"damage-{i}",
                     "status": "final",
                     "code": {"text": "weight"},
-                    "effectiveDateTime": "2024-05-0{}".format(1 + i % 9),
+                    "effectiveDateTime": f"2024-05-0{1 + i % 9}",
                 },
                 "patient": "p" + "0" * 15,
             }
