@@ -1,4 +1,5 @@
-"""``medchain node start``: run one node in the foreground."""
+"""``medchain node start``: run one node in the foreground (and, from cli/node_ops.py,
+``verify`` and ``resync``)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from pathlib import Path
 
 import click
 
+from cli.node_ops import resync, verify
+
 
 @click.group("node")
 def node() -> None:
-    """Run a node."""
+    """Run a node, check its data, rebuild its ledger."""
 
 
 @node.command("start")
@@ -49,3 +52,7 @@ def start(config: Path) -> None:
         click.echo(f"medchain node: {exc}", err=True)
         sys.exit(2)
     sys.exit(code)
+
+
+node.add_command(verify)
+node.add_command(resync)

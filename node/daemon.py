@@ -13,8 +13,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -29,25 +30,49 @@ from node.driver import Driver, DriverConfig
 from node.p2p import Libp2pTransport, P2PConfig, PeerAddress
 from node.records import RecordService
 from node.release import ReleasePolicy, StoredRedemptions
-from node.rpc import RpcServer
+from node.rpc import STORAGE_DAMAGED, STORAGE_FAILED, RpcError, RpcServer
 from node.testfaults import enabled as faults_enabled
 from node.testfaults import register_faults
 from node.web.app import History, build_app
 from node.web.http import HttpServer
 from node.web.portal import Sessions
+from storage import integrity
 from storage.genesis import Genesis
 from storage.keyfile import load_key
-from storage.kv import LevelDBKV
+from storage.kv import LevelDBKV, StorageDamaged, StoreError
 from storage.ledger import Ledger
 from storage.vault import Vault, master_key_from_seed
 
 log = logging.getLogger("medchain.node")
+T = TypeVar("T")
 
 EXIT_HALTED = 3
 
 
 class NodeError(Exception):
     """The node cannot start, with the reason."""
+
+
+RELIABILITY = "RELIABILITY.md"
+
+
+def next_step(store: str, config: Path) -> str:
+    """What an operator does about damage to ``store`` (RELIABILITY.md has the details)."""
+    if store.startswith("ledger"):
+        return (
+            f"rebuild the ledger from the other members: medchain node resync --config {config} "
+            f"(see {RELIABILITY}, 'Damaged ledger')"
+        )
+    if store == "vault":
+        return (
+            "the vault holds this institution's records and cannot be rebuilt from peers: "
+            f"restore it from your backup, then run medchain node verify --config {config} "
+            f"(see {RELIABILITY}, 'Damaged vault')"
+        )
+    return (
+        f"medchain node resync --config {config} --reset-state "
+        f"(see {RELIABILITY}, 'Damaged node-state' for what that forgets)"
+    )
 
 
 def build_executor(genesis: Genesis) -> Executor:
@@ -61,8 +86,9 @@ def build_executor(genesis: Genesis) -> Executor:
 
 
 class Node:
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, config_path: Path | None = None) -> None:
         self.config = config
+        self.config_path = config_path or Path("node.toml")  # named in next steps
         self.genesis = Genesis.load(config.genesis_file)
         self.signer = load_key(config.key_file)
         org = self.genesis.org_by_node_key(self.signer.public_key)
@@ -78,18 +104,33 @@ class Node:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(config.data_dir, 0o700)
         self.executor = build_executor(self.genesis)
-        self.ledger = Ledger.open(config.data_dir / "ledger", self.genesis)
+        self.halt_reason: str | None = None  # a failed write (see _storage_failed)
+        self._damage_logged: set[str] = set()
+        # A data dir that has a ledger has been run: from then on a missing store is
+        # damage, never a reason to start an empty one in its place.
+        fresh = not (config.data_dir / "ledger").exists()
+        hook = self._storage_failed
+        self.ledger = self._open(
+            "ledger", lambda: Ledger.open(config.data_dir / "ledger", self.genesis, fresh, hook)
+        )
+        nothing_yet = self.ledger.height == 0  # nothing committed: no store can have lost data
         # The pool's write-ahead log and consensus Persist records (see Driver.local),
         # written from the event loop. LevelDB runs the flushes and compactions of all
         # a process's stores on one background thread, so while it compacts the main
         # store (a second or two at a time) this store's memtable must hold what
         # arrives meanwhile: when full, the write — and the event loop — waits. With
         # 1 MiB (~2.5 s at 1,000 tx/s) that happened every ~40 s for up to 1.7 s.
-        self.local_store = LevelDBKV(
-            config.data_dir / "node-state",
-            bloom_filter_bits=0,
-            cache_bytes=0,
-            write_buffer_bytes=4 << 20,
+        self.local_store = self._open(
+            "node-state",
+            lambda: LevelDBKV(
+                config.data_dir / "node-state",
+                create=fresh or nothing_yet,
+                bloom_filter_bits=0,
+                cache_bytes=0,
+                write_buffer_bytes=4 << 20,
+                name="node-state",
+                on_failure=hook,
+            ),
         )
         validators = self.genesis.validators
         index = validators.index_of(self.signer.public_key)
@@ -121,14 +162,21 @@ class Node:
             DriverConfig(),
             local=self.local_store,
         )
-        self.vault = Vault.open(config.data_dir / "vault", master_key_from_seed(self.signer.seed))
+        master = master_key_from_seed(self.signer.seed)
+        self.vault = self._open(
+            "vault",
+            lambda: Vault.open(
+                config.data_dir / "vault", master, fresh or nothing_yet, hook, self.local_store
+            ),
+        )
+        self._check_data()
         self.records = RecordService(
             self.driver,
             self.vault,
             policy=ReleasePolicy(config.release_window_s, config.refusal_logs_per_minute),
             redemptions=StoredRedemptions(self.local_store),  # survives restarts
         )
-        self.rpc = RpcServer(config.rpc_socket)
+        self.rpc = RpcServer(config.rpc_socket, translate=self._storage_error)
         register(self.rpc, self.driver)
         register_records(self.rpc, self.records)
         if faults_enabled():
@@ -146,6 +194,79 @@ class Node:
                 config.http_port,
                 build_app(self.driver, sessions, self.history, self.records),
             )
+
+    def _open(self, store: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except StoreError as exc:
+            self._close_opened()
+            raise NodeError(f"{exc}\nnext step: {next_step(store, self.config_path)}") from None
+
+    def _close_opened(self) -> None:
+        for name in ("vault", "local_store", "ledger"):
+            opened = getattr(self, name, None)
+            if opened is not None:
+                opened.close()
+
+    def _check_data(self) -> None:
+        """Refuse to start on damaged data (storage.integrity: a few hundred reads)."""
+        t = time.monotonic()
+        findings = integrity.quick_ledger(self.ledger) + integrity.check_vault(
+            self.ledger, self.vault, self.org.org_id
+        )
+        damage = [f for f in findings if f.damage]
+        for f in findings:
+            if not f.damage:
+                log.warning("%s", f, extra={"event": "storage-notice", "store": f.store})
+        if damage:
+            self._close_opened()
+            stores = sorted({f.store for f in damage})
+            raise NodeError(
+                "this node's data is damaged; refusing to start:\n  "
+                + "\n  ".join(str(f) for f in damage)
+                + "".join(f"\nnext step: {next_step(s, self.config_path)}" for s in stores)
+            )
+        log.info(
+            "storage checked in %.0f ms: ledger at height %d, vault of %d records",
+            (time.monotonic() - t) * 1000,
+            self.ledger.height,
+            self.vault.stored_count() or 0,
+            extra={"event": "storage-checked"},
+        )
+
+    def _storage_error(self, exc: Exception) -> RpcError | None:
+        """What a client is told when a store failed under its request."""
+        if isinstance(exc, StorageDamaged):
+            return RpcError(
+                STORAGE_DAMAGED,
+                f"storage damaged: {exc} (this node's operator runs medchain node verify)",
+            )
+        if isinstance(exc, StoreError):
+            return RpcError(STORAGE_FAILED, f"this node cannot write to its disk: {exc}")
+        return None
+
+    def _storage_failed(self, exc: StoreError) -> None:
+        """A store could not write: halt now — carrying on would break a promise already
+        made (an acknowledged transaction, a vote, a block). A read that found damaged
+        data is logged once per store; the request gets a "storage damaged" error, and
+        the driver halts if consensus itself needed the data."""
+        if isinstance(exc, StorageDamaged):
+            store = str(exc).split(" store at ")[0]
+            if store not in self._damage_logged:
+                self._damage_logged.add(store)
+                log.critical(
+                    "storage damaged: %s; next step: medchain node verify --config %s",
+                    exc,
+                    self.config_path,
+                    extra={"event": "storage-damaged"},
+                )
+            return
+        if self.halt_reason is not None:
+            return
+        self.halt_reason = f"write failed: {exc}"
+        driver = getattr(self, "driver", None)
+        if driver is not None:
+            driver.halted = self.halt_reason
 
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> int:
         try:
@@ -217,5 +338,5 @@ def run_node(config_path: Path) -> int:
     setup_logging(config.org_id, config.log_level, config.log_file)
     memory.limit_arenas()
     log.info("allocator %s", memory.allocator(), extra={"event": "allocator"})
-    node = Node(config)
+    node = Node(config, config_path)
     return trio.run(node.run)

@@ -76,7 +76,7 @@ from storage.block import Block, CommitCertificate
 from storage.codec import DecodeError
 from storage.crypto import Signer, sha256
 from storage.genesis import Genesis
-from storage.kv import KVStore
+from storage.kv import KVStore, StoreError
 from storage.ledger import Ledger, LedgerError
 from storage.state import TxResult
 from storage.tx import Transaction
@@ -259,7 +259,13 @@ class Driver:
                 await self._process(kind, item)
             except LedgerError as exc:
                 # The ledger refused a write: never carry on with state we cannot keep.
-                self.halted = f"ledger error: {exc}"
+                self.halted = self.halted or f"ledger error: {exc}"
+                log.critical("HALT: %s", self.halted, extra={"event": "halt"})
+            except StoreError as exc:
+                # A write that did not reach the disk (or a read of damaged data): what
+                # this node promised — a vote, an acknowledged transaction — may be lost
+                # if it carried on, so it stops here.
+                self.halted = self.halted or f"storage failed: {exc}"
                 log.critical("HALT: %s", self.halted, extra={"event": "halt"})
             except Exception:
                 # A bug triggered by one input must not take the node down: drop it, say so.
@@ -913,9 +919,12 @@ def _heavy(m: Message) -> bool:
 
 
 async def _guarded(fn: Callable[..., Awaitable[None]], *args: Any) -> None:
-    """Run a per-message task; an unexpected error is logged, never fatal to the node."""
+    """Run a per-message task; an unexpected error is logged, never fatal to the node
+    (storage failures halt it: the store's failure hook has said so already)."""
     try:
         await fn(*args)
+    except StoreError as exc:
+        log.error("storage failed handling a network message: %s", exc, extra={"event": "halt"})
     except Exception:
         log.exception("failed handling a network message; dropped", extra={"event": "driver-error"})
 

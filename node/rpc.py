@@ -45,6 +45,8 @@ BUSY = -32001
 REJECTED = -32002
 NOT_FOUND = -32003
 QUERY_FAILED = -32004
+STORAGE_DAMAGED = -32010  # the node read damaged data (its operator runs node verify)
+STORAGE_FAILED = -32011  # the node could not write to its disk and is stopping
 
 MAX_LINE = 1024 * 1024
 MAX_BATCH = 1000

@@ -10,8 +10,10 @@ returns leaves none of it.
 from __future__ import annotations
 
 import bisect
+import errno
+import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -20,6 +22,24 @@ import plyvel
 
 class StoreError(Exception):
     """The store cannot be opened or used (locked, corrupt, missing)."""
+
+
+class StorageDamaged(StoreError):
+    """A read found the store's data damaged (a checksum, a missing file, bytes that do
+    not decode): the data is not what was written, and nothing read from it is served."""
+
+
+class StorageWriteFailed(StoreError):
+    """A write did not reach the disk (disk full, I/O error, read-only file system).
+    The node cannot keep what it promised: it halts (see node.daemon)."""
+
+    def __init__(self, message: str, path: Path, code: int | None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.errno = code
+
+
+FailureHook = Callable[[StoreError], None]
 
 
 class KVStore(Protocol):
@@ -95,7 +115,13 @@ MIN_OPEN_FILES = 74
 
 
 class LevelDBKV:
-    """LevelDB through plyvel."""
+    """LevelDB through plyvel.
+
+    Opened with LevelDB's paranoid checks, so a damaged write-ahead log or a missing
+    table is refused at open instead of skipped. ``create=False`` refuses a store whose
+    files are gone rather than starting an empty one in its place. A read or write
+    error raises :class:`StorageDamaged` or :class:`StorageWriteFailed` naming the
+    store (``name``), and is passed to ``on_failure`` first (the daemon halts on it)."""
 
     def __init__(
         self,
@@ -107,6 +133,8 @@ class LevelDBKV:
         max_open_files: int = MIN_OPEN_FILES,
         block_size: int = 16 << 10,
         table_bytes: int = 2 << 20,
+        name: str | None = None,
+        on_failure: FailureHook | None = None,
     ) -> None:
         """``cache_bytes`` bounds LevelDB's block cache (uncompressed blocks read), and
         ``write_buffer_bytes`` its memtable (two exist while one is flushed).
@@ -119,6 +147,14 @@ class LevelDBKV:
         block; the index holds one entry per block, so 16 KiB (LevelDB: 4 KiB) makes
         each open table's index a quarter the size (and compresses a little better).
         ``table_bytes`` is the size at which LevelDB starts a new table file."""
+        self.path = path
+        self.name = name or path.name
+        self._on_failure = on_failure
+        if not create and not (path / "CURRENT").exists():
+            raise StoreError(
+                f"the {self.name} store at {path} is missing"
+                + (" (its CURRENT file is gone)" if path.is_dir() else "")
+            )
         try:
             # Bloom filters: most reads of a node look up keys that do not exist (new tx
             # ids, new record ids, first nonces); without a filter each such read searches
@@ -132,17 +168,51 @@ class LevelDBKV:
                 max_open_files=max_open_files,  # LevelDB raises it to at least 74
                 block_size=block_size,
                 max_file_size=table_bytes,
+                paranoid_checks=True,
             )
         except plyvel.IOError as exc:
-            raise StoreError(
-                f"cannot open LevelDB at {path}: {exc} (is another node using it?)"
+            text = _text(exc)
+            if "lock" in text.lower():
+                raise StoreError(
+                    f"cannot open the {self.name} store at {path}: {text} "
+                    "(is another node running on this data dir?)"
+                ) from None
+            raise StoreError(f"cannot open the {self.name} store at {path}: {text}") from None
+        except plyvel.CorruptionError as exc:
+            raise StorageDamaged(
+                f"the {self.name} store at {path} is damaged: {_text(exc)}"
             ) from None
         except plyvel.Error as exc:
-            raise StoreError(f"cannot open LevelDB at {path}: {exc}") from None
+            raise StoreError(f"cannot open the {self.name} store at {path}: {_text(exc)}") from None
+
+    def _damaged(self, exc: plyvel.Error) -> StorageDamaged:
+        err = StorageDamaged(f"the {self.name} store at {self.path} is damaged: {_text(exc)}")
+        if self._on_failure is not None:
+            self._on_failure(err)
+        return err
 
     def get(self, key: bytes) -> bytes | None:
-        value: bytes | None = self._db.get(key)
+        try:
+            value: bytes | None = self._db.get(key)
+        except plyvel.Error as exc:
+            raise self._damaged(exc) from None
         return value
+
+    def check_all(self, progress: Callable[[int], None] | None = None) -> int:
+        """Read every entry with LevelDB's checksums verified; return the number read.
+        Raises StorageDamaged at the first damaged block."""
+        n = 0
+        try:
+            with self._db.iterator(verify_checksums=True, fill_cache=False) as it:
+                for _ in it:
+                    n += 1
+                    if progress is not None and n % 4096 == 0:
+                        progress(4096)
+        except plyvel.Error as exc:
+            raise self._damaged(exc) from None
+        if progress is not None:
+            progress(n % 4096)
+        return n
 
     def memory_kb(self) -> int:
         """LevelDB's own estimate of its memory (memtables, block cache, table cache)."""
@@ -162,19 +232,64 @@ class LevelDBKV:
             it = self._db.iterator(
                 start=start if start is not None and start > prefix else prefix, stop=end
             )
-        with it:
-            yield from it
+        try:
+            with it:
+                yield from it
+        except plyvel.Error as exc:
+            raise self._damaged(exc) from None
 
     def write(self, puts: Mapping[bytes, bytes | None], sync: bool = True) -> None:
-        with self._db.write_batch(sync=sync) as wb:
-            for k, v in puts.items():
-                if v is None:
-                    wb.delete(k)
-                else:
-                    wb.put(k, v)
+        try:
+            with self._db.write_batch(sync=sync) as wb:
+                for k, v in puts.items():
+                    if v is None:
+                        wb.delete(k)
+                    else:
+                        wb.put(k, v)
+        except plyvel.Error as exc:
+            err = write_failure(self.name, self.path, _text(exc))
+            if self._on_failure is not None:
+                self._on_failure(err)
+            raise err from None
 
     def close(self) -> None:
         self._db.close()
+
+
+def _text(exc: BaseException) -> str:
+    arg = exc.args[0] if exc.args else exc
+    return arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
+
+
+def write_failure(name: str, path: Path, detail: str) -> StorageWriteFailed:
+    """The failure of a write to the store ``name`` at ``path``, with the device, the
+    file system's free space and the errno LevelDB reported (by its text)."""
+    code = next((c for c in errno.errorcode if os.strerror(c) in detail), None)
+    where = device_of(path)
+    named = f" ({errno.errorcode[code]})" if code is not None else ""
+    return StorageWriteFailed(
+        f"cannot write the {name} store at {path}{named}: {detail}; {where}", path, code
+    )
+
+
+def device_of(path: Path) -> str:
+    """Which file system holds ``path``: mount point, device and free bytes."""
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        st = os.stat(p)
+        vfs = os.statvfs(p)
+    except OSError as exc:
+        return f"device unknown ({exc.strerror})"
+    mount = p.resolve()
+    while mount != mount.parent and os.stat(mount.parent).st_dev == st.st_dev:
+        mount = mount.parent
+    free = vfs.f_bavail * vfs.f_frsize
+    return (
+        f"device {os.major(st.st_dev)}:{os.minor(st.st_dev)} mounted at {mount}, "
+        f"{free // 1024} KiB free"
+    )
 
 
 def _prefix_end(prefix: bytes) -> bytes | None:

@@ -45,14 +45,16 @@ committed again. So after a crash the ledger still ends at a whole block.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from storage.block import Block, CommitCertificate
 from storage.codec import DecodeError, as_bytes, as_int, fields, pack, unpack
 from storage.genesis import Genesis
-from storage.kv import KVStore, LevelDBKV, MemoryKV
+from storage.kv import FailureHook, KVStore, LevelDBKV, MemoryKV, StorageDamaged
 from storage.readcache import ReadCache
 from storage.receipts import EMPTY_RESULTS_ROOT, block_receipts, results_root
 from storage.state import TxResult, next_state_root
@@ -77,6 +79,7 @@ P_TX = b"T"
 P_STATE = b"S"
 P_INDEX = b"X"
 P_SEQ = b"Q"
+T = TypeVar("T")
 CACHE_ENTRIES = 100_000  # state read cache, absent keys included
 
 
@@ -112,6 +115,21 @@ def _separate_values(
 
 class LedgerError(Exception):
     """The ledger refuses an operation (inconsistent block, corrupt store)."""
+
+
+class LedgerDamaged(LedgerError, StorageDamaged):
+    """Stored ledger data is missing or does not decode: the store is damaged."""
+
+
+def _result_from(raw: bytes) -> TxResult:
+    return TxResult.from_wire(unpack(raw, 2 * 1024 * 1024, "tx result"))
+
+
+def _decoded(what: str, decode: Callable[[], T]) -> T:
+    try:
+        return decode()
+    except (DecodeError, ValueError) as exc:
+        raise LedgerDamaged(f"the ledger's {what} does not decode: {exc}") from None
 
 
 class GenesisMismatch(LedgerError):
@@ -182,7 +200,7 @@ class Ledger:
             self.seq = 0  # last consensus sequence number delivered (blocks and null batches)
             self.last_timestamp_ms = genesis.genesis_time_ms
         else:
-            f = fields(unpack(tip, 256, "tip"), 7, "tip")
+            f = _decoded("tip", lambda: fields(unpack(tip, 256, "tip"), 7, "tip"))
             self.height = as_int(f[0], "tip.height")
             self.last_hash = as_bytes(f[1], "tip.hash", 32)
             self.state_root = as_bytes(f[2], "tip.root", 32)
@@ -193,7 +211,14 @@ class Ledger:
             self.results_root = as_bytes(f[6], "tip.results_root", 32)
 
     @classmethod
-    def open(cls, path: Path, genesis: Genesis) -> Ledger:
+    def open(
+        cls,
+        path: Path,
+        genesis: Genesis,
+        create: bool = True,
+        on_failure: FailureHook | None = None,
+    ) -> Ledger:
+        """Open (``create``: or make) the ledger's two stores at ``path``."""
         # Block caches (decompressed blocks; they fill over minutes, then stay): small for
         # the main store — hot state is cached above it (storage.readcache) — and none for
         # the block store, read only by state transfer and explorers.
@@ -204,16 +229,26 @@ class Ledger:
         # small level-0 tables, seek compactions kept its background thread busy
         # (benchmarks/compaction.py, compaction CPU per anchor: 4 MiB 60 µs, 8 MiB 36,
         # 16 MiB 23; the memtable's memory comes and goes with each flush).
-        main = LevelDBKV(path, cache_bytes=2 << 20, write_buffer_bytes=8 << 20)
+        main = LevelDBKV(
+            path,
+            create=create,
+            cache_bytes=2 << 20,
+            write_buffer_bytes=8 << 20,
+            name="ledger",
+            on_failure=on_failure,
+        )
         try:
             # 4 MiB memtable (~6 s of writes at 1,000 tx/s): LevelDB flushes it on the
             # one background thread it shares with the main store's compactions, and
             # a commit waits while the memtable is full (with 2 MiB: 6 waits in 10 min).
             blocks = LevelDBKV(
                 path / "blocks",
+                create=create,
                 bloom_filter_bits=0,
                 cache_bytes=0,
                 write_buffer_bytes=4 << 20,
+                name="ledger block",
+                on_failure=on_failure,
             )
             return cls(main, genesis, blocks)
         except BaseException:
@@ -341,8 +376,12 @@ class Ledger:
         data = self.store.get(P_SEQ + be8(seq))
         if data is None:
             return None
-        f = fields(unpack(data, 128 * 1024, "seq entry"), 2, "seq entry")
-        return as_int(f[0], "height"), CommitCertificate.decode(as_bytes(f[1], "certificate"))
+
+        def decode() -> tuple[int, CommitCertificate]:
+            f = fields(unpack(data, 128 * 1024, "seq entry"), 2, "seq entry")
+            return as_int(f[0], "height"), CommitCertificate.decode(as_bytes(f[1], "certificate"))
+
+        return _decoded(f"entry of consensus seq {seq}", decode)
 
     def _height_key(self, height: int, kind: bytes) -> bytes:
         """Block-store key of a block's body, certificate or root (``kind``: K_BLOCK, ...)."""
@@ -357,11 +396,15 @@ class Ledger:
 
     def block(self, height: int) -> Block | None:
         data = self.block_bytes(height)
-        return None if data is None else Block.decode(data, check_txs=False)
+        if data is None:
+            return None
+        return _decoded(f"block {height}", lambda: Block.decode(data, check_txs=False))
 
     def certificate(self, height: int) -> CommitCertificate | None:
         data = None if height > self.height else self.blocks.get(self._height_key(height, K_CERT))
-        return None if data is None else CommitCertificate.decode(data)
+        if data is None:
+            return None
+        return _decoded(f"certificate of block {height}", lambda: CommitCertificate.decode(data))
 
     def state_root_at(self, height: int) -> bytes | None:
         if height == 0:
@@ -382,26 +425,40 @@ class Ledger:
         out = []
         for i in range(count):
             raw = self.blocks.get(_indexed(hb, K_RESULT, _BE4.pack(i)))
-            if raw is None or height > self.height:
-                raise LedgerError(f"the result of transaction {i} of block {height} is missing")
-            out.append(TxResult.from_wire(unpack(raw, 2 * 1024 * 1024, "tx result")))
+            if height > self.height:
+                raise LedgerError(f"block {height} is not committed here")
+            if raw is None:
+                raise LedgerDamaged(f"the result of transaction {i} of block {height} is missing")
+            out.append(
+                _decoded(
+                    f"result of transaction {i} of block {height}",
+                    partial(_result_from, raw),
+                )
+            )
         return out
 
     def height_of(self, block_hash: bytes) -> int | None:
         data = self.store.get(P_HASH + block_hash)
-        return None if data is None else int(_BE8.unpack(data)[0])
+        if data is None:
+            return None
+        if len(data) != 8:
+            raise LedgerDamaged(f"the hash index entry of {block_hash.hex()} is corrupt")
+        return int(_BE8.unpack(data)[0])
 
     def tx(self, tx_id: bytes) -> TxLocation | None:
         data = self.store.get(P_TX + tx_id)
         if data is None:
             return None
-        f = fields(unpack(data, 64, "tx index"), 2, "tx index")
-        height, index = as_int(f[0], "height"), as_int(f[1], "index")
+        f = _decoded("tx index", lambda: fields(unpack(data, 64, "tx index"), 2, "tx index"))
+        height, index = _decoded("tx index", lambda: (as_int(f[0], "h"), as_int(f[1], "i")))
         raw = self.blocks.get(_indexed(be8(height), K_RESULT, _BE4.pack(index)))
-        if raw is None:
-            raise LedgerError(f"the result of transaction {tx_id.hex()} is missing")
-        wire = unpack(raw, 2 * 1024 * 1024, "tx result")
-        return TxLocation(height, index, TxResult.from_wire(wire))
+        if raw is None or height > self.height:
+            raise LedgerDamaged(f"the result of transaction {tx_id.hex()} is missing")
+        result = _decoded(
+            f"result of transaction {tx_id.hex()}",
+            lambda: TxResult.from_wire(unpack(raw, 2 * 1024 * 1024, "tx result")),
+        )
+        return TxLocation(height, index, result)
 
     def state_get(self, key: bytes) -> bytes | None:
         """Committed state, through a read cache (of keys that exist) that every commit updates."""
@@ -423,8 +480,8 @@ class Ledger:
             value = self.blocks.get(_indexed(raw[1:9], K_VALUE, raw[9:13]))
             if value is not None:
                 return value
-            raise LedgerError(f"state value of {key!r} is missing from the block store")
-        raise LedgerError(f"state entry {key!r} is corrupt")
+            raise LedgerDamaged(f"state value of {key!r} is missing from the block store")
+        raise LedgerDamaged(f"state entry {key!r} is corrupt")
 
     def state_scan(
         self, prefix: bytes, start: bytes | None = None, reverse: bool = False
@@ -445,7 +502,9 @@ class Ledger:
             yield k[n:], v
 
 
-def verify_chain(ledger: Ledger, from_height: int = 1) -> list[str]:
+def verify_chain(
+    ledger: Ledger, from_height: int = 1, progress: Callable[[int], None] | None = None
+) -> list[str]:
     """Check every stored block: structure, hash chain, state and results roots
     carried in headers (results recomputed from the stored results), commit
     certificates, tx index. Returns a list of problems (empty: sound)."""
@@ -485,7 +544,7 @@ def verify_chain(ledger: Ledger, from_height: int = 1) -> list[str]:
         for i, tx_id in enumerate(block.tx_ids()):
             try:
                 loc = ledger.tx(tx_id)
-            except (LedgerError, DecodeError) as exc:
+            except (LedgerError, DecodeError, StorageDamaged) as exc:
                 problems.append(f"block {h} tx {i}: tx index unreadable: {exc}")
                 continue
             if loc is None or (loc.height, loc.index) > (h, i):
@@ -498,11 +557,13 @@ def verify_chain(ledger: Ledger, from_height: int = 1) -> list[str]:
         try:
             results = ledger.results(h, len(block.txs))
             prev_results = results_root(block_receipts(block.tx_ids(), block.txs, results))
-        except (LedgerError, DecodeError) as exc:
+        except (LedgerError, DecodeError, StorageDamaged) as exc:
             problems.append(f"block {h}: results unreadable: {exc}")
             break
         if ledger.results_root_at(h) != prev_results:
             problems.append(f"block {h}: the stored results root does not match its results")
+        if progress is not None:
+            progress(1)
     tip_differs = (
         prev_hash != ledger.last_hash
         or prev_root != ledger.state_root

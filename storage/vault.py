@@ -36,11 +36,12 @@ from nacl.exceptions import CryptoError
 
 from storage.codec import DecodeError, as_bytes, as_int, as_value, canonical, fields, pack, unpack
 from storage.crypto import sha256
-from storage.kv import KVStore, LevelDBKV, MemoryKV
+from storage.kv import FailureHook, KVStore, LevelDBKV, MemoryKV
 
 NONCE = 24
 KEY = 32
 P_RECORD = b"R"
+K_COUNT = b"Mcount"  # how many records the vault holds, written with each new record
 FORMAT = 1
 
 
@@ -78,11 +79,18 @@ def master_key_from_seed(seed: bytes) -> bytes:
     return key
 
 
+K_MIRROR = b"Mvault-count"  # the same count, in another store (see Vault.__init__)
+
+
 class Vault:
-    def __init__(self, store: KVStore, master_key: bytes) -> None:
+    def __init__(self, store: KVStore, master_key: bytes, mirror: KVStore | None = None) -> None:
+        """``mirror``: another store (the node's node-state) that keeps the record
+        count too, so that a vault that lost entries — its log deleted, a backup of
+        last week restored — is found at start (storage.integrity), not by a patient."""
         if len(master_key) != KEY:
             raise ValueError("the vault master key is 32 bytes")
         self.store = store
+        self.mirror = mirror
         self._master = master_key
         self._id_key: bytes = nacl.hash.blake2b(
             master_key, digest_size=KEY, person=b"medchain-rid", encoder=nacl.encoding.RawEncoder
@@ -94,8 +102,25 @@ class Vault:
         return f"{org}:{rtype}:{mac.hexdigest()[:24]}"
 
     @classmethod
-    def open(cls, path: Path, master_key: bytes) -> Vault:
-        return cls(LevelDBKV(path), master_key)
+    def open(
+        cls,
+        path: Path,
+        master_key: bytes,
+        create: bool = True,
+        on_failure: FailureHook | None = None,
+        mirror: KVStore | None = None,
+    ) -> Vault:
+        store = LevelDBKV(path, create=create, name="vault", on_failure=on_failure)
+        return cls(store, master_key, mirror)
+
+    def mirrored_count(self) -> int | None:
+        raw = None if self.mirror is None else self.mirror.get(K_MIRROR)
+        return None if raw is None or len(raw) != 8 else int.from_bytes(raw, "big")
+
+    def stored_count(self) -> int | None:
+        """The count of records written with them (None: a vault from before it was kept)."""
+        raw = self.store.get(K_COUNT)
+        return None if raw is None or len(raw) != 8 else int.from_bytes(raw, "big")
 
     @classmethod
     def in_memory(cls, master_key: bytes) -> Vault:
@@ -114,12 +139,21 @@ class Vault:
         process dies first). Returns their content hashes, in order."""
         batch: dict[bytes, bytes | None] = {}
         hashes = []
+        new = 0
         for r in records:
             key, value, h = self._seal(r)
+            if key not in batch and self.store.get(key) is None:
+                new += 1
             batch[key] = value
             hashes.append(h)
-        if batch:
-            self.store.write(batch, sync=True)
+        if not batch:
+            return hashes
+        count = self.count_hint() + new if new else None
+        if count is not None:  # the count is written with the records it counts
+            batch[K_COUNT] = count.to_bytes(8, "big")
+        self.store.write(batch, sync=True)
+        if count is not None and self.mirror is not None:  # after: the vault may hold more
+            self.mirror.write({K_MIRROR: count.to_bytes(8, "big")}, sync=False)
         return hashes
 
     def _seal(self, r: VaultPut) -> tuple[bytes, bytes, bytes]:
@@ -134,6 +168,11 @@ class Vault:
         plaintext = pack([r.content, r.salt_seed, h, canonical(r.meta, "meta")])
         sealed = crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, rid, nonce, record_key)
         return P_RECORD + rid, pack([FORMAT, wrap_nonce, wrapped, nonce, sealed]), h
+
+    def count_hint(self) -> int:
+        """The stored count, or (for a vault from before it was kept) a full count."""
+        n = self.stored_count()
+        return self.count() if n is None else n
 
     def has(self, record_id: str) -> bool:
         return self.store.get(P_RECORD + record_id.encode()) is not None

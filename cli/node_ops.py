@@ -1,0 +1,149 @@
+"""``medchain node verify`` and ``medchain node resync``: an operator's tools for a
+node's data, run while the node is stopped (RELIABILITY.md has the procedures)."""
+
+from __future__ import annotations
+
+import fcntl
+import sys
+import time
+from pathlib import Path
+
+import click
+
+STORES = ("ledger", "ledger/blocks", "node-state", "vault")
+
+
+def _running(data_dir: Path) -> str | None:
+    """The store whose LevelDB lock another process holds (a node running on it)."""
+    for name in STORES:
+        lock = data_dir / name / "LOCK"
+        if not lock.exists():
+            continue
+        with open(lock, "a") as fh:
+            try:
+                fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.lockf(fh, fcntl.LOCK_UN)
+            except OSError:
+                return name
+    return None
+
+
+def _refuse_if_running(data_dir: Path) -> None:
+    busy = _running(data_dir)
+    if busy is not None:
+        raise click.ClickException(
+            f"a node is running on {data_dir} (it holds {busy}/LOCK): stop it first"
+        )
+
+
+@click.command("verify")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+)
+def verify(config: Path) -> None:
+    """Check every byte of a stopped node's data: every block and certificate, the
+    indexes, every store's checksums, every vault record against its anchor."""
+    from node.config import NodeConfig
+    from node.daemon import next_step
+    from storage import integrity
+    from storage.genesis import Genesis
+    from storage.keyfile import load_key
+    from storage.kv import LevelDBKV, StoreError
+    from storage.ledger import Ledger
+    from storage.vault import Vault, master_key_from_seed
+
+    cfg = NodeConfig.load(config)
+    genesis = Genesis.load(cfg.genesis_file)
+    signer = load_key(cfg.key_file)
+    data = cfg.data_dir
+    _refuse_if_running(data)
+    opened: list[object] = []
+    findings: list[integrity.Finding] = []
+    t = time.monotonic()
+    try:
+        try:
+            ledger = Ledger.open(data / "ledger", genesis, create=False)
+            opened.append(ledger)
+            local = LevelDBKV(data / "node-state", create=False, name="node-state")
+            opened.append(local)
+            vault = Vault.open(
+                data / "vault", master_key_from_seed(signer.seed), create=False, mirror=local
+            )
+            opened.append(vault)
+        except StoreError as exc:
+            store = (
+                "vault"
+                if "vault" in str(exc)
+                else ("node-state" if "node-state" in str(exc) else "ledger")
+            )
+            raise click.ClickException(f"{exc}\nnext step: {next_step(store, config)}") from None
+        with click.progressbar(
+            length=max(ledger.height, 1), label="blocks and certificates", file=sys.stderr
+        ) as bar:
+            findings += integrity.full_ledger(ledger, progress=lambda n: bar.update(n))
+        findings += integrity.full_store("node-state", local)
+        anchored = sum(1 for _ in integrity.custodial_records(ledger, cfg.org_id))
+        with click.progressbar(
+            length=max(anchored, 1), label="vault records", file=sys.stderr
+        ) as bar:
+            findings += integrity.check_vault(
+                ledger, vault, cfg.org_id, full=True, progress=lambda n: bar.update(n)
+            )
+    finally:
+        for o in reversed(opened):
+            o.close()  # type: ignore[attr-defined]
+    damage = [f for f in findings if f.damage]
+    for f in findings:
+        click.echo(("DAMAGED " if f.damage else "note    ") + str(f))
+    took = time.monotonic() - t
+    if damage:
+        for store in sorted({f.store for f in damage}):
+            click.echo(f"next step: {next_step(store, config)}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"OK: {ledger.height} blocks, {anchored} custodial records, node-state and vault "
+        f"checksums sound ({took:.1f} s)"
+    )
+
+
+@click.command("resync")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+)
+@click.option(
+    "--reset-state",
+    is_flag=True,
+    help="also set node-state aside (this node's consensus votes and pool; see RELIABILITY.md)",
+)
+def resync(config: Path, reset_state: bool) -> None:
+    """Set a stopped node's ledger aside; at its next start the node fetches every
+    block again from the other members, each checked against its commit certificate.
+    The vault is never touched."""
+    from node.config import NodeConfig
+
+    cfg = NodeConfig.load(config)
+    data = cfg.data_dir
+    _refuse_if_running(data)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    moved = []
+    for name in ("ledger", "node-state") if reset_state else ("ledger",):
+        src = data / name
+        if src.exists():
+            dst = data / f"{name}.set-aside-{stamp}"
+            src.rename(dst)
+            moved.append(f"{src} -> {dst}")
+    if not moved:
+        raise click.ClickException(f"no ledger in {data}: nothing to set aside")
+    for m in moved:
+        click.echo(f"set aside {m}")
+    click.echo(
+        f"next step: medchain node start --config {config} — it catches up from the other "
+        f"members; then medchain node verify --config {config}. Remove the set-aside "
+        "copies once it has."
+    )
