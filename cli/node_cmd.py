@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from cli.node_ops import resync, verify
+from cli.node_ops import resync, vault_restored, verify
 
 
 @click.group("node")
@@ -56,3 +56,4 @@ def start(config: Path) -> None:
 
 node.add_command(verify)
 node.add_command(resync)
+node.add_command(vault_restored)

@@ -147,3 +147,54 @@ def resync(config: Path, reset_state: bool) -> None:
         f"members; then medchain node verify --config {config}. Remove the set-aside "
         "copies once it has."
     )
+
+
+@click.command("vault-restored")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+)
+def vault_restored(config: Path) -> None:
+    """Accept a vault restored from a backup: the node starts again with what the copy
+    holds. Records stored since the copy was made are not in it — re-import them from
+    the source system (records import is idempotent)."""
+    from node.config import NodeConfig
+    from storage import integrity
+    from storage.genesis import Genesis
+    from storage.keyfile import load_key
+    from storage.kv import LevelDBKV, StoreError
+    from storage.ledger import Ledger
+    from storage.vault import K_MIRROR, Vault, master_key_from_seed
+
+    cfg = NodeConfig.load(config)
+    genesis = Genesis.load(cfg.genesis_file)
+    signer = load_key(cfg.key_file)
+    data = cfg.data_dir
+    _refuse_if_running(data)
+    try:
+        ledger = Ledger.open(data / "ledger", genesis, create=False)
+        local = LevelDBKV(data / "node-state", create=False, name="node-state")
+        vault = Vault.open(data / "vault", master_key_from_seed(signer.seed), create=False)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        held = vault.count_hint()
+        before = local.get(K_MIRROR)
+        absent = sum(
+            1 for rid, _ in integrity.custodial_records(ledger, cfg.org_id) if not vault.has(rid)
+        )
+        local.write({K_MIRROR: held.to_bytes(8, "big")}, sync=True)
+    finally:
+        vault.close()
+        local.close()
+        ledger.close()
+    was = "unknown" if before is None else str(int.from_bytes(before, "big"))
+    click.echo(f"accepted the restored vault: {held} records (this node had stored {was})")
+    if absent:
+        click.echo(
+            f"{absent} records anchored with {cfg.org_id} as custodian are not in it: "
+            "re-import them from the source system (medchain records import) so this "
+            "node can release them again"
+        )

@@ -174,6 +174,19 @@ def test_damaged_data_is_refused_with_the_store_and_the_next_step(
         shutil.copytree(pristine, data)
 
 
+def test_an_old_vault_copy_is_accepted_only_on_purpose(net: E2ECluster) -> None:
+    data = net.nodes[NODE].config.data_dir
+    config = str(net.nodes[NODE].config_path)
+    old_vault(data)
+    assert "records were lost" in start_refused(net)
+    r = cli("node", "vault-restored", "--config", config)
+    assert r.returncode == 0 and "accepted the restored vault: 15 records" in r.stdout, r
+    net.start(NODE)
+    net.signal(NODE, 15)
+    shutil.rmtree(data)
+    shutil.copytree(data.parent / "pristine", data)
+
+
 def test_resync_rebuilds_the_ledger_and_verify_finds_it_sound(net: E2ECluster) -> None:
     c = net
     config = str(c.nodes[NODE].config_path)
