@@ -58,7 +58,8 @@ def test_vault_put_many_is_one_synced_batch() -> None:
     vault = Vault(store, bytes(32))
     puts = [VaultPut(f"r{i}", b'{"n":%d}' % i, bytes(32), {"i": i}) for i in range(300)]
     hashes = vault.put_many(puts)
-    assert store.writes == [(300, True, threading.current_thread().name)]
+    # 300 records and the count written with them
+    assert store.writes == [(301, True, threading.current_thread().name)]
     rec = vault.get("r7")
     assert rec is not None and rec.content == b'{"n":7}' and rec.content_hash == hashes[7]
     assert vault.put_many([]) == [] and len(store.writes) == 1  # nothing to write: no sync
@@ -74,7 +75,7 @@ def test_a_put_of_many_items_issues_one_synced_batch() -> None:
     items.append(PutItem(observation(6, "2020-01-01"), "p-1"))  # same id, other content
     items.append(PutItem({"resourceType": "Observation"}, "p-1"))  # no date
     out = svc.put_many(items)
-    assert store.writes[1:] == [(999, True, threading.current_thread().name)]
+    assert store.writes[1:] == [(1000, True, threading.current_thread().name)]  # + the count
     assert out[0]["status"] == "exists" and out[0]["fields_root"] == first["fields_root"]
     assert all(r["status"] == "stored" for r in out[1:1000])
     assert out[1000]["status"] == "exists" and out[1000]["fields_root"] == out[5]["fields_root"]
