@@ -106,7 +106,7 @@ async def test_the_batch_is_written_off_the_event_loop_and_awaited_until_synced(
         nursery.cancel_scope.cancel()
     assert [r["status"] for r in out] == ["stored"] * 200
     ((n, synced, thread),) = store.writes
-    assert n == 200 and synced and thread != threading.current_thread().name
+    assert n == 201 and synced and thread != threading.current_thread().name
     assert done >= store.synced_at  # the caller hears back only after the sync
     during = [t for t in ticks if t0 <= t <= store.synced_at]
     assert len(during) >= 10  # the loop kept running while the batch was written
