@@ -3,6 +3,7 @@ per minute (not per dial) while dials to a peer keep failing."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from node.redial import Redial, RedialConfig
@@ -49,7 +50,7 @@ def test_warns_once_failing_long_then_at_most_once_a_minute() -> None:
     assert first_at - 1000.0 >= 10.0
     assert first.failures == 11 and first.last_error == "ConnectionRefusedError"
     assert 9 <= len(warnings) <= 11
-    gaps = [b[0] - a[0] for a, b in zip(warnings, warnings[1:], strict=False)]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(warnings)]
     assert min(gaps) >= 60.0
 
 
