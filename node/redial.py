@@ -50,7 +50,10 @@ class Redial:
         self.rng = rng or random.Random()
         self.failures = 0
         self.failing_since: float | None = None
+        # The last warning, kept across recoveries: a flapping link is not warned about
+        # more often than a dead one.
         self.warned_at: float | None = None
+        self.warned = False  # about the current run of failures
         self.last_error = ""
 
     def failed(self, error: str) -> tuple[float, DialWarning | None]:
@@ -66,6 +69,7 @@ class Redial:
         due = self.warned_at is None or now - self.warned_at >= self.cfg.warn_every_s
         if since >= self.cfg.warn_after_s and due:
             self.warned_at = now
+            self.warned = True
             warning = DialWarning(self.failures, since, error)
         return self.delay(), warning
 
@@ -73,17 +77,17 @@ class Redial:
         """Exponential in the failures so far, capped, with jitter (never above the cap,
         so peers that lost each other together do not redial in lockstep)."""
         exp = min(max(self.failures - 1, 0), 30)
-        ceiling = min(self.cfg.max_s, self.cfg.min_s * (2**exp))
+        ceiling = min(self.cfg.max_s, self.cfg.min_s * 2.0**exp)
         return ceiling * (1 - self.cfg.jitter * self.rng.random())
 
     def succeeded(self) -> Recovered | None:
         """Record a working link: the backoff starts over. Returns what to log if the
         failures had been warned about."""
         out = None
-        if self.warned_at is not None and self.failing_since is not None:
+        if self.warned and self.failing_since is not None:
             out = Recovered(self.failures, self.clock() - self.failing_since)
         self.failures = 0
         self.failing_since = None
-        self.warned_at = None
+        self.warned = False
         self.last_error = ""
         return out

@@ -15,7 +15,7 @@ from node.p2p import Libp2pTransport
 from node.p2p_compat import inbound_slots
 from storage.crypto import Signer
 
-CYCLES = 40
+CYCLES = 25
 
 
 def _host(signer: Signer, members: list[bytes]) -> Any:

@@ -66,3 +66,15 @@ def test_recovery_is_reported_only_after_a_warning() -> None:
     back = r.succeeded()
     assert back is not None and back.failures == 20 and back.seconds == 20.0
     assert r.succeeded() is None
+
+
+def test_a_flapping_link_is_warned_about_no_more_than_a_dead_one() -> None:
+    clock = Clock()
+    r = Redial(CFG, clock, random.Random(5))
+    warnings = 0
+    for _ in range(10):  # down 15 s, up a moment, ten times over
+        for _ in range(15):
+            warnings += r.failed("x")[1] is not None
+            clock.t += 1
+        r.succeeded()
+    assert warnings == 3  # at 10 s, then once per 60 s
