@@ -17,7 +17,7 @@ import sys
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -58,6 +58,7 @@ from consensus.replica import Replica, Restored
 from consensus.verify import Ed25519Verifier, verify_message
 from contracts.runtime import NONCE_NS, Executor, nonce_key
 from node import memory
+from node.catchup import CatchUp, CatchUpConfig
 from node.chain import propose_block
 from node.consensus_store import ConsensusStore
 from node.events import EventHub
@@ -102,6 +103,8 @@ class DriverConfig:
     # so that their outcomes (carried by the next header) are certified without waiting
     # for more traffic: an evidence certificate needs that next block.
     seal_delay_ms: int = 250
+    # Probes for batches we lack when links come up and while idle (node.catchup).
+    catch_up: CatchUpConfig = field(default_factory=CatchUpConfig)
 
 
 def commits_from_certificate(cert: CommitCertificate) -> tuple[Commit, ...]:
@@ -246,6 +249,7 @@ class Driver:
             nursery.start_soon(self._receive_loop)
             nursery.start_soon(self._timer_loop)
             nursery.start_soon(self._forward_loop)
+            nursery.start_soon(self._catch_up_loop)
             await self._apply(Start())
             task_status.started()
             await self._main()
@@ -771,11 +775,26 @@ class Driver:
         if not peers:
             return
         self._fetch_peer = (self._fetch_peer + 1) % len(peers)
-        peer = peers[self._fetch_peer]
+        self._request_state(peers[self._fetch_peer], from_seq, to_seq)
+
+    def _request_state(self, peer: int, from_seq: int, to_seq: int) -> None:
         req = StateRequest(from_seq, to_seq, self.index).signed(
             self.genesis.chain_id, self.signer.sign
         )
         self.transport.send(peer, CHANNEL_SYNC, req.encode())
+
+    async def _catch_up_loop(self) -> None:
+        """Ask peers for the batch after ours when a link comes up and while idle: an
+        idle consortium sends nothing else that would tell a node it is behind. A reply
+        carrying that batch makes ``_consume_state`` fetch the rest from its sender."""
+        probes = CatchUp(self.cfg.catch_up)
+        while True:
+            await trio.sleep(self.cfg.catch_up.poll_ms / 1000)
+            if self.halted:
+                continue
+            nxt = self.replica.delivered + 1
+            for peer in probes.tick(self.clock(), self.transport.connected(), nxt - 1):
+                self._request_state(peer, nxt, nxt)
 
     async def _on_sync_frame(self, msg: Incoming) -> None:
         m = self._decode_from(msg)

@@ -10,6 +10,11 @@ What py-libp2p 0.8 does by default and what this module does instead (see
   every stream handler check membership again.
 - libp2p does not redial: a reconnect loop per peer does, with a timeout on
   every connect and new_stream, clearing libp2p's 60 s negative dial cache.
+  It backs off exponentially with jitter up to a cap, and says at warning
+  level (at most once a minute per peer) when dials to a peer keep failing.
+- libp2p never gives an inbound connection's slot back (250 slots for the
+  process's life): ``node.p2p_compat`` makes each connection give its slot
+  back when it closes.
 - A hung peer (SIGSTOP, partition) blocks writes forever: every write has a
   timeout, after which the connection is torn down socket-first.
 - An exception escaping a stream handler kills the whole host: handlers
@@ -28,7 +33,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import multiaddr
@@ -36,6 +41,8 @@ import nacl.signing
 import trio
 
 from node.framing import FrameReader, FrameTooLarge, encode_frames
+from node.p2p_compat import inbound_slots, recycle_inbound_slots
+from node.redial import Redial, RedialConfig
 from node.transport import (
     CHANNEL_CONSENSUS,
     CHANNEL_RECORDS,
@@ -62,8 +69,7 @@ class P2PConfig:
     connect_timeout_s: float = 5.0
     stream_timeout_s: float = 5.0
     write_timeout_s: float = 5.0
-    reconnect_min_s: float = 0.2
-    reconnect_max_s: float = 3.0
+    redial: RedialConfig = field(default_factory=RedialConfig)  # reconnect loop pacing
     max_frame: dict[str, int] | None = None  # per channel; defaults below
     queue_bytes: int = 256 * 1024 * 1024  # per peer and channel, then frames are dropped
     rate_frames_per_s: float = 20_000
@@ -250,11 +256,13 @@ class Libp2pTransport:
             {"secure_inbound": secure_inbound, "secure_outbound": secure_outbound},
         )
         noise = allowlist_noise(kp, noise_privkey=L["create_x25519_key_pair"]().private_key)
-        return L["new_host"](
+        host = L["new_host"](
             key_pair=kp,
             sec_opt={L["NOISE_PROTOCOL_ID"]: noise},
             muxer_opt={L["TProtocol"](L["YAMUX_PROTOCOL_ID"]): L["Yamux"]},
         )
+        recycle_inbound_slots(host.get_network())
+        return host
 
     def _check_member(self, sc: Any, direction: str) -> None:
         pid = sc.get_remote_peer()
@@ -308,6 +316,7 @@ class Libp2pTransport:
                 extra={"event": "p2p-listen"},
             )
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_inbound_slots)
                 for p in self.peers:
                     nursery.start_soon(self._reconnect_loop, p)
                     for ch in PROTOCOLS:
@@ -322,11 +331,11 @@ class Libp2pTransport:
         info = self.peers[peer]
         pid = self.peer_ids[peer]
         addr = multiaddr.Multiaddr(info.address)
-        delay = self.cfg.reconnect_min_s
+        pacing = Redial(self.cfg.redial, time.monotonic)
         while True:
             if self._is_connected(pid) and not self.fault.blocks(peer):
                 self._connected.add(peer)
-                delay = self.cfg.reconnect_min_s
+                self._link_up(peer, pacing)
                 self._want_reconnect[peer] = trio.Event()
                 with trio.move_on_after(1.0):
                     await self._want_reconnect[peer].wait()
@@ -336,25 +345,78 @@ class Libp2pTransport:
                 await trio.sleep(0.2)
                 continue
             self.host.get_network().unblock_peer(pid)  # libp2p's 60 s negative dial cache
+            error = "no connection after the dial"
             try:
                 with trio.fail_after(self.cfg.connect_timeout_s):
                     await self.host.connect(L["PeerInfo"](pid, [addr]))
-            except (trio.TooSlowError, Exception) as exc:  # libp2p raises many kinds
-                log.debug("dial %s failed: %s", info.name, type(exc).__name__)
+            except trio.TooSlowError:
+                error = f"no answer within {self.cfg.connect_timeout_s:g} s"
+            except Exception as exc:  # libp2p raises many kinds
+                error = _describe(exc)
             if self._is_connected(pid):
                 self._connected.add(peer)
                 log.info(
-                    "connected to %s", info.name, extra={"event": "peer-up", "peer": info.name}
+                    "connected to %s",
+                    info.name,
+                    extra={
+                        "event": "peer-up",
+                        "peer": info.name,
+                        "inbound_slots": self.inbound_slots()[0],
+                    },
                 )
-                delay = self.cfg.reconnect_min_s
+                self._link_up(peer, pacing)
                 for ch in PROTOCOLS:
                     self._outboxes[(peer, ch)].wake.set()
                 continue
+            log.debug("dial %s failed: %s", info.name, error)
             # connect() can return at once on a dead connection libp2p still holds:
             # drop it, and always back off (never spin).
             await self._hard_disconnect(peer, reconnect=False)
+            delay, warning = pacing.failed(error)
+            if warning is not None:
+                log.warning(
+                    "cannot reach %s at %s: %d dials failed over %.0f s (last: %s); still retrying",
+                    info.name,
+                    info.address,
+                    warning.failures,
+                    warning.seconds,
+                    warning.last_error,
+                    extra={"event": "dial-failing", "peer": info.name},
+                )
             await trio.sleep(delay)
-            delay = min(delay * 2, self.cfg.reconnect_max_s)
+
+    def _link_up(self, peer: int, pacing: Redial) -> None:
+        recovered = pacing.succeeded()
+        if recovered is not None:
+            name = self.peers[peer].name
+            log.warning(
+                "reached %s again after %d failed dials over %.0f s",
+                name,
+                recovered.failures,
+                recovered.seconds,
+                extra={"event": "dial-recovered", "peer": name},
+            )
+
+    async def _watch_inbound_slots(self) -> None:
+        """Say so when libp2p's inbound slots run short (it refuses inbound connections
+        beyond them, logging at debug level only): a consortium needs a handful."""
+        while True:
+            await trio.sleep(10)
+            used, total = self.inbound_slots()
+            if total and used >= total * 0.8:
+                log.warning(
+                    "%d of %d inbound connection slots in use; libp2p refuses inbound "
+                    "connections beyond them",
+                    used,
+                    total,
+                    extra={"event": "inbound-slots", "inbound_slots": used},
+                )
+                await trio.sleep(50)
+
+    def inbound_slots(self) -> tuple[int, int]:
+        """(in use, in all) of libp2p's inbound connection slots: in use should follow
+        the number of open inbound connections (see node.p2p_compat)."""
+        return inbound_slots(self.host.get_network()) if self.host is not None else (0, 0)
 
     def _is_connected(self, pid: Any) -> bool:
         try:
@@ -490,6 +552,13 @@ class Libp2pTransport:
         log.warning(why, extra={"event": "frame-rejected", "offender": self.peers[peer].name})
 
 
+def _describe(exc: BaseException) -> str:
+    """One short line for a dial error (libp2p's messages can span many lines)."""
+    text = str(exc).strip().splitlines()
+    first = text[0][:160] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 class FaultSwitch:
     """Test-only: cut this node's links to some peers (both directions) for chaos
     runs, until a deadline (so a cut heals even if whoever set it goes away)."""
@@ -547,7 +616,11 @@ class _Watcher:
                 log.info(
                     "disconnected from %s",
                     self.t.peers[peer].name,
-                    extra={"event": "peer-down", "peer": self.t.peers[peer].name},
+                    extra={
+                        "event": "peer-down",
+                        "peer": self.t.peers[peer].name,
+                        "inbound_slots": self.t.inbound_slots()[0],
+                    },
                 )
             self.t._want_reconnect[peer].set()
 
