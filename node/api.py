@@ -59,6 +59,10 @@ def register(server: RpcServer, driver: Driver) -> None:
             memory=d.memory(),
             batch_cap=d.batch_cap(),
         )
+        slots = getattr(d.transport, "inbound_slots", None)
+        if callable(slots):  # the libp2p transport: inbound connection slots in use, and cap
+            used, total = slots()
+            out.update(inbound_slots=used, inbound_slots_total=total)
         return out
 
     @server.method("tx.submit")
