@@ -212,7 +212,7 @@ class HttpServer:
         try:
             with suppress(OSError):
                 stream.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
-            await self._serve_connection(stream, client)
+            await self.serve_stream(stream, client)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
             pass  # the client went away, or did not take our answer in time
         except Exception as exc:
@@ -225,7 +225,10 @@ class HttpServer:
             with suppress(Exception), trio.move_on_after(1):
                 await stream.aclose()
 
-    async def _serve_connection(self, stream: ByteStream, client: str) -> None:
+    async def serve_stream(self, stream: ByteStream, client: str) -> None:
+        """Serve one connection's requests on any byte stream (a socket; tests
+        and the fuzzer drive it without one). Raises only the stream's errors
+        and trio.TooSlowError (the client did not take a response in time)."""
         lim = self.limits
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER)
         for n in range(lim.max_requests_per_connection):
