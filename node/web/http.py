@@ -62,6 +62,11 @@ log = logging.getLogger("medchain.http")
 
 SEND_BUFFER = 256 * 1024  # kernel send buffer per connection (no autotuning to megabytes)
 RESTART_DELAY_S = 0.5
+# Closing: our side first, then what the client still sends is read and dropped
+# for a moment (closing with unread input resets the connection, and the
+# client may lose the answer it has not read yet).
+LINGER_S = 1.0
+LINGER_BYTES = 256 * 1024
 REOPEN_MAX_DELAY_S = 30.0
 # accept() failures that mean "out of resources for now": wait, then go on
 CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
@@ -204,8 +209,7 @@ class HttpServer:
             self.refused += 1
             with suppress(Exception):
                 await _send_simple(stream, 503, "too many connections; try again shortly")
-            with suppress(Exception), trio.move_on_after(1):
-                await stream.aclose()
+            await _close(stream)
             return
         self.connections += 1
         self.per_client[client] = self.per_client.get(client, 0) + 1
@@ -222,8 +226,7 @@ class HttpServer:
             left = self.per_client.pop(client, 1) - 1
             if left > 0:
                 self.per_client[client] = left
-            with suppress(Exception), trio.move_on_after(1):
-                await stream.aclose()
+            await _close(stream)
 
     async def serve_stream(self, stream: ByteStream, client: str) -> None:
         """Serve one connection's requests on any byte stream (a socket; tests
@@ -276,6 +279,19 @@ class HttpServer:
         except Exception as exc:
             ident = self.incident(exc, f"{req.method} {req.route or '(no route)'}")
             return error_response(500, "internal error", incident=ident)
+
+
+async def _close(stream: trio.SocketStream) -> None:
+    with suppress(Exception), trio.move_on_after(LINGER_S):
+        await stream.send_eof()
+        left = LINGER_BYTES
+        while left > 0:
+            data = await stream.receive_some(65536)
+            if not data:
+                break
+            left -= len(data)
+    with suppress(Exception), trio.move_on_after(1):
+        await stream.aclose()
 
 
 def _first_leaf(exc: BaseException) -> BaseException:

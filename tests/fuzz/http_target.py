@@ -92,7 +92,8 @@ def world() -> WebWorld:
     patient, pseudonym = c.patient()
     doc, _ = c.practitioner("hospital-a")
     c.anchor(doc, "hospital-a", "rec-1", pseudonym)
-    c.tx(c.admins["hospital-a"], "kv", "put", {"key": "k", "value": "v"})
+    admin = c.admins["hospital-a"]
+    c.block([(admin, "kv", "put", {"key": f"k{i}", "value": "v"}) for i in range(5)])
     d = Driver(
         c.genesis,
         c.ledger,
@@ -101,7 +102,7 @@ def world() -> WebWorld:
         MemoryHub().transport(0),
         DriverConfig(offload=False),
     )
-    limits = WebLimits(tx_page_default=2, render_batch=1)
+    limits = WebLimits(tx_page_default=2, tx_page_max=3, render_batch=1)
     sessions = Sessions(c.genesis.chain_id, "hospital-a", lambda: 1000.0, limits)
     records = RecordService(d, Vault.in_memory(bytes(32)), 0.2)
     app = build_app(d, sessions, History(d), records, limits)
