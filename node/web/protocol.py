@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote
@@ -234,6 +234,19 @@ async def read_request(conn: h11.Connection, stream: ByteStream, client: str) ->
             return to_request(req, bytes(body), client)
 
 
+async def _cancel_at_eof(stream: ByteStream, scope: trio.CancelScope) -> None:
+    """Cancel ``scope`` once the client closes its side (or sends more than a
+    request's worth while it should only be listening)."""
+    taken = 0
+    with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        while taken <= MAX_BODY:
+            data = await stream.receive_some(65536)
+            if not data:
+                break
+            taken += len(data)
+    scope.cancel()
+
+
 async def send_response(
     conn: h11.Connection,
     stream: ByteStream,
@@ -265,10 +278,24 @@ async def send_response(
     try:
         await put(conn.send(h11.Response(status_code=resp.status, headers=headers)) or b"")
         if resp.stream is not None:
-            async with aclosing(resp.stream()) as chunks:  # type: ignore[type-var]
-                async for chunk in chunks:
-                    await put(conn.send(h11.Data(data=chunk)) or b"")
-            await put(conn.send(h11.EndOfMessage()) or b"")
+            gone: Exception | None = None  # raised as itself, not in an exception group
+            async with trio.open_nursery() as nursery:
+                # a client that leaves ends its stream at once, not at the next write
+                nursery.start_soon(_cancel_at_eof, stream, nursery.cancel_scope)
+                try:
+                    async with aclosing(resp.stream()) as chunks:  # type: ignore[type-var]
+                        async for chunk in chunks:
+                            await put(conn.send(h11.Data(data=chunk)) or b"")
+                    await put(conn.send(h11.EndOfMessage()) or b"")
+                except (
+                    trio.BrokenResourceError,
+                    trio.ClosedResourceError,
+                    trio.TooSlowError,
+                ) as exc:
+                    gone = exc
+                nursery.cancel_scope.cancel()
+            if gone is not None:
+                raise gone
             return
         if resp.body and not head:
             await put(conn.send(h11.Data(data=resp.body)) or b"")

@@ -121,11 +121,13 @@ def world() -> WebWorld:
 
 
 class FakeStream:
-    """A connection: hands over ``data`` in pieces of ``piece`` bytes, then EOF."""
+    """A connection: hands over ``data`` in pieces of ``piece`` bytes, then EOF
+    (or, with ``hold``, nothing more while the client stays)."""
 
-    def __init__(self, data: bytes, piece: int) -> None:
+    def __init__(self, data: bytes, piece: int, hold: bool = False) -> None:
         self.data = data
         self.piece = max(1, piece)
+        self.hold = hold
         self.pos = 0
         self.out = bytearray()
         self.leave_at = trio.current_time() + STAY_S
@@ -135,6 +137,9 @@ class FakeStream:
         n = min(self.piece, max_bytes or self.piece)
         chunk = self.data[self.pos : self.pos + n]
         self.pos += len(chunk)
+        if not chunk and self.hold:
+            await trio.sleep(self.leave_at - trio.current_time())
+            raise trio.BrokenResourceError("the client left")
         return chunk
 
     async def send_all(self, data: bytes) -> None:

@@ -100,7 +100,7 @@ def test_a_patient_gets_a_few_live_streams_and_no_more() -> None:
     )
 
     async def main() -> None:
-        streams = [FakeStream(raw, 4096) for _ in range(cap + 3)]
+        streams = [FakeStream(raw, 4096, hold=True) for _ in range(cap + 3)]
         async with trio.open_nursery() as n:
             for s in streams:
                 n.start_soon(w.server.serve_stream, s, "test")
@@ -109,7 +109,7 @@ def test_a_patient_gets_a_few_live_streams_and_no_more() -> None:
             assert sorted(statuses) == [200] * cap + [429] * 3
             n.cancel_scope.cancel()
         # the streams have ended: their places are free again
-        late = FakeStream(raw, 4096)
+        late = FakeStream(raw, 4096, hold=True)
         with trio.move_on_after(1):
             await w.server.serve_stream(late, "test")
         assert parse_responses(bytes(late.out))[0][0] == 200

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import struct
 from typing import Any
 
 import pytest
@@ -50,11 +52,20 @@ def app(log: list[str] | None = None) -> Router:
             await trio.sleep(0.3)  # gives the slot back meanwhile
         return json_response({})
 
+    @r.route("GET", "/stream")
+    async def stream(req: Request) -> Response:
+        async def chunks() -> Any:
+            while True:
+                yield b"data: " + b"x" * 60_000 + b"\n\n"
+                await trio.sleep(0.01)
+
+        return Response(200, content_type="text/event-stream", stream=chunks)
+
     @r.route("GET", "/teapot")
     async def teapot(req: Request) -> Response:
         raise HttpError(418, "short and stout")
 
-    del hello, boom, big, work, wait, teapot
+    del hello, boom, big, work, wait, stream, teapot
     return r
 
 
@@ -193,6 +204,26 @@ async def test_a_client_that_does_not_read_is_dropped_and_holds_nothing() -> Non
         assert (await request(port, get("/hello")))[0] == 200
         for s in hogs:
             await s.aclose()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_stream_whose_client_resets_or_stops_reading_ends_quietly() -> None:
+    async with trio.open_nursery() as nursery:
+        server = await started(nursery, WebLimits(send_timeout_s=0.3))
+        port = server.bound_port
+        for i in range(10):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            await trio.to_thread.run_sync(s.connect, ("127.0.0.1", port))
+            s.sendall(get("/stream"))
+            await trio.sleep(0.02 if i % 2 else 0.4)  # odd: reset at once; even: stalled
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()  # a reset
+        with trio.fail_after(5):
+            while server.connections:
+                await trio.sleep(0.05)
+        assert server.incidents == 0
         nursery.cancel_scope.cancel()
 
 
