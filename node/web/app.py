@@ -183,7 +183,7 @@ def build_app(
         out = []
         for h in range(top, max(0, top - limit), -1):
             if h not in summaries:
-                await trio.sleep(0)  # a block to decode: let consensus run first
+                await req.checkpoint()  # a block to decode: let consensus run first
             s = block_summary(h)
             if s is not None:
                 out.append(s)

@@ -17,8 +17,6 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Any
 
-import trio
-
 from contracts.identity import Identity, resolve
 from contracts.runtime import ChaincodeError
 from contracts.sdk import pseudonym_of
@@ -119,7 +117,7 @@ def add_explorer_routes(
         txs = []
         for i, (raw, tx_id) in enumerate(zip(b.txs[page], out["tx_ids"], strict=True)):
             if i and i % limits.render_batch == 0:
-                await trio.sleep(0)  # let consensus run between batches
+                await req.checkpoint()  # let consensus run between batches
             entry: dict[str, Any] = {"tx_id": tx_id, "size": len(raw)}
             try:
                 t = Transaction.decode(raw)

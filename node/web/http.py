@@ -11,7 +11,8 @@ Bounded everywhere (node/web/limits.py): header block 16 KiB, body 64 KiB,
 time to send a request, keep-alive idle time, requests per connection,
 connections in all and per client IP (over a cap: 503), time for the client
 to take each part of a response (a client that never reads is dropped), and
-requests worked on at once. Responses carry a strict Content-Security-Policy:
+requests worked on at once and their share of the event loop
+(node/web/budget.py). Responses carry a strict Content-Security-Policy:
 the pages load nothing from anywhere but this server.
 """
 
@@ -23,15 +24,14 @@ import logging
 import secrets
 import socket
 import traceback
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import h11
 import trio
 
+from node.web.budget import WorkBudget, WorkSlot
 from node.web.limits import WebLimits
 from node.web.protocol import (
     MAX_HEADER,
@@ -72,40 +72,6 @@ REOPEN_MAX_DELAY_S = 30.0
 CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 
-class WorkSlot:
-    """One request's share of the handler budget (a CapacityLimiter): held
-    while the handler works, handed back while it waits."""
-
-    def __init__(self, limiter: trio.CapacityLimiter) -> None:
-        self.limiter = limiter
-        self.held = False
-
-    async def __aenter__(self) -> WorkSlot:
-        await self.limiter.acquire_on_behalf_of(self)
-        self.held = True
-        return self
-
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self.held:
-            self.held = False
-            self.limiter.release_on_behalf_of(self)
-
-    @asynccontextmanager
-    async def released(self) -> AsyncIterator[None]:
-        if not self.held:
-            yield
-            return
-        self.held = False
-        self.limiter.release_on_behalf_of(self)
-        try:
-            yield
-        finally:
-            await self.limiter.acquire_on_behalf_of(self)
-            self.held = True
-
-
 class HttpServer:
     def __init__(self, host: str, port: int, app: Handler, limits: WebLimits | None = None) -> None:
         self.host = host
@@ -113,6 +79,7 @@ class HttpServer:
         self.app = app
         self.limits = limits or WebLimits()
         self.work = trio.CapacityLimiter(self.limits.max_handlers)
+        self.budget = WorkBudget(self.limits.work_share)
         self.connections = 0
         self.per_client: dict[str, int] = {}
         self.refused = 0  # connections turned away at a cap
@@ -269,8 +236,9 @@ class HttpServer:
                 return
 
     async def _handle(self, req: Request) -> Response:
-        slot = WorkSlot(self.work)
+        slot = WorkSlot(self.work, self.budget)
         req.waiting = slot.released
+        req.checkpoint = slot.checkpoint
         try:
             async with slot:
                 return await self.app(req)

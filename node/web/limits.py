@@ -11,11 +11,13 @@ consensus runs on it. Rendering a page is pure Python, so a worker thread
 would still hold the GIL (and would read driver state that the loop
 mutates). Instead the web's share of the loop is bounded: at most
 ``max_handlers`` requests are being worked on at once (the rest queue in
-order of arrival, a fair FIFO), each request's work is bounded (pages are
-capped in size) and long renders yield to the scheduler every
-``render_batch`` items. Between two turns of a consensus task the loop then
-runs at most ``max_handlers`` short slices of web work. Requests that wait
-on consensus or the network give their slot back while they wait.
+order of arrival, a fair FIFO), their work together may take at most ``work_share``
+of the loop's time (node/web/budget.py), each request's work is bounded
+(pages are capped in size) and long renders pause every ``render_batch``
+items. Between two turns of a consensus task the loop then runs at most
+``max_handlers`` short slices of web work, and it is free for consensus at
+least ``1 - work_share`` of the time. Requests that wait on consensus or the
+network give their slot back while they wait.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ class WebLimits:
     request_timeout_s: float = 10.0  # to send one whole request
     idle_timeout_s: float = 30.0  # keep-alive between requests
     max_requests_per_connection: int = 1000
-    # Work: requests handled at once (see the module docstring).
+    # Work: requests handled at once, and the share of the event loop's time
+    # their work may take (node/web/budget.py; see the module docstring).
     max_handlers: int = 4
+    work_share: float = 0.5
     render_batch: int = 25
     # Block pages: transactions per page.
     tx_page_default: int = 100
@@ -58,7 +62,11 @@ class WebLimits:
             if name not in known:
                 raise ValueError(f"http_limits has no setting {name!r}")
             default = getattr(cls, name)
-            if isinstance(default, float):
+            if name == "work_share":
+                if type(v) not in (int, float) or not 0.05 <= v <= 1:
+                    raise ValueError(f"http_limits.work_share must be 0.05 to 1, not {v!r}")
+                values[name] = float(v)
+            elif isinstance(default, float):
                 if type(v) not in (int, float) or not 0.1 <= v <= 3600:
                     raise ValueError(f"http_limits.{name} must be 0.1 to 3600 seconds, not {v!r}")
                 values[name] = float(v)

@@ -71,6 +71,9 @@ class Request:
     # Set by the server: gives the request's work slot to others while the
     # handler waits on consensus or the network (``async with req.waiting():``).
     waiting: Callable[[], AbstractAsyncContextManager[None]] = _no_slot
+    # Set by the server: a pause between slices of a long render (pays for the
+    # work done so far out of the web's share of the event loop).
+    checkpoint: Callable[[], Awaitable[None]] = trio.lowlevel.checkpoint
 
     def json(self) -> Any:
         if not self.body:
