@@ -21,6 +21,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import os
 import random
 import socket
 import threading
@@ -367,11 +368,19 @@ def big_block(c: E2ECluster, primary: int, txs: int = 1500) -> int:
     return max(sizes, key=lambda h: sizes[h])
 
 
-def test_explorer_load_on_the_primary_causes_no_view_change(net: E2ECluster) -> None:
-    c = net
-    statuses = [c.status(i) for i in range(c.n)]
+@pytest.fixture(scope="module")
+def big(net: E2ECluster) -> tuple[int, int]:
+    """(the primary, the height of a block of many transactions)."""
+    statuses = [net.status(i) for i in range(net.n)]
     primary = next(i for i, s in enumerate(statuses) if s["is_primary"])
-    height = big_block(c, primary)
+    return primary, big_block(net, primary)
+
+
+def test_explorer_load_on_the_primary_causes_no_view_change(
+    net: E2ECluster, big: tuple[int, int]
+) -> None:
+    c = net
+    primary, height = big
     p = port(c, primary)
     _, page = http(p, "GET", f"/api/blocks/{height}")
     count, page_max = page["tx_count"], 200
@@ -425,3 +434,37 @@ def test_explorer_load_on_the_primary_causes_no_view_change(net: E2ECluster) -> 
     c.wait_committed(load.acked[-20:], list(range(c.n)), timeout=30)
     assert c.status(primary)["height"] > h0 + 20
     assert_clean_log(c, primary)
+
+
+@pytest.mark.skipif(
+    os.environ.get("MEDCHAIN_SKIP_BROWSER") == "1", reason="MEDCHAIN_SKIP_BROWSER=1"
+)
+def test_the_page_shows_a_big_block_a_page_at_a_time(net: E2ECluster, big: tuple[int, int]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.e2e.test_web import CHROMIUM, FLAGS
+
+    primary, height = big
+    base = f"http://127.0.0.1:{port(net, primary)}"
+    _, b = http(port(net, primary), "GET", f"/api/blocks/{height}")
+    count = b["tx_count"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{base}/#/block/{height}")
+            expect(page.locator("#tx-pages")).to_contain_text(f"transactions 1\u2013100 of {count}")
+            expect(page.locator("#txs tbody tr")).to_have_count(100)
+            expect(page.locator("main")).to_contain_text(f"RFC 6962 over {count} tx ids")
+            page.locator("#tx-pages a", has_text="next").click()
+            expect(page.locator("#tx-pages")).to_contain_text(
+                f"transactions 101\u2013200 of {count}"
+            )
+            expect(page.locator("#txs tbody tr td").first).to_have_text("100")
+            page.locator("#tx-pages a", has_text="previous").click()
+            expect(page.locator("#txs tbody tr td").first).to_have_text("0")
+            assert not errors, errors
+        finally:
+            browser.close()
