@@ -67,6 +67,7 @@ RESTART_DELAY_S = 0.5
 # client may lose the answer it has not read yet).
 LINGER_S = 1.0
 LINGER_BYTES = 256 * 1024
+MAX_LINGERING = 256  # beyond, connections close at once (each one holds a descriptor)
 REOPEN_MAX_DELAY_S = 30.0
 # accept() failures that mean "out of resources for now": wait, then go on
 CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
@@ -83,6 +84,7 @@ class HttpServer:
         self.connections = 0
         self.per_client: dict[str, int] = {}
         self.refused = 0  # connections turned away at a cap
+        self.lingering = 0  # connections being closed
         self.incidents = 0
         self.bound_port = 0
 
@@ -146,6 +148,23 @@ class HttpServer:
                 await trio.sleep(delay)
                 delay = min(2 * delay, REOPEN_MAX_DELAY_S)
 
+    async def _close(self, stream: trio.SocketStream) -> None:
+        if self.lingering < MAX_LINGERING:
+            self.lingering += 1
+            try:
+                with suppress(Exception), trio.move_on_after(LINGER_S):
+                    await stream.send_eof()
+                    left = LINGER_BYTES
+                    while left > 0:
+                        data = await stream.receive_some(65536)
+                        if not data:
+                            break
+                        left -= len(data)
+            finally:
+                self.lingering -= 1
+        with suppress(Exception), trio.move_on_after(1):
+            await stream.aclose()
+
     def incident(self, exc: BaseException, where: str) -> str:
         """Log an unexpected fault in one line at error level; its id, for the client."""
         ident = secrets.token_hex(4)
@@ -176,7 +195,7 @@ class HttpServer:
             self.refused += 1
             with suppress(Exception):
                 await _send_simple(stream, 503, "too many connections; try again shortly")
-            await _close(stream)
+            await self._close(stream)
             return
         self.connections += 1
         self.per_client[client] = self.per_client.get(client, 0) + 1
@@ -193,7 +212,7 @@ class HttpServer:
             left = self.per_client.pop(client, 1) - 1
             if left > 0:
                 self.per_client[client] = left
-            await _close(stream)
+            await self._close(stream)
 
     async def serve_stream(self, stream: ByteStream, client: str) -> None:
         """Serve one connection's requests on any byte stream (a socket; tests
@@ -247,19 +266,6 @@ class HttpServer:
         except Exception as exc:
             ident = self.incident(exc, f"{req.method} {req.route or '(no route)'}")
             return error_response(500, "internal error", incident=ident)
-
-
-async def _close(stream: trio.SocketStream) -> None:
-    with suppress(Exception), trio.move_on_after(LINGER_S):
-        await stream.send_eof()
-        left = LINGER_BYTES
-        while left > 0:
-            data = await stream.receive_some(65536)
-            if not data:
-                break
-            left -= len(data)
-    with suppress(Exception), trio.move_on_after(1):
-        await stream.aclose()
 
 
 def _first_leaf(exc: BaseException) -> BaseException:

@@ -14,11 +14,13 @@ import struct
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
+from node.config import ConfigError, NodeConfig
 from node.web.http import HttpServer
 from node.web.limits import WebLimits
 from node.web.portal import Sessions, SessionsFull, login_sign_bytes
@@ -383,3 +385,36 @@ def test_a_client_asking_for_many_challenges_pushes_out_only_its_own() -> None:
     sig = alice.sign(login_sign_bytes("chain-1", "hospital-a", ch))
     assert s.get(s.login(alice.public_key, ch, sig, "p-alice")) is not None
     assert len(s._challenges) == 5
+
+
+# -- configuration ----------------------------------------------------------------------
+
+NODE_TOML = """org_id = "a"
+data_dir = "data"
+key_file = "node.key"
+genesis = "genesis.toml"
+listen = "/ip4/127.0.0.1/tcp/1"
+"""
+
+
+def test_web_limits_come_from_the_node_config_and_bad_ones_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(NODE_TOML)
+    assert NodeConfig.load(path).http_limits == WebLimits()
+    path.write_text(NODE_TOML + "[http_limits]\nsend_timeout_s = 2\nmax_connections = 9\n")
+    cfg = NodeConfig.load(path)
+    assert cfg.http_limits.send_timeout_s == 2.0 and cfg.http_limits.max_connections == 9
+    cfg.save(path)  # written back: only what differs from the defaults
+    assert NodeConfig.load(path).http_limits == cfg.http_limits
+    assert "[http_limits]" in path.read_text()
+    for bad in (
+        "nonsense = 1",
+        "max_connections = 0",
+        "max_connections = true",
+        "send_timeout_s = 0",
+        "work_share = 2",
+        "tx_page_default = 500",
+    ):
+        path.write_text(NODE_TOML + "[http_limits]\n" + bad + "\n")
+        with pytest.raises(ConfigError, match="http_limits"):
+            NodeConfig.load(path)
