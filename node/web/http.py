@@ -100,15 +100,20 @@ class HttpServer:
             extra={"event": "http-ready", "port": self.bound_port},
         )
         task_status.started(self.bound_port)
+        delay = RESTART_DELAY_S
         async with trio.open_nursery() as connections:
             while True:
+                started = trio.current_time()
                 try:
                     async with trio.open_nursery() as accepting:
                         for listener in listeners:
                             accepting.start_soon(self._accept, listener, connections)
                 except Exception as exc:
                     self.incident(exc, "the web server's accept loop")
-                    await trio.sleep(RESTART_DELAY_S)
+                    # a fault that keeps coming back is retried less and less often
+                    quiet = trio.current_time() - started > REOPEN_MAX_DELAY_S
+                    delay = RESTART_DELAY_S if quiet else min(2 * delay, REOPEN_MAX_DELAY_S)
+                    await trio.sleep(delay)
                     listeners = await self._reopen(listeners)
 
     async def _accept(self, listener: trio.SocketListener, connections: trio.Nursery) -> None:

@@ -307,7 +307,11 @@ function renderPatient() {
   fillPatient(new Set());
   eventSource = new EventSource("/api/portal/events");
   eventSource.onopen = () => { $("#live").textContent = "live updates: on"; };
-  eventSource.onerror = () => { const l = $("#live"); if (l) l.textContent = "live updates: reconnecting…"; };
+  // CLOSED: the server refused the stream (e.g. too many views open); the browser will not retry
+  eventSource.onerror = (ev) => {
+    const l = $("#live");
+    if (l) l.textContent = ev.target.readyState === EventSource.CLOSED ? "live updates: off (reload to retry)" : "live updates: reconnecting…";
+  };
   const reload = async () => {
     const before = new Set(portal.me.accesses.map((a) => a.access_id));
     try { portal.me = await api("/api/portal/me"); fillPatient(before); } catch (e) { /* session over */ }
