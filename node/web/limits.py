@@ -30,7 +30,9 @@ from typing import Any
 class WebLimits:
     # Connections: over either cap a new connection gets 503 and is closed.
     max_connections: int = 256
-    max_connections_per_client: int = 32  # per client IP address
+    # Per client IP address: behind a reverse proxy every client is the proxy's
+    # address, so raise this to max_connections there.
+    max_connections_per_client: int = 32
     # A response (or a 64 KiB part of one) the client does not take within this
     # long ends the connection: a client that sends without reading holds nothing.
     send_timeout_s: float = 10.0
