@@ -14,6 +14,8 @@ from typing import Any
 
 import tomli_w
 
+from node.web.limits import WebLimits
+
 DEFAULT_RELEASE_WINDOW_S = 60
 DEFAULT_REFUSAL_LOGS_PER_MINUTE = 20
 
@@ -42,6 +44,8 @@ class NodeConfig:
     log_file: Path | None = None
     http_port: int = 0  # 0 = web UI (explorer, patient portal) off
     http_host: str = "127.0.0.1"
+    # The web UI's caps and timeouts (``[http_limits]``; node/web/limits.py).
+    http_limits: WebLimits = field(default_factory=WebLimits)
     # Records leave this custodian only for an access decision committed within the
     # last ``release_window_s`` seconds (block time against this node's clock), once.
     release_window_s: int = DEFAULT_RELEASE_WINDOW_S
@@ -81,6 +85,7 @@ class NodeConfig:
                 log_file=p(doc["log_file"]) if doc.get("log_file") else None,
                 http_port=int(doc.get("http_port", 0)),
                 http_host=str(doc.get("http_host", "127.0.0.1")),
+                http_limits=WebLimits.from_doc(_table(doc, "http_limits")),
                 release_window_s=_bounded(
                     doc, "release_window_s", DEFAULT_RELEASE_WINDOW_S, 1, 24 * 3600
                 ),
@@ -116,6 +121,8 @@ class NodeConfig:
         }
         if self.log_file is not None:
             doc["log_file"] = rel(self.log_file)
+        if self.http_limits.to_doc():
+            doc["http_limits"] = self.http_limits.to_doc()
         if self.release_window_s != DEFAULT_RELEASE_WINDOW_S:
             doc["release_window_s"] = self.release_window_s
         if self.refusal_logs_per_minute != DEFAULT_REFUSAL_LOGS_PER_MINUTE:
@@ -139,9 +146,17 @@ _KNOWN = {
     "log_file",
     "http_port",
     "http_host",
+    "http_limits",
     "release_window_s",
     "refusal_logs_per_minute",
 }
+
+
+def _table(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    v = doc.get(name, {})
+    if not isinstance(v, dict):
+        raise ValueError(f"{name} must be a table")
+    return v
 
 
 def _bounded(doc: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:

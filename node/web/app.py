@@ -14,8 +14,9 @@ only that session.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from importlib import resources
 from typing import Any
 
@@ -26,12 +27,16 @@ from node.driver import Driver
 from node.jsonval import to_json
 from node.records import RecordService
 from node.web.auth import Auth, add_session_routes
-from node.web.explorer import add_explorer_routes
-from node.web.http import HttpError, Request, Response, Router, json_response
+from node.web.explorer import BlockCache, add_explorer_routes
+from node.web.limits import WebLimits
 from node.web.portal import Sessions
 from node.web.portal_api import add_portal_routes
+from node.web.protocol import HttpError, Request, Response, Router, int_param, json_response
+
+log = logging.getLogger("medchain.http")
 
 HISTORY_EVERY_S = 5.0
+SUMMARIES = 4096  # block summaries kept (a committed block's summary never changes)
 HISTORY_SAMPLES = 180  # 15 minutes
 STATIC = {
     "index.html": "text/html; charset=utf-8",
@@ -69,7 +74,14 @@ class History:
 
     async def run(self) -> None:
         while True:
-            self.sample()
+            try:
+                self.sample()
+            except Exception as exc:  # a chart sample is not worth the node
+                log.error(
+                    "explorer history sample failed: %s",
+                    type(exc).__name__,
+                    extra={"event": "http-history-failed"},
+                )
             await trio.sleep(HISTORY_EVERY_S)
 
 
@@ -78,10 +90,17 @@ def _static(name: str) -> bytes:
 
 
 def build_app(
-    d: Driver, sessions: Sessions, history: History, records: RecordService | None = None
+    d: Driver,
+    sessions: Sessions,
+    history: History,
+    records: RecordService | None = None,
+    limits: WebLimits | None = None,
 ) -> Router:
     g = d.genesis
     orgs = g.organizations
+    lim = limits or WebLimits()
+    cache = BlockCache(d)
+    summaries: OrderedDict[int, dict[str, Any]] = OrderedDict()
     r = Router()
 
     def query(contract: str, method: str, args: Any, caller: bytes = b"") -> Any:
@@ -91,17 +110,24 @@ def build_app(
             raise HttpError(404 if "not anchored" in str(exc) else 400, str(exc)) from None
 
     def block_summary(height: int) -> dict[str, Any] | None:
-        b = d.ledger.block(height)
+        s = summaries.get(height)
+        if s is not None:
+            return s
+        b = cache.get(height)
         if b is None:
             return None
         p = g.org_by_node_key(b.header.proposer)
-        return {
+        s = {
             "height": height,
             "hash": b.hash.hex(),
             "txs": len(b.txs),
             "timestamp_ms": b.header.timestamp_ms,
             "proposer": p.org_id if p else None,
         }
+        summaries[height] = s
+        while len(summaries) > SUMMARIES:
+            summaries.popitem(last=False)
+        return s
 
     # -- pages ----------------------------------------------------------------------
 
@@ -151,11 +177,13 @@ def build_app(
 
     @r.route("GET", "/api/blocks")
     async def blocks(req: Request) -> Response:
-        limit = _int(req.query.get("limit", "20"), 1, 100)
-        top = _int(req.query.get("before", str(d.ledger.height + 1)), 1, 2**62) - 1
+        limit = int_param(req.query, "limit", 20, 1, 100)
+        top = int_param(req.query, "before", d.ledger.height + 1, 1, 2**62) - 1
         top = min(top, d.ledger.height)
         out = []
         for h in range(top, max(0, top - limit), -1):
+            if h not in summaries:
+                await req.checkpoint()  # a block to decode: let consensus run first
             s = block_summary(h)
             if s is not None:
                 out.append(s)
@@ -164,14 +192,6 @@ def build_app(
     del index, static, status, members, hist, blocks
     auth = Auth(d, sessions)
     add_session_routes(r, auth)
-    add_explorer_routes(r, d, auth)
-    add_portal_routes(r, d, auth, records, query)
+    add_explorer_routes(r, d, auth, lim, cache)
+    add_portal_routes(r, d, auth, records, query, lim)
     return r
-
-
-def _int(v: str, lo: int, hi: int) -> int:
-    try:
-        n = int(v)
-    except ValueError:
-        raise HttpError(400, f"{v!r} is not a number") from None
-    return max(lo, min(hi, n))

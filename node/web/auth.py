@@ -17,8 +17,15 @@ from typing import Any
 
 from contracts.identity import NODE, PRACTITIONER, Identity, resolve
 from node.driver import Driver
-from node.web.http import HttpError, Request, Response, Router, json_response
-from node.web.portal import DOMAIN_LOGIN, SESSION_TTL_S, PortalError, Session, Sessions
+from node.web.portal import (
+    DOMAIN_LOGIN,
+    SESSION_TTL_S,
+    PortalError,
+    Session,
+    Sessions,
+    SessionsFull,
+)
+from node.web.protocol import HttpError, Request, Response, Router, json_response
 from node.web.visibility import (
     ANONYMOUS,
     ORG_KIND,
@@ -83,9 +90,9 @@ class Auth:
             raise HttpError(400, "send {public_key, challenge, signature} as hex") from None
         return key, ch, sig
 
-    def challenge_json(self) -> dict[str, Any]:
+    def challenge_json(self, req: Request) -> dict[str, Any]:
         return {
-            "challenge": self.sessions.challenge().hex(),
+            "challenge": self.sessions.challenge(req.client).hex(),
             "domain": DOMAIN_LOGIN,
             "chain_id": self.d.genesis.chain_id,
             "audience": self.sessions.audience,
@@ -131,12 +138,19 @@ def whoami(auth: Auth, v: Viewer, key: bytes) -> dict[str, Any]:
     return out
 
 
+def open_session(sessions: Sessions, key: bytes, subject: str) -> str:
+    try:
+        return sessions.open(key, subject)
+    except SessionsFull as exc:
+        raise HttpError(503, str(exc)) from None
+
+
 def add_session_routes(r: Router, auth: Auth) -> None:
     sessions = auth.sessions
 
     @r.route("POST", "/api/session/challenge")
     async def challenge(req: Request) -> Response:
-        return json_response(auth.challenge_json())
+        return json_response(auth.challenge_json(req))
 
     @r.route("POST", "/api/session/login")
     async def login(req: Request) -> Response:
@@ -149,7 +163,7 @@ def add_session_routes(r: Router, auth: Auth) -> None:
         v = viewer_of(who)
         if v is None:
             raise HttpError(403, refusal(who))
-        token = sessions.open(key, v.id)
+        token = open_session(sessions, key, v.id)
         return json_response(whoami(auth, v, key), headers=[session_cookie(token)])
 
     @r.route("GET", "/api/session")

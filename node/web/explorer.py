@@ -13,6 +13,8 @@ for an id that does not exist.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
+from dataclasses import replace
 from typing import Any
 
 from contracts.identity import Identity, resolve
@@ -22,7 +24,8 @@ from node.api import block_json, tx_status
 from node.driver import Driver
 from node.jsonval import to_json
 from node.web.auth import Auth
-from node.web.http import HttpError, Request, Response, Router, json_response
+from node.web.limits import WebLimits
+from node.web.protocol import HttpError, Request, Response, Router, int_param, json_response
 from node.web.visibility import (
     FULL,
     PUBLIC,
@@ -32,11 +35,14 @@ from node.web.visibility import (
     shape_tx,
     tx_view,
 )
+from storage.block import Block
 from storage.codec import DecodeError
 from storage.ledger import TxLocation
 from storage.tx import Transaction
 
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+DIGITS = re.compile(r"^[0-9]{1,19}$")  # ASCII only: int() also takes "²" for a digit
+BLOCK_CACHE = 8  # decoded blocks kept for their pages (the heavy part of a page)
 MAX_RECORD_ID = 128
 NO_STORE = [("cache-control", "no-store"), ("vary", "cookie, authorization")]
 SIGN_IN_FOR_RECORDS = "records are shown only after signing in: sign in to see it"
@@ -47,7 +53,31 @@ def viewer_json(value: Any) -> Response:
     return json_response(value, headers=list(NO_STORE))
 
 
-def add_explorer_routes(r: Router, d: Driver, auth: Auth) -> None:
+class BlockCache:
+    """The last few blocks decoded, by height: a committed block never changes,
+    and the pages of one big block are read one after another."""
+
+    def __init__(self, d: Driver, size: int = BLOCK_CACHE) -> None:
+        self.d = d
+        self.size = size
+        self._blocks: OrderedDict[int, Block] = OrderedDict()
+
+    def get(self, height: int) -> Block | None:
+        b = self._blocks.get(height)
+        if b is not None:
+            self._blocks.move_to_end(height)
+            return b
+        b = self.d.ledger.block(height)
+        if b is not None:
+            self._blocks[height] = b
+            while len(self._blocks) > self.size:
+                self._blocks.popitem(last=False)
+        return b
+
+
+def add_explorer_routes(
+    r: Router, d: Driver, auth: Auth, limits: WebLimits, blocks: BlockCache
+) -> None:
     g = d.genesis
     orgs = g.organizations
 
@@ -70,15 +100,24 @@ def add_explorer_routes(r: Router, d: Driver, auth: Auth) -> None:
 
     @r.route("GET", "/api/blocks/{ref}")
     async def block(req: Request) -> Response:
+        """A block's header, certificate and one page of its transactions
+        (``offset``, ``limit``; at most ``tx_page_max`` a page)."""
         viewer = auth.viewer(req)
         ref = req.params["ref"]
         height = _block_height(d, ref)
-        b = d.ledger.block(height) if height is not None else None
+        b = blocks.get(height) if height is not None else None
         if b is None:
             raise HttpError(404, f"no block {ref}")
-        out = block_json(d, b)
+        offset = int_param(req.query, "offset", 0, 0, len(b.txs))
+        limit = int_param(req.query, "limit", limits.tx_page_default, 1, limits.tx_page_max)
+        page = slice(offset, offset + limit)
+        # The block with this page's transactions only: hash, header and certificate
+        # are the block's own (its hash covers the header), tx_ids the page's.
+        out = block_json(d, replace(b, txs=b.txs[page], ids=b.ids[page]))
         txs = []
-        for raw, tx_id in zip(b.txs, out["tx_ids"], strict=True):
+        for i, (raw, tx_id) in enumerate(zip(b.txs[page], out["tx_ids"], strict=True)):
+            if i and i % limits.render_batch == 0:
+                await req.checkpoint()  # let consensus run between batches
             entry: dict[str, Any] = {"tx_id": tx_id, "size": len(raw)}
             try:
                 t = Transaction.decode(raw)
@@ -94,6 +133,7 @@ def add_explorer_routes(r: Router, d: Driver, auth: Auth) -> None:
             entry["detail"] = level
             txs.append(entry)
         out["txs"] = txs
+        out.update(tx_count=len(b.txs), offset=offset, limit=limit)
         out["quorum"] = 2 * ((len(orgs) - 1) // 3) + 1
         return viewer_json(out)
 
@@ -164,8 +204,8 @@ def add_explorer_routes(r: Router, d: Driver, auth: Auth) -> None:
         q = req.query.get("q", "").strip()
         if not q:
             raise HttpError(400, "search for a height, block hash, tx id or record id")
-        if q.isdigit():
-            if len(q) <= 19 and d.ledger.block(int(q)) is not None:
+        if DIGITS.match(q):
+            if d.ledger.block_bytes(int(q)) is not None:
                 return viewer_json({"kind": "block", "ref": str(int(q))})
         elif HEX64.match(q):
             raw = bytes.fromhex(q)
@@ -185,8 +225,8 @@ def add_explorer_routes(r: Router, d: Driver, auth: Auth) -> None:
 
 
 def _block_height(d: Driver, ref: str) -> int | None:
-    if ref.isdigit():
-        return int(ref) if len(ref) <= 19 else None
+    if ref.isascii() and ref.isdigit():
+        return int(ref) if DIGITS.match(ref) else None
     if HEX64.match(ref):
         return d.ledger.height_of(bytes.fromhex(ref))
     raise HttpError(400, "a block is named by its height or its 64-hex-digit hash")

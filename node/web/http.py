@@ -1,141 +1,97 @@
 """A small HTTP/1.1 server for the node's web UI: h11 on trio, no framework.
 
-Bounded everywhere: header block 16 KiB, request body 64 KiB, 10 s to send a
-request, keep-alive idle 30 s, at most ``max_connections`` at once (further
-connections get 503). A malformed request gets 400 and the connection is
-closed; a handler's unexpected error is logged and answered with 500 — the
-node keeps running. Responses carry a strict Content-Security-Policy: the
-pages load nothing from anywhere but this server.
+Nothing a client sends can stop it. A malformed request gets 400 (or 413,
+431) and its connection is closed; a fault of our own while handling one
+gets 500 with a short incident id, also in one error-level log line (the
+exception's type and where it was raised; no traceback, no request data);
+the connection ends, the server goes on. The accept loop runs under a
+supervisor: a fault there is logged the same way and the listener reopened.
+
+Bounded everywhere (node/web/limits.py): header block 16 KiB, body 64 KiB,
+time to send a request, keep-alive idle time, requests per connection,
+connections in all and per client IP (over a cap: 503), time for the client
+to take each part of a response (a client that never reads is dropped), and
+requests worked on at once and their share of the event loop
+(node/web/budget.py). Responses carry a strict Content-Security-Policy:
+the pages load nothing from anywhere but this server.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing
-from dataclasses import dataclass, field
+import secrets
+import socket
+import traceback
+from contextlib import suppress
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
 import trio
 
-log = logging.getLogger("medchain.http")
+from node.web.budget import WorkBudget, WorkSlot
+from node.web.limits import WebLimits
+from node.web.protocol import (
+    MAX_HEADER,
+    SECURITY_HEADERS,
+    ByteStream,
+    Handler,
+    HttpError,
+    Request,
+    Response,
+    Router,
+    error_response,
+    json_response,
+    read_request,
+    send_response,
+)
 
-MAX_HEADER = 16 * 1024
-MAX_BODY = 64 * 1024
-REQUEST_TIMEOUT_S = 10.0
-IDLE_TIMEOUT_S = 30.0
-
-SECURITY_HEADERS = [
-    (
-        b"content-security-policy",
-        b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-        b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-    ),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"),
+__all__ = [
+    "HttpError",
+    "HttpServer",
+    "Request",
+    "Response",
+    "Router",
+    "error_response",
+    "json_response",
 ]
 
+log = logging.getLogger("medchain.http")
 
-class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes = b""
-    params: dict[str, str] = field(default_factory=dict)
-
-    def json(self) -> Any:
-        if not self.body:
-            return {}
-        try:
-            return json.loads(self.body, parse_constant=_no_constant)
-        except (ValueError, RecursionError):
-            raise HttpError(400, "the request body is not valid JSON") from None
-
-    def cookie(self, name: str) -> str | None:
-        for part in self.headers.get("cookie", "").split(";"):
-            k, _, v = part.strip().partition("=")
-            if k == name:
-                return v
-        return None
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-@dataclass
-class Response:
-    status: int = 200
-    body: bytes = b""
-    content_type: str = "application/json"
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    # A streaming response (server-sent events): chunks until the client leaves.
-    stream: Callable[[], AsyncIterator[bytes]] | None = None
-
-
-def json_response(
-    value: Any, status: int = 200, headers: list[tuple[str, str]] | None = None
-) -> Response:
-    return Response(status, json.dumps(value).encode(), "application/json", headers or [])
-
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-class Router:
-    def __init__(self) -> None:
-        self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
-
-    def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
-        rx = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "$")
-
-        def deco(fn: Handler) -> Handler:
-            self.routes.append((method, rx, fn))
-            return fn
-
-        return deco
-
-    async def __call__(self, req: Request) -> Response:
-        allowed = False
-        for method, rx, fn in self.routes:
-            m = rx.match(req.path)
-            if m is None:
-                continue
-            if method != req.method and not (method == "GET" and req.method == "HEAD"):
-                allowed = True
-                continue
-            req.params = {k: unquote(v) for k, v in m.groupdict().items()}
-            return await fn(req)
-        if allowed:
-            raise HttpError(405, f"{req.method} is not allowed on {req.path}")
-        raise HttpError(404, f"nothing at {req.path}")
+SEND_BUFFER = 256 * 1024  # kernel send buffer per connection (no autotuning to megabytes)
+RESTART_DELAY_S = 0.5
+# Closing: our side first, then what the client still sends is read and dropped
+# for a moment (closing with unread input resets the connection, and the
+# client may lose the answer it has not read yet).
+LINGER_S = 1.0
+LINGER_BYTES = 256 * 1024
+MAX_LINGERING = 256  # beyond, connections close at once (each one holds a descriptor)
+REOPEN_MAX_DELAY_S = 30.0
+# accept() failures that mean "out of resources for now": wait, then go on
+CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 
 class HttpServer:
-    def __init__(self, host: str, port: int, app: Handler, max_connections: int = 64) -> None:
+    def __init__(self, host: str, port: int, app: Handler, limits: WebLimits | None = None) -> None:
         self.host = host
         self.port = port
         self.app = app
-        self.max_connections = max_connections
+        self.limits = limits or WebLimits()
+        self.work = trio.CapacityLimiter(self.limits.max_handlers)
+        self.budget = WorkBudget(self.limits.work_share)
         self.connections = 0
+        self.per_client: dict[str, int] = {}
+        self.refused = 0  # connections turned away at a cap
+        self.lingering = 0  # connections being closed
+        self.incidents = 0
         self.bound_port = 0
 
+    # -- listening, supervised ---------------------------------------------------------
+
     async def serve(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        listeners = list(await trio.open_tcp_listeners(self.port, host=self.host))
         self.bound_port = listeners[0].socket.getsockname()[1]
         log.info(
             "web UI on http://%s:%d/",
@@ -144,127 +100,202 @@ class HttpServer:
             extra={"event": "http-ready", "port": self.bound_port},
         )
         task_status.started(self.bound_port)
-        await trio.serve_listeners(self._connection, listeners)
+        delay = RESTART_DELAY_S
+        async with trio.open_nursery() as connections:
+            while True:
+                started = trio.current_time()
+                try:
+                    async with trio.open_nursery() as accepting:
+                        for listener in listeners:
+                            accepting.start_soon(self._accept, listener, connections)
+                except Exception as exc:
+                    self.incident(exc, "the web server's accept loop")
+                    # a fault that keeps coming back is retried less and less often
+                    quiet = trio.current_time() - started > REOPEN_MAX_DELAY_S
+                    delay = RESTART_DELAY_S if quiet else min(2 * delay, REOPEN_MAX_DELAY_S)
+                    await trio.sleep(delay)
+                    listeners = await self._reopen(listeners)
 
-    async def _connection(self, stream: trio.SocketStream) -> None:
-        self.connections += 1
-        try:
-            if self.connections > self.max_connections:
-                await _send_simple(stream, 503, "too many connections")
-                return
-            await self._serve_connection(stream)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        finally:
-            self.connections -= 1
-            with trio.move_on_after(1):
-                await stream.aclose()
-
-    async def _serve_connection(self, stream: trio.SocketStream) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER)
-        first = True
+    async def _accept(self, listener: trio.SocketListener, connections: trio.Nursery) -> None:
         while True:
             try:
-                with trio.fail_after(IDLE_TIMEOUT_S if not first else REQUEST_TIMEOUT_S):
-                    req = await _read_request(conn, stream)
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in CAPACITY_ERRNOS:
+                    raise
+                log.warning(
+                    "web server cannot accept a connection: %s",
+                    exc.strerror,
+                    extra={"event": "http-accept-capacity"},
+                )
+                await trio.sleep(0.1)
+                continue
+            connections.start_soon(self._connection, stream)
+
+    async def _reopen(self, old: list[trio.SocketListener]) -> list[trio.SocketListener]:
+        """The listeners again, after a fault: reused if still open, else bound anew."""
+        if all(lst.socket.fileno() != -1 for lst in old):
+            return old
+        for lst in old:
+            with suppress(Exception):
+                await lst.aclose()
+        delay = RESTART_DELAY_S
+        while True:
+            try:
+                return list(await trio.open_tcp_listeners(self.bound_port, host=self.host))
+            except OSError as exc:
+                log.error(
+                    "web server cannot listen on port %d again: %s; retrying",
+                    self.bound_port,
+                    exc.strerror,
+                    extra={"event": "http-reopen-failed"},
+                )
+                await trio.sleep(delay)
+                delay = min(2 * delay, REOPEN_MAX_DELAY_S)
+
+    async def _close(self, stream: trio.SocketStream) -> None:
+        if self.lingering < MAX_LINGERING:
+            self.lingering += 1
+            try:
+                with suppress(Exception), trio.move_on_after(LINGER_S):
+                    await stream.send_eof()
+                    left = LINGER_BYTES
+                    while left > 0:
+                        data = await stream.receive_some(65536)
+                        if not data:
+                            break
+                        left -= len(data)
+            finally:
+                self.lingering -= 1
+        with suppress(Exception), trio.move_on_after(1):
+            await stream.aclose()
+
+    def incident(self, exc: BaseException, where: str) -> str:
+        """Log an unexpected fault in one line at error level; its id, for the client."""
+        ident = secrets.token_hex(4)
+        self.incidents += 1
+        leaf = _first_leaf(exc)
+        frames = traceback.extract_tb(leaf.__traceback__)
+        at = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
+        # The type and place only: an exception's message may carry request data.
+        log.error(
+            "web server fault in %s: %s at %s (incident %s)",
+            where,
+            type(leaf).__name__,
+            at,
+            ident,
+            extra={"event": "http-incident", "incident": ident},
+        )
+        return ident
+
+    # -- one connection ----------------------------------------------------------------
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        client = _peer(stream)
+        lim = self.limits
+        if (
+            self.connections >= lim.max_connections
+            or self.per_client.get(client, 0) >= lim.max_connections_per_client
+        ):
+            self.refused += 1
+            with suppress(Exception):
+                await _send_simple(stream, 503, "too many connections; try again shortly")
+            await self._close(stream)
+            return
+        self.connections += 1
+        self.per_client[client] = self.per_client.get(client, 0) + 1
+        try:
+            with suppress(OSError):
+                stream.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+            await self.serve_stream(stream, client)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+            pass  # the client went away, or did not take our answer in time
+        except Exception as exc:
+            self.incident(exc, "a web connection")
+        finally:
+            self.connections -= 1
+            left = self.per_client.pop(client, 1) - 1
+            if left > 0:
+                self.per_client[client] = left
+            await self._close(stream)
+
+    async def serve_stream(self, stream: ByteStream, client: str) -> None:
+        """Serve one connection's requests on any byte stream (a socket; tests
+        and the fuzzer drive it without one). Raises only the stream's errors
+        and trio.TooSlowError (the client did not take a response in time)."""
+        lim = self.limits
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER)
+        for n in range(lim.max_requests_per_connection):
+            try:
+                with trio.fail_after(lim.request_timeout_s if n == 0 else lim.idle_timeout_s):
+                    req = await read_request(conn, stream, client)
             except trio.TooSlowError:
                 return
             except HttpError as exc:
-                log.info("bad HTTP request: %s", exc.message, extra={"event": "http-bad-request"})
-                await _send(conn, stream, _error(exc.status, exc.message), head=False)
+                log.debug("bad HTTP request: %s", exc.message, extra={"event": "http-bad-request"})
+                await _send_simple(stream, exc.status, exc.message)
+                return
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise
+            except Exception as exc:  # a fault in our own reading of the request
+                ident = self.incident(exc, "reading a request")
+                await _send_simple(stream, 500, "internal error", incident=ident)
                 return
             if req is None:
                 return
-            first = False
+            last = n == lim.max_requests_per_connection - 1
+            resp = await self._handle(req)
             try:
-                resp = await self.app(req)
-            except HttpError as exc:
-                resp = _error(exc.status, exc.message)
-            except Exception:
-                log.exception("web handler failed on %s %s", req.method, req.path)
-                resp = _error(500, "internal error (logged)")
-            await _send(conn, stream, resp, head=req.method == "HEAD")
-            if conn.our_state is h11.MUST_CLOSE or resp.stream is not None:
+                await send_response(
+                    conn, stream, resp, req.method == "HEAD", lim.send_timeout_s, close=last
+                )
+            finally:
+                if resp.release is not None:
+                    resp.release()
+            if conn.our_state is h11.MUST_CLOSE or resp.stream is not None or last:
                 return
             try:
                 conn.start_next_cycle()
             except h11.LocalProtocolError:
                 return
 
-
-def _error(status: int, message: str) -> Response:
-    return json_response({"error": message}, status)
-
-
-async def _read_request(conn: h11.Connection, stream: trio.SocketStream) -> Request | None:
-    req: h11.Request | None = None
-    body = bytearray()
-    while True:
+    async def _handle(self, req: Request) -> Response:
+        slot = WorkSlot(self.work, self.budget)
+        req.waiting = slot.released
+        req.checkpoint = slot.checkpoint
         try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise HttpError(exc.error_status_hint, f"malformed request: {exc}") from None
-        if event is h11.NEED_DATA:
-            data = await stream.receive_some(65536)
-            try:
-                conn.receive_data(data)
-            except h11.RemoteProtocolError as exc:
-                raise HttpError(400, f"malformed request: {exc}") from None
-            if not data and req is None:
-                return None
-            continue
-        if isinstance(event, h11.ConnectionClosed):
-            return None
-        if isinstance(event, h11.Request):
-            size = len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
-            if size > MAX_HEADER:
-                raise HttpError(431, f"request headers over {MAX_HEADER} bytes")
-            req = event
-        elif isinstance(event, h11.Data):
-            body += event.data
-            if len(body) > MAX_BODY:
-                raise HttpError(413, f"request body over {MAX_BODY} bytes")
-        elif isinstance(event, h11.EndOfMessage):
-            assert req is not None
-            target = req.target.decode("latin-1")
-            parts = urlsplit(target)
-            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in req.headers}
-            return Request(req.method.decode("ascii"), parts.path, query, headers, bytes(body))
+            async with slot:
+                return await self.app(req)
+        except HttpError as exc:
+            return error_response(exc.status, exc.message)
+        except Exception as exc:
+            ident = self.incident(exc, f"{req.method} {req.route or '(no route)'}")
+            return error_response(500, "internal error", incident=ident)
 
 
-async def _send(
-    conn: h11.Connection, stream: trio.SocketStream, resp: Response, head: bool
-) -> None:
-    headers = [
-        (b"content-type", resp.content_type.encode()),
-        *SECURITY_HEADERS,
-        *[(k.encode(), v.encode()) for k, v in resp.headers],
-    ]
-    if resp.stream is None:
-        headers.append((b"content-length", str(len(resp.body)).encode()))
-    else:
-        headers += [(b"cache-control", b"no-store"), (b"connection", b"close")]
+def _first_leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _peer(stream: trio.SocketStream) -> str:
     try:
-        await stream.send_all(conn.send(h11.Response(status_code=resp.status, headers=headers)))
-        if resp.stream is not None:
-            async with aclosing(resp.stream()) as chunks:  # type: ignore[type-var]
-                async for chunk in chunks:
-                    await stream.send_all(conn.send(h11.Data(data=chunk)))
-            await stream.send_all(conn.send(h11.EndOfMessage()))
-            return
-        if resp.body and not head:
-            await stream.send_all(conn.send(h11.Data(data=resp.body)))
-        await stream.send_all(conn.send(h11.EndOfMessage()))
-    except h11.LocalProtocolError:
-        return
+        return str(stream.socket.getpeername()[0])
+    except (OSError, IndexError, TypeError):
+        return "?"
 
 
-async def _send_simple(stream: trio.SocketStream, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    head = (
-        f"HTTP/1.1 {status} Error\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-    ).encode()
+_REASONS = {400: "Bad Request", 413: "Content Too Large", 431: "Request Header Fields Too Large"}
+
+
+async def _send_simple(stream: ByteStream, status: int, message: str, **extra: str) -> None:
+    """A whole error response in one write, outside h11's state machine (which
+    may have refused the request), then the connection closes."""
+    body = json.dumps({"error": message, **extra}).encode()
+    reason = _REASONS.get(status, "Error")
+    head = [f"HTTP/1.1 {status} {reason}", "content-type: application/json"]
+    head += [f"{k.decode()}: {v.decode()}" for k, v in SECURITY_HEADERS]
+    head += [f"content-length: {len(body)}", "connection: close", "", ""]
     with trio.move_on_after(2):
-        await stream.send_all(head + body)
+        await stream.send_all("\r\n".join(head).encode() + body)

@@ -24,9 +24,10 @@ from node.events import EventFilter
 from node.jsonval import to_json
 from node.pool import PoolReject
 from node.records import RecordService
-from node.web.auth import CLEAR_COOKIE, Auth, session_cookie
-from node.web.http import HttpError, Request, Response, Router, json_response
+from node.web.auth import CLEAR_COOKIE, Auth, open_session, session_cookie
+from node.web.limits import WebLimits
 from node.web.portal import PortalError, Session
+from node.web.protocol import HttpError, Request, Response, Router, json_response
 from storage.codec import DecodeError
 from storage.tx import Transaction
 
@@ -42,10 +43,12 @@ def add_portal_routes(
     auth: Auth,
     records: RecordService | None,
     query: Callable[..., Any],
+    limits: WebLimits,
 ) -> None:
     g = d.genesis
     orgs = g.organizations
     sessions = auth.sessions
+    streams: dict[str, int] = {}  # live event streams per patient
 
     def signed_tx(
         req: Request, s: Session, allowed: set[tuple[str, str]]
@@ -66,7 +69,7 @@ def add_portal_routes(
 
     @r.route("POST", "/api/portal/challenge")
     async def challenge(req: Request) -> Response:
-        return json_response(auth.challenge_json())
+        return json_response(auth.challenge_json(req))
 
     @r.route("POST", "/api/portal/login")
     async def login(req: Request) -> Response:
@@ -75,9 +78,10 @@ def add_portal_routes(
         if who.kind != "patient" or not who.active:
             raise HttpError(403, "that key is not an active patient of this consortium")
         try:
-            token = sessions.login(key, ch, sig, who.id)
+            sessions.verify(key, ch, sig)
         except PortalError as exc:
             raise HttpError(403, str(exc)) from None
+        token = open_session(sessions, key, who.id)
         return json_response({"patient": who.id}, headers=[session_cookie(token)])
 
     @r.route("POST", "/api/portal/logout")
@@ -107,6 +111,16 @@ def add_portal_routes(
     @r.route("GET", "/api/portal/events")
     async def events(req: Request) -> Response:
         s = session(req)
+        # A stream holds a connection for as long as the page is open: a few per
+        # patient (tabs), refused beyond (an EventSource does not retry a 429).
+        if streams.get(s.subject, 0) >= limits.max_streams_per_patient:
+            raise HttpError(429, "too many live views open for this patient; close one")
+        streams[s.subject] = streams.get(s.subject, 0) + 1
+
+        def release() -> None:
+            left = streams.pop(s.subject, 1) - 1
+            if left > 0:
+                streams[s.subject] = left
 
         async def stream() -> Any:
             sub = d.events.subscribe(
@@ -135,17 +149,18 @@ def add_portal_routes(
             finally:
                 sub.close()
 
-        return Response(200, content_type="text/event-stream", stream=stream)
+        return Response(200, content_type="text/event-stream", stream=stream, release=release)
 
     @r.route("POST", "/api/portal/submit")
     async def submit(req: Request) -> Response:
         s = session(req)
         raw, _ = signed_tx(req, s, PORTAL_TXS)
-        try:
-            tx_id = await d.submit(raw)
-        except PoolReject as exc:
-            raise HttpError(400, f"{exc.code}: {exc}") from None
-        await d.wait_committed(tx_id, 10.0)
+        async with req.waiting():  # on consensus: the work slot goes to others meanwhile
+            try:
+                tx_id = await d.submit(raw)
+            except PoolReject as exc:
+                raise HttpError(400, f"{exc.code}: {exc}") from None
+            await d.wait_committed(tx_id, 10.0)
         return json_response(tx_status(d, tx_id))
 
     @r.route("POST", "/api/portal/fetch")
@@ -157,7 +172,8 @@ def add_portal_routes(
         if records is None:
             raise HttpError(503, "this node does not serve records")
         raw, _ = signed_tx(req, s, FETCH_TXS)
-        reply = await records.fetch(raw)
+        async with req.waiting():  # on the custodian, over the network
+            reply = await records.fetch(raw)
         return json_response(
             {
                 "tx_id": reply.tx_id.hex(),

@@ -127,6 +127,8 @@ def inputs(target: Target) -> st.SearchStrategy[bytes]:
         st.builds(mutate, st.sampled_from(samples), EDITS),
         st.builds(lambda d: deep(d, target.text), st.integers(1, 100_000)),
     ]
+    if target.strategy is not None:
+        base.append(target.strategy())
     if target.text:
         base += [
             st.builds(lambda v: json.dumps(v).encode(), json_values),

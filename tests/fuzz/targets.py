@@ -5,7 +5,8 @@ its typed rejection, and valid samples to mutate.
 A target passes an input if it returns, or raises one of its typed errors;
 anything else (IndexError, RecursionError, a hang, an internal RPC error) is
 a finding. Used by tests/unit/test_fuzz_network.py (short, CI) and
-``python -m tests.fuzz.run`` (long: 100,000 inputs per target).
+``python -m tests.fuzz.run`` (long: 100,000 inputs per target). The web
+server's target (``http-request``) is tests/fuzz/http_target.py.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from storage.ledger import Ledger
 from storage.signed_query import sign_query, verify_query
 from storage.state import TxResult
 from storage.tx import Transaction
+from tests.fuzz import http_target
 from tests.helpers import Consortium
 
 
@@ -64,6 +66,8 @@ class Target:
     typed: tuple[type[BaseException], ...]
     samples: Callable[[], list[bytes]]
     text: bool = False  # inputs are lines of text (JSON)
+    # A hypothesis strategy of inputs shaped for this target, beside the generic ones.
+    strategy: Callable[[], Any] | None = None
 
 
 @cache
@@ -445,6 +449,13 @@ TARGETS: dict[str, Target] = {
         Target("fhir-resource-rpc", _fhir_resource, (FhirError,), _s_fhir, text=True),
         Target("signed-query", _signed_query, (ValueError,), _s_query, text=True),
         Target("json-rpc-line", _rpc_line, (), _s_rpc, text=True),
+        Target(
+            "http-request",
+            http_target.fuzz_input,
+            (),
+            http_target.samples,
+            strategy=http_target.inputs,
+        ),
     ]
 }
 

@@ -197,9 +197,17 @@ function drawChart(samples) {
     <text x="4" y="${H - 6}">${Math.round((t1 - t0) / 60000)} min</text>`;
 }
 
-async function blockPage(ref) {
-  const b = await api(`/api/blocks/${encodeURIComponent(ref)}`);
+async function blockPage(arg) {
+  // "#/block/REF" or "#/block/REF/OFFSET": the server sends one page of transactions
+  const [ref, off] = arg.split("/");
+  const offset = Math.max(0, parseInt(off || "0", 10) || 0);
+  const b = await api(`/api/blocks/${encodeURIComponent(ref)}?offset=${offset}`);
   const h = b.header, c = b.certificate;
+  const end = b.offset + b.txs.length;
+  const pageLink = (o, label) => `<a href="#/block/${b.height}/${o}">${label}</a>`;
+  const pager = b.tx_count > b.txs.length ? `<p id="tx-pages">transactions ${b.txs.length ? b.offset + 1 : 0}–${end} of ${b.tx_count}
+    ${b.offset > 0 ? pageLink(Math.max(0, b.offset - b.limit), "previous") : ""}
+    ${end < b.tx_count ? pageLink(end, "next") : ""}</p>` : "";
   view().innerHTML = `
     <h1>Block <span id="block-height">${b.height}</span></h1>
     <section><h2>Header</h2><dl class="kv">
@@ -207,13 +215,13 @@ async function blockPage(ref) {
       <dt>Previous</dt><dd class="mono">${b.height > 1 ? `<a href="#/block/${b.height - 1}">${esc(h.prev_hash)}</a>` : esc(h.prev_hash)}</dd>
       <dt>Time</dt><dd>${time(h.timestamp_ms)}</dd>
       <dt>Proposer</dt><dd>${esc(h.proposer_org)}</dd>
-      <dt>Transactions Merkle root</dt><dd class="mono">${esc(h.tx_root)} <span class="muted">(RFC 6962 over ${b.tx_ids.length} tx ids)</span></dd>
+      <dt>Transactions Merkle root</dt><dd class="mono">${esc(h.tx_root)} <span class="muted">(RFC 6962 over ${b.tx_count} tx ids)</span></dd>
       <dt>State root before / after</dt><dd class="mono">${esc(h.state_root)}<br>${esc(b.state_root_after)}</dd>
       <dt>Validator set</dt><dd class="mono">${esc(h.validator_set_hash)}</dd>
     </dl></section>
     <section><h2>Commit certificate</h2>${c ? `<p id="cert-summary">${c.votes.length} of ${b.quorum} required signatures (view ${c.view}, sequence ${c.seq}) from ${c.votes.map((v) => esc(v.org)).join(", ")}</p>` : '<p class="muted">none</p>'}</section>
-    <section><h2>Transactions</h2><table id="txs"><thead><tr><th>#</th><th>Tx id</th><th>Call</th><th>Size</th><th>Sender</th><th>Result</th></tr></thead><tbody>
-      ${b.txs.map((t, i) => `<tr data-detail="${esc(t.detail)}"><td>${i}</td><td class="mono"><a href="#/tx/${t.tx_id}">${esc(short(t.tx_id, 20))}</a></td><td>${esc(t.contract)}.${esc(t.method)}</td><td>${t.size} B</td><td>${t.sender ? who(t.sender) : hidden()}</td><td class="${t.ok ? "permit" : "deny"}">${t.ok ? "ok" : "failed"}</td></tr>`).join("")}
+    <section><h2>Transactions</h2>${pager}<table id="txs"><thead><tr><th>#</th><th>Tx id</th><th>Call</th><th>Size</th><th>Sender</th><th>Result</th></tr></thead><tbody>
+      ${b.txs.map((t, i) => `<tr data-detail="${esc(t.detail)}"><td>${b.offset + i}</td><td class="mono"><a href="#/tx/${t.tx_id}">${esc(short(t.tx_id, 20))}</a></td><td>${esc(t.contract)}.${esc(t.method)}</td><td>${t.size} B</td><td>${t.sender ? who(t.sender) : hidden()}</td><td class="${t.ok ? "permit" : "deny"}">${t.ok ? "ok" : "failed"}</td></tr>`).join("")}
     </tbody></table></section>`;
 }
 
@@ -299,7 +307,11 @@ function renderPatient() {
   fillPatient(new Set());
   eventSource = new EventSource("/api/portal/events");
   eventSource.onopen = () => { $("#live").textContent = "live updates: on"; };
-  eventSource.onerror = () => { const l = $("#live"); if (l) l.textContent = "live updates: reconnecting…"; };
+  // CLOSED: the server refused the stream (e.g. too many views open); the browser will not retry
+  eventSource.onerror = (ev) => {
+    const l = $("#live");
+    if (l) l.textContent = ev.target.readyState === EventSource.CLOSED ? "live updates: off (reload to retry)" : "live updates: reconnecting…";
+  };
   const reload = async () => {
     const before = new Set(portal.me.accesses.map((a) => a.access_id));
     try { portal.me = await api("/api/portal/me"); fillPatient(before); } catch (e) { /* session over */ }
