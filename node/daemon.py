@@ -188,11 +188,13 @@ class Node:
         self.http: HttpServer | None = None
         self.history = History(self.driver)
         if config.http_port:
-            sessions = Sessions(self.genesis.chain_id, org.org_id, time.monotonic)
+            limits = config.http_limits
+            sessions = Sessions(self.genesis.chain_id, org.org_id, time.monotonic, limits)
             self.http = HttpServer(
                 config.http_host,
                 config.http_port,
-                build_app(self.driver, sessions, self.history, self.records),
+                build_app(self.driver, sessions, self.history, self.records, limits),
+                limits,
             )
 
     def _open(self, store: str, fn: Callable[[], T]) -> T:

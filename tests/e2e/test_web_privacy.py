@@ -620,6 +620,7 @@ def test_the_page_hides_details_until_an_admin_or_the_regulator_signs_in(world: 
             page.screenshot(path=str(ARTIFACTS / "privacy-tx-regulator.png"), full_page=True)
             page.goto(f"{w.base}/#/record/pv-a-1")
             expect(page.locator("#record-versions")).to_contain_text(p1[:10])
+            expect(page.locator("#record-versions")).not_to_contain_text("object Object")
             page.click("#signout")
             expect(page.locator("#nav-signin")).to_be_visible()
             page.goto(f"{w.base}/#/tx/{claim}")

@@ -24,7 +24,9 @@ function clearTimers() {
 function esc(s) {
   return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 }
-const short = (h, n = 12) => (h && h.length > n ? h.slice(0, n) + "…" : h || "");
+// Bytes arrive as {"$bytes": hex} (node/jsonval.py).
+const text = (v) => (v && typeof v === "object" && "$bytes" in v ? v.$bytes : v);
+const short = (v, n = 12) => { const h = text(v); return h && h.length > n ? h.slice(0, n) + "…" : h || ""; };
 const time = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) + " UTC" : "");
 const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 const unhex = (s) => Uint8Array.from(s.match(/../g) || [], (x) => parseInt(x, 16));
