@@ -6,10 +6,13 @@ from __future__ import annotations
 import fcntl
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
+T = TypeVar("T")
 STORES = ("ledger", "ledger/blocks", "node-state", "vault")
 
 
@@ -51,7 +54,7 @@ def verify(config: Path) -> None:
     from storage import integrity
     from storage.genesis import Genesis
     from storage.keyfile import load_key
-    from storage.kv import LevelDBKV, StoreError
+    from storage.kv import LevelDBKV, StoreError, StoreUnwritable
     from storage.ledger import Ledger
     from storage.vault import Vault, master_key_from_seed
 
@@ -60,51 +63,64 @@ def verify(config: Path) -> None:
     signer = load_key(cfg.key_file)
     data = cfg.data_dir
     _refuse_if_running(data)
-    opened: list[object] = []
     findings: list[integrity.Finding] = []
     t = time.monotonic()
-    try:
+    unwritable = False
+
+    def opening(store: str, fn: Callable[[], T]) -> T | None:
+        nonlocal unwritable
         try:
-            ledger = Ledger.open(data / "ledger", genesis, create=False)
-            opened.append(ledger)
-            local = LevelDBKV(data / "node-state", create=False, name="node-state")
-            opened.append(local)
-            vault = Vault.open(
-                data / "vault", master_key_from_seed(signer.seed), create=False, mirror=local
-            )
-            opened.append(vault)
-        except StoreError as exc:
-            store = (
-                "vault"
-                if "vault" in str(exc)
-                else ("node-state" if "node-state" in str(exc) else "ledger")
-            )
-            raise click.ClickException(f"{exc}\nnext step: {next_step(store, config)}") from None
-        with click.progressbar(
-            length=max(ledger.height, 1), label="blocks and certificates", file=sys.stderr
-        ) as bar:
-            findings += integrity.full_ledger(ledger, progress=lambda n: bar.update(n))
-        findings += integrity.full_store("node-state", local)
-        anchored = sum(1 for _ in integrity.custodial_records(ledger, cfg.org_id))
-        with click.progressbar(
-            length=max(anchored, 1), label="vault records", file=sys.stderr
-        ) as bar:
-            findings += integrity.check_vault(
-                ledger, vault, cfg.org_id, full=True, progress=lambda n: bar.update(n)
-            )
+            return fn()
+        except StoreError as exc:  # say so, and go on with the other stores
+            unwritable = unwritable or isinstance(exc, StoreUnwritable)
+            findings.append(integrity.Finding(store, str(exc)))
+            return None
+
+    ledger = opening("ledger", lambda: Ledger.open(data / "ledger", genesis, create=False))
+    local = opening(
+        "node-state", lambda: LevelDBKV(data / "node-state", create=False, name="node-state")
+    )
+    master = master_key_from_seed(signer.seed)
+    mirrors = [m for m in (local, None if ledger is None else ledger.store) if m is not None]
+    vault = opening(
+        "vault", lambda: Vault.open(data / "vault", master, create=False, mirror=mirrors)
+    )
+    anchored = 0
+    try:
+        if ledger is not None:
+            ledger.mirror = local
+            with click.progressbar(
+                length=max(ledger.height, 1), label="blocks and certificates", file=sys.stderr
+            ) as bar:
+                findings += integrity.full_ledger(ledger, progress=lambda n: bar.update(n))
+            findings += integrity.check_node_state(ledger)
+        if local is not None:
+            findings += integrity.full_store("node-state", local)
+        if vault is not None and ledger is not None:
+            anchored = sum(1 for _ in integrity.custodial_records(ledger, cfg.org_id))
+            with click.progressbar(
+                length=max(anchored, 1), label="vault records", file=sys.stderr
+            ) as bar:
+                findings += integrity.check_vault(
+                    ledger, vault, cfg.org_id, full=True, progress=lambda n: bar.update(n)
+                )
+        elif vault is not None:
+            findings += integrity.full_store("vault", vault.store)
     finally:
-        for o in reversed(opened):
-            o.close()  # type: ignore[attr-defined]
+        for o in (vault, local, ledger):
+            if o is not None:
+                o.close()
     damage = [f for f in findings if f.damage]
     for f in findings:
         click.echo(("DAMAGED " if f.damage else "note    ") + str(f))
     took = time.monotonic() - t
     if damage:
         for store in sorted({f.store for f in damage}):
-            click.echo(f"next step: {next_step(store, config)}", err=True)
+            click.echo(f"next step: {next_step(store, config, unwritable)}", err=True)
         sys.exit(1)
+    height = 0 if ledger is None else ledger.height
     click.echo(
-        f"OK: {ledger.height} blocks, {anchored} custodial records, node-state and vault "
+        f"OK: {height} blocks, {anchored} custodial records, node-state and vault "
         f"checksums sound ({took:.1f} s)"
     )
 
@@ -185,7 +201,8 @@ def vault_restored(config: Path) -> None:
         absent = sum(
             1 for rid, _ in integrity.custodial_records(ledger, cfg.org_id) if not vault.has(rid)
         )
-        local.write({K_MIRROR: held.to_bytes(8, "big")}, sync=True)
+        for m in (local, ledger.store):
+            m.write({K_MIRROR: held.to_bytes(8, "big")}, sync=True)
     finally:
         vault.close()
         local.close()

@@ -39,7 +39,7 @@ from node.web.portal import Sessions
 from storage import integrity
 from storage.genesis import Genesis
 from storage.keyfile import load_key
-from storage.kv import LevelDBKV, StorageDamaged, StoreError
+from storage.kv import LevelDBKV, StorageDamaged, StoreError, StoreLocked, StoreUnwritable
 from storage.ledger import Ledger
 from storage.vault import Vault, master_key_from_seed
 
@@ -56,8 +56,15 @@ class NodeError(Exception):
 RELIABILITY = "RELIABILITY.md"
 
 
-def next_step(store: str, config: Path) -> str:
+def next_step(store: str, config: Path, unwritable: bool = False, locked: bool = False) -> str:
     """What an operator does about damage to ``store`` (RELIABILITY.md has the details)."""
+    if locked:
+        return "stop the node that runs on this data dir (medchain net down, or its service)"
+    if unwritable:
+        return (
+            "the data is not damaged: make the data dir writable again (mount it read-write, "
+            "fix its owner or permissions, free space), then start the node"
+        )
     if store.startswith("ledger"):
         return (
             f"rebuild the ledger from the other members: medchain node resync --config {config} "
@@ -132,6 +139,7 @@ class Node:
                 on_failure=hook,
             ),
         )
+        self.ledger.mirror = self.local_store  # told every commit's seq (storage.integrity)
         validators = self.genesis.validators
         index = validators.index_of(self.signer.public_key)
         assert index is not None
@@ -166,7 +174,11 @@ class Node:
         self.vault = self._open(
             "vault",
             lambda: Vault.open(
-                config.data_dir / "vault", master, fresh or nothing_yet, hook, self.local_store
+                config.data_dir / "vault",
+                master,
+                fresh or nothing_yet,
+                hook,
+                (self.local_store, self.ledger.store),
             ),
         )
         self._check_data()
@@ -202,7 +214,13 @@ class Node:
             return fn()
         except StoreError as exc:
             self._close_opened()
-            raise NodeError(f"{exc}\nnext step: {next_step(store, self.config_path)}") from None
+            step = next_step(
+                store,
+                self.config_path,
+                isinstance(exc, StoreUnwritable),
+                isinstance(exc, StoreLocked),
+            )
+            raise NodeError(f"{exc}\nnext step: {step}") from None
 
     def _close_opened(self) -> None:
         for name in ("vault", "local_store", "ledger"):
@@ -213,8 +231,11 @@ class Node:
     def _check_data(self) -> None:
         """Refuse to start on damaged data (storage.integrity: a few hundred reads)."""
         t = time.monotonic()
-        findings = integrity.quick_ledger(self.ledger) + integrity.check_vault(
-            self.ledger, self.vault, self.org.org_id
+        findings = (
+            integrity.quick_ledger(self.ledger)
+            + integrity.blocks_above_tip(self.ledger)
+            + integrity.check_node_state(self.ledger)
+            + integrity.check_vault(self.ledger, self.vault, self.org.org_id)
         )
         damage = [f for f in findings if f.damage]
         for f in findings:
@@ -340,5 +361,9 @@ def run_node(config_path: Path) -> int:
     setup_logging(config.org_id, config.log_level, config.log_file)
     memory.limit_arenas()
     log.info("allocator %s", memory.allocator(), extra={"event": "allocator"})
-    node = Node(config, config_path)
+    try:
+        node = Node(config, config_path)
+    except NodeError as exc:  # in node.log too, where an operator of `net up` looks
+        log.critical("cannot start: %s", exc, extra={"event": "refused"})
+        raise
     return trio.run(node.run)

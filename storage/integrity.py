@@ -31,6 +31,7 @@ from storage.ledger import Ledger, LedgerError, verify_chain
 from storage.vault import Vault, VaultIntegrityError
 
 RECENT = 32  # newest blocks always checked at start
+SEQ_SLACK = 2  # a node killed between a commit and its note in node-state lags by one
 SAMPLES = 16  # older blocks and vault records sampled at start
 MAX_TXS_CHECKED = 64  # of each checked block's transactions, in the tx index
 RECORDS_HEAD = b"records\x00head/"
@@ -138,6 +139,53 @@ def _quick_ledger(ledger: Ledger, rng: random.Random) -> list[Finding]:
     return out
 
 
+def blocks_above_tip(ledger: Ledger) -> list[Finding]:
+    """Block-store entries above the tip are normal after a crash; many of them mean
+    the main store lost recent writes (its log truncated): worth saying."""
+    top = next(iter(ledger.blocks.scan(b"b", None, reverse=True)), None)
+    if top is None or len(top[0]) < 9:
+        return []
+    highest = int.from_bytes(top[0][1:9], "big")
+    if highest <= ledger.height + 1:
+        return []
+    return [
+        Finding(
+            "ledger",
+            f"the tip is at height {ledger.height} but the block store holds blocks up to "
+            f"{highest}: the main store lost recent writes; catching up from the other members",
+            damage=False,
+        )
+    ]
+
+
+def check_node_state(ledger: Ledger) -> list[Finding]:
+    """Node-state (the ledger's mirror) must know of every commit but the last few: if it
+    does not, it lost writes — this node's pool log and consensus votes among them."""
+    if ledger.mirror is None or ledger.seq <= 1:
+        return []
+    try:
+        told = ledger.mirrored_seq()
+    except StorageDamaged as exc:
+        return [Finding("node-state", str(exc))]
+    if told is None:
+        return [
+            Finding(
+                "node-state",
+                f"it has lost its contents: the ledger is at consensus seq {ledger.seq}, and "
+                "node-state knows of none (its log deleted or truncated, or replaced)",
+            )
+        ]
+    if told < ledger.seq - SEQ_SLACK:
+        return [
+            Finding(
+                "node-state",
+                f"it lost its recent writes: it knows of consensus seq {told}, the ledger is at "
+                f"{ledger.seq} (this node's pool log and consensus votes since then are gone)",
+            )
+        ]
+    return []
+
+
 def full_ledger(ledger: Ledger, progress: Progress | None = None) -> list[Finding]:
     try:
         out = [Finding("ledger", p) for p in verify_chain(ledger, progress=progress)]
@@ -205,6 +253,7 @@ def check_vault(
                 "(records were lost: a deleted log, or an old copy restored)",
             )
         )
+    out += _vault_entries(vault, None if full else SAMPLES)
     anchored, absent = 0, 0
     chosen: list[tuple[str, int]] = []
     try:
@@ -246,6 +295,25 @@ def check_vault(
             vault.store.check_all(progress)
         except StorageDamaged as exc:
             out.append(Finding("vault", str(exc)))
+    return out
+
+
+def _vault_entries(vault: Vault, limit: int | None) -> list[Finding]:
+    """The vault's first ``limit`` entries (None: all) decrypt under this node's key and
+    match their hashes (another node's vault put in its place does not decrypt)."""
+    out: list[Finding] = []
+    try:
+        for n, record_id in enumerate(vault.record_ids()):
+            if limit is not None and n >= limit:
+                break
+            try:
+                vault.get(record_id)
+            except VaultIntegrityError as exc:
+                out.append(Finding("vault", f"{exc} (is this another node's vault?)"))
+                if limit is not None or len(out) >= 20:
+                    break
+    except StorageDamaged as exc:
+        out.append(Finding("vault", str(exc)))
     return out
 
 

@@ -39,6 +39,17 @@ class StorageWriteFailed(StoreError):
         self.errno = code
 
 
+class StoreUnwritable(StoreError):
+    """The store cannot be opened for writing (read-only file system, permissions, a
+    full disk): its data is not damaged; the file system needs fixing."""
+
+
+class StoreLocked(StoreError):
+    """Another process (a node already running on this data dir) holds the store."""
+
+
+UNWRITABLE = ("Read-only file system", "Permission denied", "No space left on device")
+
 FailureHook = Callable[[StoreError], None]
 
 
@@ -172,8 +183,13 @@ class LevelDBKV:
             )
         except plyvel.IOError as exc:
             text = _text(exc)
+            if any(u in text for u in UNWRITABLE):
+                raise StoreUnwritable(
+                    f"cannot open the {self.name} store at {path} for writing: {text}; "
+                    f"{device_of(path)}"
+                ) from None
             if "lock" in text.lower():
-                raise StoreError(
+                raise StoreLocked(
                     f"cannot open the {self.name} store at {path}: {text} "
                     "(is another node running on this data dir?)"
                 ) from None

@@ -65,6 +65,7 @@ _BE4 = struct.Struct(">I")
 K_GENESIS = b"Mgenesis"
 K_TIP = b"Mtip"
 K_FORMAT = b"Mformat"
+K_MIRROR_SEQ = b"Mledger-seq"  # in the mirror store
 FORMAT = 3
 P_HEIGHT = b"b"  # the block store's keys, b <height> <kind>
 K_BLOCK = b"B"
@@ -169,6 +170,9 @@ class Ledger:
         self.validators = genesis.validators
         self.genesis_hash = genesis.hash()
         self._cache = ReadCache(CACHE_ENTRIES)
+        # Another store (the node's node-state) told the consensus seq of every commit:
+        # a node-state that lost its recent writes is found at start (storage.integrity).
+        self.mirror: KVStore | None = None
         stored = store.get(K_GENESIS)
         fmt = store.get(K_FORMAT)
         if stored is None:
@@ -335,6 +339,7 @@ class Ledger:
         else:
             self.blocks.write(appended, sync=True)  # first: the tip below must find them
         self.store.write(batch, sync=True)
+        self._mirror_seq(seq)
         self._cache.committed(executed.writes)
         self.height, self.last_hash, self.state_root = height, block_hash, root
         self.seq, self.last_timestamp_ms, self.results_root = seq, ts, outcomes
@@ -367,7 +372,17 @@ class Ledger:
         )
         entry = {P_SEQ + be8(seq): pack([0, certificate.encode()])}
         self.store.write({**entry, K_TIP: tip}, sync=True)
+        self._mirror_seq(seq)
         self.seq = seq
+
+    def _mirror_seq(self, seq: int) -> None:
+        if self.mirror is not None:
+            self.mirror.write({K_MIRROR_SEQ: be8(seq)}, sync=False)
+
+    def mirrored_seq(self) -> int | None:
+        """The last consensus seq this ledger told its mirror (node-state) of."""
+        raw = None if self.mirror is None else self.mirror.get(K_MIRROR_SEQ)
+        return None if raw is None or len(raw) != 8 else int(_BE8.unpack(raw)[0])
 
     def seq_entry(self, seq: int) -> tuple[int, CommitCertificate] | None:
         """(height or 0 for a null batch, certificate) of a delivered consensus seq."""

@@ -83,14 +83,19 @@ K_MIRROR = b"Mvault-count"  # the same count, in another store (see Vault.__init
 
 
 class Vault:
-    def __init__(self, store: KVStore, master_key: bytes, mirror: KVStore | None = None) -> None:
-        """``mirror``: another store (the node's node-state) that keeps the record
-        count too, so that a vault that lost entries — its log deleted, a backup of
-        last week restored — is found at start (storage.integrity), not by a patient."""
+    def __init__(
+        self, store: KVStore, master_key: bytes, mirror: KVStore | Sequence[KVStore] = ()
+    ) -> None:
+        """``mirror``: other stores (the node's node-state and its ledger's main store)
+        that keep the record count too, so that a vault that lost entries — its log
+        deleted, a backup of last week restored — is found at start (storage.integrity),
+        not by a patient; with two, it is found even when one of them is lost with it."""
         if len(master_key) != KEY:
             raise ValueError("the vault master key is 32 bytes")
         self.store = store
-        self.mirror = mirror
+        self.mirrors: tuple[KVStore, ...] = (
+            tuple(mirror) if isinstance(mirror, Sequence) else (mirror,)
+        )
         self._master = master_key
         self._id_key: bytes = nacl.hash.blake2b(
             master_key, digest_size=KEY, person=b"medchain-rid", encoder=nacl.encoding.RawEncoder
@@ -108,14 +113,19 @@ class Vault:
         master_key: bytes,
         create: bool = True,
         on_failure: FailureHook | None = None,
-        mirror: KVStore | None = None,
+        mirror: KVStore | Sequence[KVStore] = (),
     ) -> Vault:
         store = LevelDBKV(path, create=create, name="vault", on_failure=on_failure)
         return cls(store, master_key, mirror)
 
     def mirrored_count(self) -> int | None:
-        raw = None if self.mirror is None else self.mirror.get(K_MIRROR)
-        return None if raw is None or len(raw) != 8 else int.from_bytes(raw, "big")
+        """The highest count a mirror keeps (None: none keeps one)."""
+        counts = []
+        for m in self.mirrors:
+            raw = m.get(K_MIRROR)
+            if raw is not None and len(raw) == 8:
+                counts.append(int.from_bytes(raw, "big"))
+        return max(counts) if counts else None
 
     def stored_count(self) -> int | None:
         """The count of records written with them (None: a vault from before it was kept)."""
@@ -152,8 +162,9 @@ class Vault:
         if count is not None:  # the count is written with the records it counts
             batch[K_COUNT] = count.to_bytes(8, "big")
         self.store.write(batch, sync=True)
-        if count is not None and self.mirror is not None:  # after: the vault may hold more
-            self.mirror.write({K_MIRROR: count.to_bytes(8, "big")}, sync=False)
+        if count is not None:  # after: the vault may hold more than they say
+            for m in self.mirrors:
+                m.write({K_MIRROR: count.to_bytes(8, "big")}, sync=False)
         return hashes
 
     def _seal(self, r: VaultPut) -> tuple[bytes, bytes, bytes]:

@@ -10,6 +10,7 @@ byte sound, and every transaction committed before is there.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -39,10 +40,13 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 
 
 def start_refused(c: E2ECluster) -> str:
-    """Start the node in the foreground; it must exit 2 at once. Its message."""
+    """Start the node in the foreground; it must exit 2 at once, saying why on stderr
+    and in node.log (where an operator of `net up` looks). Its message."""
+    before = len(c.log_text(NODE))
     r = cli("node", "start", "--config", str(c.nodes[NODE].config_path), timeout=90)
     assert r.returncode == 2, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
     assert "Traceback" not in r.stderr
+    assert '"event":"refused"' in c.log_text(NODE)[before:]
     return r.stderr
 
 
@@ -113,6 +117,17 @@ def old_vault(d: Path) -> None:
         db.close()
 
 
+def other_vault(d: Path) -> None:
+    """Another member's vault (its records, under its key) put in this one's place."""
+    shutil.rmtree(d / "vault")
+    shutil.copytree(d.parent.parent / "hospital-b" / "data" / "vault", d / "vault")
+
+
+def node_state_and_vault_logs(d: Path) -> None:
+    delete_logs("node-state")(d)
+    delete_logs("vault")(d)
+
+
 DAMAGE: list[tuple[str, Callable[[Path], None], str, str]] = [
     # (what, damage, the message says ..., next step names ...)
     (
@@ -129,6 +144,9 @@ DAMAGE: list[tuple[str, Callable[[Path], None], str, str]] = [
     ("blocks log scribbled", scribble_log("ledger/blocks"), "damaged", "node resync"),
     ("blocks lost below the tip", drop_blocks, "is missing", "node resync"),
     ("node-state CURRENT deleted", delete_current("node-state"), "node-state", "--reset-state"),
+    ("node-state log deleted", delete_logs("node-state"), "lost its contents", "--reset-state"),
+    ("node-state and vault logs deleted", node_state_and_vault_logs, "node-state", "backup"),
+    ("another member's vault", other_vault, "does not decrypt", "backup"),
 ]
 
 
@@ -151,6 +169,8 @@ def net() -> Iterator[E2ECluster]:
         with c.client(NODE) as cl:
             stored = cl.call("records.put", {"items": items})
         assert all(s["status"] == "stored" for s in stored), stored
+        with c.client(1) as cl:
+            assert all(s["status"] == "stored" for s in cl.call("records.put", {"items": items}))
         c.committed = [c.submit(NODE, 1, f"k{i}") for i in range(60)]  # type: ignore[attr-defined]
         c.wait_committed(c.committed, list(range(4)))  # type: ignore[attr-defined]
         c.signal(NODE, 15)
@@ -225,3 +245,22 @@ def test_a_damaged_read_is_a_clear_rpc_error_and_logged(net: E2ECluster) -> None
     log = c.log_text(other)
     assert '"event":"storage-damaged"' in log and "Traceback" not in log
     assert c.status(other)["height"] > 0  # still up, answering what it can
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a read-only bind mount needs root")
+def test_a_read_only_store_is_not_called_damaged(net: E2ECluster) -> None:
+    """The tester's read-only mount was diagnosed as damage, with 'restore the vault
+    from backup' as the next step: for a healthy vault."""
+    data = net.nodes[NODE].config.data_dir
+    if net.procs[NODE].poll() is None:
+        net.signal(NODE, 15)
+    for sub in ("ledger", "vault"):
+        target = str(data / sub)
+        subprocess.run(["mount", "--bind", target, target], check=True)
+        try:
+            subprocess.run(["mount", "-o", "remount,ro,bind", target], check=True)
+            message = start_refused(net)
+            assert "Read-only file system" in message and "not damaged" in message, message
+            assert "backup" not in message and "resync" not in message, message
+        finally:
+            subprocess.run(["umount", target], check=False)
