@@ -106,13 +106,3 @@ def org_dirs(directory: Path) -> list[Path]:
 
     g = Genesis.load(directory / "genesis.toml")
     return [directory / o.org_id for o in g.organizations]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -142,6 +142,16 @@ class E2ECluster:
         nodes = list(nodes if nodes is not None else range(self.n))
         self.wait_height(max(self.heights(nodes)), nodes, timeout)
 
+    def settled_status(self, timeout: float = 30) -> list[dict[str, Any]]:
+        """Every node's status once all stand at one height (an idle primary seals the
+        last block with transactions a moment later, so heights settle, then stay)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = [self.status(i) for i in range(self.n)]
+            if len({s["height"] for s in st}) == 1 or time.monotonic() > deadline:
+                return st
+            time.sleep(0.1)
+
     def assert_consistent(self, nodes: list[int] | None = None) -> int:
         """Identical block hashes and state roots at every height all nodes have."""
         nodes = list(nodes if nodes is not None else range(self.n))

@@ -4,19 +4,24 @@ deny) -> referral -> claim -> revoke; every node ends with the same state."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import pytest
 
-from node.client import RpcClient, TxBuilder
-from storage.crypto import Signer
+from node.client import RpcClient
 from tests.e2e.harness import cluster
-from tests.helpers import signed_anchor_args
+from tests.e2e.scenario import (
+    LOCAL,
+    add_code_systems,
+    anchor_record,
+    builder,
+    care_product,
+    org_consent,
+    register_doctor,
+    send,
+)
 
 pytestmark = pytest.mark.e2e
-LOCAL = "urn:medchain:items"
-ICD10 = "http://hl7.org/fhir/sid/icd-10"
 
 
 def synced(c: Any) -> RpcClient:
@@ -26,57 +31,21 @@ def synced(c: Any) -> RpcClient:
     return c.client(0)
 
 
-def send(cl: RpcClient, b: TxBuilder, contract: str, method: str, args: Any) -> Any:
-    res = cl.submit(b.build(contract, method, args), wait=True, timeout_ms=30_000)
-    assert res["status"] == "committed", f"{contract}.{method}: {res}"
-    return res["result"]
-
-
 def test_patient_journey_across_the_consortium() -> None:
     with cluster(4) as c:
         chain = c.genesis.chain_id
         A, B, INS, REG = (c.client(i) for i in range(4))
         admin_a, admin_b, admin_ins, admin_reg = c.builders
-        patient = TxBuilder(Signer(hashlib.sha256(b"e2e patient").digest()), chain)
-        doc_a = TxBuilder(Signer(hashlib.sha256(b"e2e doctor a").digest()), chain)
-        doc_b = TxBuilder(Signer(hashlib.sha256(b"e2e doctor b").digest()), chain)
+        patient = builder(chain, b"e2e patient")
+        doc_a = builder(chain, b"e2e doctor a")
+        doc_b = builder(chain, b"e2e doctor b")
         # register
         pseudonym = send(A, patient, "registry", "register_patient", {})["pseudonym"]
-        send(
-            A,
-            admin_a,
-            "registry",
-            "register_practitioner",
-            {
-                "key": doc_a.public_key,
-                "license": "A-1",
-                "department": "cardiology",
-                "role": "physician",
-            },
-        )
-        send(
-            B,
-            admin_b,
-            "registry",
-            "register_practitioner",
-            {
-                "key": doc_b.public_key,
-                "license": "B-1",
-                "department": "emergency",
-                "role": "physician",
-            },
-        )
+        register_doctor(A, admin_a, doc_a, "A-1")
+        register_doctor(B, admin_b, doc_b, "B-1", department="emergency")
         # anchor two records at hospital A
-        for rid, cat, date in (
-            ("a-cond-1", "Condition", "2025-11-20"),
-            ("a-proc-1", "Procedure", "2025-11-21"),
-        ):
-            content = f"record {rid}".encode()
-            ch, fr = hashlib.sha256(content).digest(), hashlib.sha256(b"f" + content).digest()
-            args = signed_anchor_args(
-                chain, doc_a.signer, rid, pseudonym, "hospital-a", cat, date, ch, fr
-            )
-            send(A, doc_a, "records", "anchor", args)
+        anchor_record(A, doc_a, "a-cond-1", pseudonym, "hospital-a", "Condition", "2025-11-20")
+        anchor_record(A, doc_a, "a-proc-1", pseudonym, "hospital-a", "Procedure", "2025-11-21")
         # the patient subscribes to their own access events at hospital B's node... through their app on node A
         watcher = c.client(0)
         watcher.subscribe(kinds=["event"], contract="access", attrs={"patient": pseudonym})
@@ -86,20 +55,7 @@ def test_patient_journey_across_the_consortium() -> None:
         )
         assert denied["decision"] == "deny"
         # consent: conditions only, for treatment, last 2 years, 30 days
-        cid = send(
-            A,
-            patient,
-            "consent",
-            "grant",
-            {
-                "grantee_kind": "org",
-                "grantee": "hospital-b",
-                "categories": ["Condition"],
-                "purpose": "treatment",
-                "period": {"last_days": 730},
-                "days": 30,
-            },
-        )["consent_id"]
+        cid = send(A, patient, "consent", "grant", org_consent())["consent_id"]
         permitted = send(
             B, doc_b, "access", "request", {"record_id": "a-cond-1", "purpose": "treatment"}
         )
@@ -153,36 +109,8 @@ def test_patient_journey_across_the_consortium() -> None:
             == "permit"
         )
         # claim settled by the insurer
-        for system, name in ((LOCAL, "Items"), (ICD10, "ICD-10")):
-            send(
-                REG,
-                admin_reg,
-                "dictionary",
-                "add_system",
-                {"system": system, "name": name, "version": "1"},
-            )
-        send(
-            INS,
-            admin_ins,
-            "settlement",
-            "register_product",
-            {
-                "product_id": "care",
-                "name": "Care",
-                "deductible_cents": 1_000,
-                "annual_limit_cents": 1_000_000,
-                "catalog": [
-                    {
-                        "system": LOCAL,
-                        "code": "CONSULT",
-                        "unit_price_cents": 12_000,
-                        "coverage_bp": 7_500,
-                        "per_item_cap_cents": 12_000,
-                        "per_year_cap_cents": 100_000,
-                    }
-                ],
-            },
-        )
+        add_code_systems(REG, admin_reg)
+        send(INS, admin_ins, "settlement", "register_product", care_product("care"))
         send(
             INS,
             admin_ins,

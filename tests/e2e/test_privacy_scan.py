@@ -17,7 +17,6 @@ import datetime
 import json
 import re
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from node.client import TxBuilder
 from node.records_client import fetch_records
 from storage.crypto import Signer
 from storage.keyfile import save_key
+from tests.e2e import scenario
 from tests.e2e.harness import cluster
 
 pytestmark = pytest.mark.e2e
@@ -42,11 +42,7 @@ DAY_MS = 86_400_000
 
 
 def medchain(*args: str) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(
-        [sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
-    assert r.returncode == 0, f"medchain {' '.join(args)}:\n{r.stdout}\n{r.stderr}"
-    return r
+    return scenario.medchain(*args, timeout=600)
 
 
 def patients(source: Path) -> list[dict[str, Any]]:
@@ -186,23 +182,7 @@ def test_no_identifier_or_birth_date_of_an_imported_patient_is_in_any_store(
     assert len(ids) > 2000
     with cluster(4) as c:
         d = c.dir
-        for org in ("hospital-a", "hospital-b"):
-            medchain(
-                "practitioner",
-                "add",
-                "--config",
-                str(d / org / "node.toml"),
-                "--admin-key",
-                str(d / org / "admin.key"),
-                "--license",
-                f"IMP-{org}",
-                "--department",
-                "records",
-                "--role",
-                "system",
-                "--out",
-                str(d / org / "importer.key"),
-            )
+        scenario.add_importers(d)
         chain = c.genesis.chain_id
         keys: dict[str, TxBuilder] = {}
         mapping: dict[str, str] = {}
@@ -234,14 +214,7 @@ def test_no_identifier_or_birth_date_of_an_imported_patient_is_in_any_store(
         doc = Signer.generate()
         save_key(tmp_path / "doctor.key", doc)
         with c.client(1) as b:
-            args = {
-                "key": doc.public_key,
-                "license": "B-1",
-                "department": "cardiology",
-                "role": "physician",
-            }
-            r = b.submit(c.builders[1].build("registry", "register_practitioner", args), wait=True)
-            assert r["status"] == "committed", r
+            scenario.register_doctor(b, c.builders[1], doc, "B-1")
             at_a: list[str] = []
             for first in population:  # a patient with recent records at hospital A
                 rows = b.call("records.timeline", {"patient": mapping[first["id"]]})
@@ -253,16 +226,10 @@ def test_no_identifier_or_birth_date_of_an_imported_patient_is_in_any_store(
                 if at_a:
                     break
             assert at_a
-            grant = {
-                "grantee_kind": "org",
-                "grantee": "hospital-b",
-                "categories": ["*"],
-                "purpose": "treatment",
-                "period": {"from": "2000-01-01", "to": "2030-12-31"},
-                "days": 30,
-            }
-            r = b.submit(keys[first["id"]].build("consent", "grant", grant), wait=True)
-            assert r["status"] == "committed", r
+            grant = scenario.org_consent(
+                categories=("*",), period={"from": "2000-01-01", "to": "2030-12-31"}
+            )
+            scenario.send(b, keys[first["id"]], "consent", "grant", grant)
             c.sync()
             got = fetch_records(b, TxBuilder(doc, chain), at_a)
             assert all(g.status == "ok" for g in got), [(g.status, g.reason) for g in got]

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,22 +16,12 @@ from node.records_client import fetch_records
 from storage.crypto import Signer
 from storage.keyfile import save_key
 from tests.e2e.harness import E2ECluster, cluster
+from tests.e2e.scenario import add_importers, medchain, org_consent, register_doctor, send
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data" / "synthea-10"
 PATIENTS = ("a5cb8ce9", "8e1a0a7c")  # records at both hospitals
-
-
-def medchain(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(
-        [sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
-    if check and r.returncode != 0:
-        raise AssertionError(
-            f"medchain {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
-        )
-    return r
 
 
 def subset(dest: Path) -> dict[str, str]:
@@ -57,13 +44,6 @@ def subset(dest: Path) -> dict[str, str]:
     return ids
 
 
-def send(c: E2ECluster, i: int, who: TxBuilder, contract: str, method: str, args: Any) -> Any:
-    with c.client(i) as cl:
-        res = cl.submit(who.build(contract, method, args), wait=True, timeout_ms=30_000)
-    assert res["status"] == "committed", res
-    return res["result"]
-
-
 def key(c: E2ECluster, path: Path) -> TxBuilder:
     s = Signer.generate()
     save_key(path, s)
@@ -76,41 +56,15 @@ def test_import_fetch_consent_tamper_evidence_disclosure(tmp_path: Path) -> None
         d = c.dir
         src = tmp_path / "src"
         ids = subset(src)
-        for org in ("hospital-a", "hospital-b"):
-            medchain(
-                "practitioner",
-                "add",
-                "--config",
-                str(d / org / "node.toml"),
-                "--admin-key",
-                str(d / org / "admin.key"),
-                "--license",
-                f"IMP-{org}",
-                "--department",
-                "records",
-                "--role",
-                "system",
-                "--out",
-                str(d / org / "importer.key"),
-            )
+        add_importers(d)
         doc_b = key(c, d / "hospital-b" / "doctor.key")
-        send(
-            c,
-            1,
-            c.builders[1],
-            "registry",
-            "register_practitioner",
-            {
-                "key": doc_b.public_key,
-                "license": "B-9",
-                "department": "cardiology",
-                "role": "physician",
-            },
-        )
+        with c.client(1) as b:
+            register_doctor(b, c.builders[1], doc_b, "B-9")
         patient = key(c, tmp_path / "patient.key")
         other = key(c, tmp_path / "other.key")
-        me = send(c, 0, patient, "registry", "register_patient", {})["pseudonym"]
-        them = send(c, 0, other, "registry", "register_patient", {})["pseudonym"]
+        with c.client(0) as a:
+            me = send(a, patient, "registry", "register_patient", {})["pseudonym"]
+            them = send(a, other, "registry", "register_patient", {})["pseudonym"]
         (tmp_path / "patients.json").write_text(
             json.dumps({ids[PATIENTS[0]]: me, ids[PATIENTS[1]]: them})
         )
@@ -147,21 +101,8 @@ def test_import_fetch_consent_tamper_evidence_disclosure(tmp_path: Path) -> None
             # no consent: denied, and the denial is on chain in the patient's access log
             denied = fetch_records(b, doc_b, conds[-1:])[0]
             assert denied.status == "denied" and "not consented" in denied.reason
-            send(
-                c,
-                0,
-                patient,
-                "consent",
-                "grant",
-                {
-                    "grantee_kind": "org",
-                    "grantee": "hospital-b",
-                    "categories": ["Condition"],
-                    "purpose": "treatment",
-                    "period": {"last_days": 3650},
-                    "days": 30,
-                },
-            )
+            with c.client(0) as a:
+                send(a, patient, "consent", "grant", org_consent(period={"last_days": 3650}))
             c.sync()
             got = fetch_records(b, doc_b, conds[-3:] + procs[-1:])
             assert [g.status for g in got] == ["ok", "ok", "ok", "denied"]
@@ -268,7 +209,8 @@ def test_import_fetch_consent_tamper_evidence_disclosure(tmp_path: Path) -> None
             # revoke: denied again
             c.sync()
             cid = b.query("consent", "list_for_patient", {"patient": me}, signer=patient)[0]["id"]
-            send(c, 0, patient, "consent", "revoke", {"consent_id": cid})
+            with c.client(0) as a:
+                send(a, patient, "consent", "revoke", {"consent_id": cid})
             c.sync()
             after = fetch_records(b, doc_b, conds[-1:])[0]
             assert after.status == "denied" and after.reason == "the consent was revoked"

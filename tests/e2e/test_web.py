@@ -21,11 +21,12 @@ from typing import Any
 
 import pytest
 
-from node.client import RpcClient, TxBuilder
+from node.client import TxBuilder
 from node.jsonval import from_json
 from storage.crypto import Signer
 from storage.keyfile import save_key
 from tests.e2e.harness import E2ECluster, cluster
+from tests.e2e.scenario import anchor_record, builder, org_consent, register_doctor, send
 from tests.helpers import signed_anchor_args
 
 pytestmark = pytest.mark.e2e
@@ -57,48 +58,20 @@ WEIGHT = {
 }
 
 
-def send(cl: RpcClient, b: TxBuilder, contract: str, method: str, args: Any) -> Any:
-    res = cl.submit(b.build(contract, method, args), wait=True, timeout_ms=30_000)
-    assert res["status"] == "committed", f"{contract}.{method}: {res}"
-    return res["result"]
-
-
 def setup_patient(c: E2ECluster, key_file: Path) -> dict[str, Any]:
     """A patient with two records at hospital A, a doctor at B, a consent for B."""
     chain = c.genesis.chain_id
     signer = Signer(hashlib.sha256(b"web patient").digest())
     save_key(key_file, signer)
     patient = TxBuilder(signer, chain)
-    doc_a = TxBuilder(Signer(hashlib.sha256(b"web doctor a").digest()), chain)
-    doc_b = TxBuilder(Signer(hashlib.sha256(b"web doctor b").digest()), chain)
+    doc_a = builder(chain, b"web doctor a")
+    doc_b = builder(chain, b"web doctor b")
     with c.client(0) as A, c.client(1) as B:
         pseudonym = send(A, patient, "registry", "register_patient", {})["pseudonym"]
-        for cl, admin, doc, lic in (
-            (A, c.builders[0], doc_a, "A-7"),
-            (B, c.builders[1], doc_b, "B-7"),
-        ):
-            send(
-                cl,
-                admin,
-                "registry",
-                "register_practitioner",
-                {
-                    "key": doc.public_key,
-                    "license": lic,
-                    "department": "cardiology",
-                    "role": "physician",
-                },
-            )
-        for rid, cat, date in (
-            ("w-cond-1", "Condition", "2026-10-01"),
-            ("w-proc-1", "Procedure", "2026-10-02"),
-        ):
-            content = f"record {rid}".encode()
-            ch, fr = hashlib.sha256(content).digest(), hashlib.sha256(b"f" + content).digest()
-            args = signed_anchor_args(
-                chain, doc_a.signer, rid, pseudonym, "hospital-a", cat, date, ch, fr
-            )
-            send(A, doc_a, "records", "anchor", args)
+        register_doctor(A, c.builders[0], doc_a, "A-7")
+        register_doctor(B, c.builders[1], doc_b, "B-7")
+        anchor_record(A, doc_a, "w-cond-1", pseudonym, "hospital-a", "Condition", "2026-10-01")
+        anchor_record(A, doc_a, "w-proc-1", pseudonym, "hospital-a", "Procedure", "2026-10-02")
         # A real FHIR resource in hospital B's vault, anchored by its doctor: the
         # patient opens it from the portal of node 0 (fetched over libp2p from B).
         stored = from_json(
@@ -111,20 +84,7 @@ def setup_patient(c: E2ECluster, key_file: Path) -> dict[str, Any]:
             chain, doc_b.signer, rid, pseudonym, "hospital-b", cat, date, ch, fr
         )
         send(B, doc_b, "records", "anchor", args)
-        consent = send(
-            A,
-            patient,
-            "consent",
-            "grant",
-            {
-                "grantee_kind": "org",
-                "grantee": "hospital-b",
-                "categories": ["Condition"],
-                "purpose": "treatment",
-                "period": {"last_days": 730},
-                "days": 30,
-            },
-        )["consent_id"]
+        consent = send(A, patient, "consent", "grant", org_consent())["consent_id"]
     c.sync()
     return {
         "pseudonym": pseudonym,

@@ -29,19 +29,27 @@ from typing import Any
 import pytest
 
 from contracts.sdk import rotation_sign_bytes
-from node.client import RpcClient, TxBuilder
+from node.client import TxBuilder
 from node.web.portal import login_sign_bytes
 from storage.crypto import Signer
 from storage.keyfile import load_key
 from tests.e2e.harness import E2ECluster, cluster
+from tests.e2e.scenario import (
+    ICD10,
+    LOCAL,
+    add_code_systems,
+    anchor_record,
+    builder,
+    care_product,
+    commit,
+    org_consent,
+    register_doctor,
+)
 from tests.e2e.test_web import CHROMIUM, FLAGS
-from tests.helpers import signed_anchor_args
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "web"
-ICD10 = "http://hl7.org/fhir/sid/icd-10"
-LOCAL = "urn:medchain:items"
 DIAGNOSES = ("E11.9", "I10")
 RECORDS = ("pv-a-1", "pv-a-2", "pv-b-1")  # P1 at A, P2 at A, P2 at B
 NO_SUCH_RECORD = "pv-none-9"
@@ -64,16 +72,6 @@ class World:
         return self.c.genesis.chain_id
 
 
-def send(cl: RpcClient, b: TxBuilder, contract: str, method: str, args: Any) -> dict[str, Any]:
-    res = cl.submit(b.build(contract, method, args), wait=True, timeout_ms=30_000)
-    assert res["status"] == "committed", f"{contract}.{method}: {res}"
-    return res
-
-
-def builder(chain: str, seed: bytes) -> TxBuilder:
-    return TxBuilder(Signer(hashlib.sha256(seed).digest()), chain)
-
-
 def setup(c: E2ECluster, base: str) -> World:
     chain = c.genesis.chain_id
     w = World(
@@ -87,81 +85,38 @@ def setup(c: E2ECluster, base: str) -> World:
     admin_a, admin_b, admin_ins, admin_reg = c.builders
     with c.client(0) as A, c.client(1) as B, c.client(2) as INS, c.client(3) as REG:
         for name, p in (("p1", w.p1), ("p2", w.p2)):
-            res = send(A, p, "registry", "register_patient", {})
+            res = commit(A, p, "registry", "register_patient", {})
             w.pseudonym[name] = res["result"]["pseudonym"]
             w.txs[f"register-{name}"] = res["tx_id"]
         for cl, admin, doc, lic in ((A, admin_a, w.doc_a, "PV-A"), (B, admin_b, doc_b, "PV-B")):
-            args = {"key": doc.public_key, "license": lic, "department": "gp", "role": "physician"}
-            w.txs[f"practitioner-{lic}"] = send(
-                cl, admin, "registry", "register_practitioner", args
-            )["tx_id"]
+            res = register_doctor(cl, admin, doc, lic, department="gp")
+            w.txs[f"practitioner-{lic}"] = res["tx_id"]
         for rid, who, cl, doc, custodian in (
             ("pv-a-1", "p1", A, w.doc_a, "hospital-a"),
             ("pv-a-2", "p2", A, w.doc_a, "hospital-a"),
             ("pv-b-1", "p2", B, doc_b, "hospital-b"),
         ):
-            content = f"record {rid}".encode()
-            ch, fr = hashlib.sha256(content).digest(), hashlib.sha256(b"f" + content).digest()
-            args = signed_anchor_args(
-                chain,
-                doc.signer,
-                rid,
-                w.pseudonym[who],
-                custodian,
-                "Condition",
-                "2025-11-20",
-                ch,
-                fr,
-            )
-            w.txs[f"anchor-{rid}"] = send(cl, doc, "records", "anchor", args)["tx_id"]
-        res = send(
-            A,
-            w.p1,
-            "consent",
-            "grant",
-            {
-                "grantee_kind": "org",
-                "grantee": "hospital-b",
-                "categories": ["Condition"],
-                "purpose": "treatment",
-                "period": {"last_days": 3650},
-                "days": 30,
-            },
-        )
+            res = anchor_record(cl, doc, rid, w.pseudonym[who], custodian)
+            w.txs[f"anchor-{rid}"] = res["tx_id"]
+        res = commit(A, w.p1, "consent", "grant", org_consent(period={"last_days": 3650}))
         w.consent, w.txs["consent"] = res["result"]["consent_id"], res["tx_id"]
         for rid, want in (("pv-a-1", "permit"), ("pv-a-2", "deny")):
-            res = send(B, doc_b, "access", "request", {"record_id": rid, "purpose": "treatment"})
+            res = commit(B, doc_b, "access", "request", {"record_id": rid, "purpose": "treatment"})
             assert res["result"]["decision"] == want
             w.txs[f"access-{want}"] = res["tx_id"]
-        for system, name in ((LOCAL, "Items"), (ICD10, "ICD-10")):
-            args = {"system": system, "name": name, "version": "1"}
-            w.txs[f"dictionary-{name}"] = send(REG, admin_reg, "dictionary", "add_system", args)[
-                "tx_id"
-            ]
-        product = {
-            "product_id": "pv-care",
-            "name": "Care",
-            "deductible_cents": 1_000,
-            "annual_limit_cents": 1_000_000,
-            "catalog": [
-                {
-                    "system": LOCAL,
-                    "code": "CONSULT",
-                    "unit_price_cents": 12_000,
-                    "coverage_bp": 7_500,
-                    "per_item_cap_cents": 12_000,
-                    "per_year_cap_cents": 100_000,
-                }
-            ],
-        }
-        w.txs["product"] = send(INS, admin_ins, "settlement", "register_product", product)["tx_id"]
+        for name, tx in add_code_systems(REG, admin_reg).items():
+            w.txs[f"dictionary-{name}"] = tx
+        product = care_product("pv-care")
+        w.txs["product"] = commit(INS, admin_ins, "settlement", "register_product", product)[
+            "tx_id"
+        ]
         enrol = {
             "patient": w.pseudonym["p1"],
             "product_id": "pv-care",
             "start": "2025-01",
             "end": "2026-12",
         }
-        w.txs["enroll"] = send(INS, admin_ins, "settlement", "enroll", enrol)["tx_id"]
+        w.txs["enroll"] = commit(INS, admin_ins, "settlement", "enroll", enrol)["tx_id"]
         claim = {
             "claim_id": CLAIM,
             "patient": w.pseudonym["p1"],
@@ -172,7 +127,7 @@ def setup(c: E2ECluster, base: str) -> World:
             "diagnoses": [{"system": ICD10, "code": code} for code in DIAGNOSES],
             "items": [{"system": LOCAL, "code": "CONSULT", "quantity": 1}],
         }
-        res = send(A, w.doc_a, "settlement", "submit_claim", claim)
+        res = commit(A, w.doc_a, "settlement", "submit_claim", claim)
         assert res["result"]["outcome"] == "complete", res
         w.txs["claim"] = res["tx_id"]
     c.sync()
@@ -531,10 +486,10 @@ def test_a_key_revoked_or_rotated_after_login_loses_its_view_at_once(world: Worl
     assert get(w, f"/api/tx/{w.txs['anchor-pv-b-1']}", p2)[1]["detail"] == FULL
     assert get(w, f"/api/tx/{w.txs['product']}", ins)[1]["detail"] == FULL
     with c.client(0) as A, c.client(2) as INS:
-        send(A, w.p2, "registry", "revoke_key", {"key": w.p2.public_key})
+        commit(A, w.p2, "registry", "revoke_key", {"key": w.p2.public_key})
         new = Signer(hashlib.sha256(b"pv insurer admin 2").digest())
         proof = new.sign(rotation_sign_bytes(w.chain, c.builders[2].public_key, new.public_key))
-        send(
+        commit(
             INS,
             c.builders[2],
             "registry",

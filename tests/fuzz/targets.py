@@ -238,22 +238,11 @@ def rpc_server() -> RpcServer:
     """The node's real RPC methods on a driver that is not running."""
     from node.api import register
     from node.api_records import register_records
-    from node.driver import Driver, DriverConfig
     from node.records import RecordService
-    from node.transport import MemoryHub
     from storage.vault import Vault
+    from tests.rpcnode import one_node_driver
 
-    w = world()
-    c = w["c"]
-    ledger = Ledger.in_memory(c.genesis)
-    driver = Driver(
-        c.genesis,
-        ledger,
-        c.executor(),
-        c.node_keys[0],
-        MemoryHub().transport(0),
-        DriverConfig(offload=False),
-    )
+    driver = one_node_driver(world()["c"])
     server = RpcServer(Path(tempfile.gettempdir()) / "medchain-fuzz-unused.sock")
     register(server, driver)
     register_records(server, RecordService(driver, Vault.in_memory(bytes(32)), 0.2))

@@ -78,11 +78,16 @@ def test_oversized_frame_refused_from_its_header() -> None:
 
 
 def test_token_bucket_limits_rate() -> None:
-    import time
-
     from node.p2p import TokenBucket
 
-    b = TokenBucket(rate=100, burst=10)
+    now = [1000.0]  # an injected clock; steps of 1/16 s and 1/32 s are exact in binary
+    b = TokenBucket(rate=80, burst=10, clock=lambda: now[0])
     assert sum(b.take(1) for _ in range(50)) == 10  # the burst, then refused
-    time.sleep(0.05)
-    assert 3 <= sum(b.take(1) for _ in range(50)) <= 7  # ~5 refilled in 50 ms
+    now[0] += 0.0625
+    assert sum(b.take(1) for _ in range(50)) == 5  # 5 refilled in 1/16 s
+    now[0] += 10.0
+    assert sum(b.take(1) for _ in range(50)) == 10  # a long pause refills only the burst
+    now[0] += 0.03125  # 2.5 tokens
+    assert not b.take(3)  # a larger frame is refused and costs nothing
+    assert b.take(2)
+    assert not b.take(1)

@@ -11,12 +11,7 @@ from typing import Any
 import pytest
 import trio
 
-from node.api import register
-from node.driver import Driver, DriverConfig
-from node.rpc import RpcServer
-from node.transport import MemoryHub
-from storage.ledger import Ledger
-from tests.helpers import Consortium
+from tests.rpcnode import node_in_thread, start_node
 
 
 class LineClient:
@@ -40,24 +35,6 @@ class LineClient:
                 self.buf += data
         line, self.buf = self.buf.split(b"\n", 1)
         return json.loads(line)
-
-
-async def start_node(nursery: trio.Nursery, tmp: Path) -> tuple[Consortium, Driver, Path]:
-    c = Consortium.make(n=1, batch_timeout_ms=2)
-    d = Driver(
-        c.genesis,
-        Ledger.in_memory(c.genesis),
-        c.executor(),
-        c.node_keys[0],
-        MemoryHub().transport(0),
-        DriverConfig(offload=False),
-    )
-    await nursery.start(d.run)
-    path = tmp / "node.sock"
-    server = RpcServer(path)
-    register(server, d)
-    await nursery.start(server.serve)
-    return c, d, path
 
 
 async def connect(path: Path) -> LineClient:
@@ -231,29 +208,11 @@ async def test_rpc_bad_input_never_disturbs_the_node(tmp_path: Path) -> None:
 
 def test_sync_and_async_clients(tmp_path: Path) -> None:
     """The sync client (threads) against a node in a trio thread; the asyncio one is tested in test_aioclient."""
-    import threading
-
     from node.client import RpcClient, RpcError, TxBuilder
 
-    ready = threading.Event()
-    stop = threading.Event()
-    info: dict[str, Any] = {}
-
-    async def serve() -> None:
-        async with trio.open_nursery() as nursery:
-            c, _d, path = await start_node(nursery, tmp_path)
-            info.update(c=c, path=path)
-            ready.set()
-            while not stop.is_set():
-                await trio.sleep(0.01)
-            nursery.cancel_scope.cancel()
-
-    t = threading.Thread(target=lambda: trio.run(serve), daemon=True)
-    t.start()
-    assert ready.wait(10)
-    try:
-        c = info["c"]
-        with RpcClient(info["path"]) as cl:
+    with node_in_thread(tmp_path) as node:
+        c = node.c
+        with RpcClient(node.path) as cl:
             b = TxBuilder(c.admin_keys[0], c.chain_id)
             res = cl.submit(b.build("kv", "put", {"key": "k", "value": "v"}), wait=True)
             assert res["status"] == "committed"
@@ -263,9 +222,6 @@ def test_sync_and_async_clients(tmp_path: Path) -> None:
             assert info_err.value.code == -32601
             out = cl.batch([("node.ping", {}), ("nope", {})])
             assert out[0] == "pong" and isinstance(out[1], RpcError)
-    finally:
-        stop.set()
-        t.join(10)
 
 
 @pytest.mark.trio

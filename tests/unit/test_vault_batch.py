@@ -10,14 +10,12 @@ from typing import Any
 import pytest
 import trio
 
-from node.driver import Driver, DriverConfig
 from node.records import PutItem, RecordService
-from node.transport import MemoryHub
 from storage.fhirdoc import FhirError
 from storage.kv import MemoryKV
-from storage.ledger import Ledger
 from storage.vault import Vault, VaultPut
 from tests.helpers import Consortium
+from tests.rpcnode import one_node_driver
 
 
 class RecordingKV(MemoryKV):
@@ -41,16 +39,7 @@ def observation(i: int, date: str = "2024-05-01") -> dict[str, Any]:
 
 
 def service(store: RecordingKV) -> RecordService:
-    c = Consortium.make(n=1)
-    driver = Driver(
-        c.genesis,
-        Ledger.in_memory(c.genesis),
-        c.executor(),
-        c.node_keys[0],
-        MemoryHub().transport(0),
-        DriverConfig(offload=False),
-    )
-    return RecordService(driver, Vault(store, bytes(32)))
+    return RecordService(one_node_driver(Consortium.make(n=1)), Vault(store, bytes(32)))
 
 
 def test_vault_put_many_is_one_synced_batch() -> None:
