@@ -1,8 +1,8 @@
 """What LevelDB's compactions cost per transaction, offline.
 
 At 1,000 tx/s a node's LevelDB background thread (compactions of the main store)
-uses about as much CPU as the node's Python thread (BENCHMARKS.md, soak,
-"2026-11-30"). This runs record anchors through the unreplicated pipeline
+uses about as much CPU as the node's Python thread (benchmarks/HISTORY.md,
+2026-11-30). This runs record anchors through the unreplicated pipeline
 (``LocalChain``: execute and commit blocks to a real LevelDB ledger, plus the nonce
 read a node does at admission) and reports the background threads' CPU (process
 CPU minus this thread's) and LevelDB's own compaction table for the main store, so

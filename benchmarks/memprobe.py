@@ -1,6 +1,6 @@
 """Watch the process heap while the unreplicated pipeline runs at a fixed rate.
 
-The node's RSS creeps under steady load (BENCHMARKS.md, soak). This probe runs
+The node's RSS creeps under steady load (BENCHMARKS.md, memory). This probe runs
 only decode+verify, execute and commit (no networking, consensus or RPC) and
 prints the allocator's (glibc's, or jemalloc's under LD_PRELOAD) and LevelDB's
 view of memory every ``--every`` seconds, so a creep can be pinned to that path — and, with ``--no-execute`` (decode and

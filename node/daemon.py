@@ -124,9 +124,9 @@ class Node:
         # The pool's write-ahead log and consensus Persist records (see Driver.local),
         # written from the event loop. LevelDB runs the flushes and compactions of all
         # a process's stores on one background thread, so while it compacts the main
-        # store (a second or two at a time) this store's memtable must hold what
-        # arrives meanwhile: when full, the write — and the event loop — waits. With
-        # 1 MiB (~2.5 s at 1,000 tx/s) that happened every ~40 s for up to 1.7 s.
+        # store, this store's memtable must hold what arrives meanwhile: when it is
+        # full, the write — and with it the event loop — waits. Hence a memtable of
+        # several seconds of writes at the target load (BENCHMARKS.md, compaction).
         self.local_store = self._open(
             "node-state",
             lambda: LevelDBKV(

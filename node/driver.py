@@ -93,7 +93,7 @@ P_WAL = b"W"  # acknowledged, not yet committed transactions (the pool's write-a
 class DriverConfig:
     pool_max_txs: int = 200_000
     pool_max_bytes: int = 256 * 1024 * 1024
-    forward_interval_ms: int = 20  # forwarded transactions are batched: each write costs ~0.3 ms
+    forward_interval_ms: int = 20  # forwarded transactions are batched: writes cost CPU
     block_interval_ms: int = 40  # the primary proposes at most one block per interval
     max_state_entries: int = 64
     max_state_bytes: int = 16 * 1024 * 1024
@@ -625,7 +625,7 @@ class Driver:
         """Admit a client's transaction: checks, pool, forward to peers. Raises PoolReject."""
         try:
             tx = check_tx(raw, self.genesis.chain_id, self.genesis.consensus.max_tx_bytes)
-            if not tx.verify_signature():  # ~55 µs: cheaper inline than a thread hop
+            if not tx.verify_signature():  # one check: cheaper inline than a thread hop
                 raise PoolReject("bad-signature", "transaction signature does not verify")
             tx_id = self.pool.admit(tx, raw, self.clock())
         except PoolReject as exc:
@@ -683,9 +683,9 @@ class Driver:
         rebroadcasting would only add work (every replica verifying it again): then
         only a transaction pending for 4 timeouts (censored?) goes to everyone.
         Either way at most REBROADCAST_MAX every 250 ms, oldest first: a few pending
-        transactions start every replica's timer as well as thousands would, and
-        rebroadcasting a whole backlog made every replica verify it again — under a
-        stall of a second or two that work made the backlog grow instead of drain.
+        transactions start every replica's timer as well as thousands would, while
+        rebroadcasting a whole backlog would make every replica verify it again, and
+        after a short stall that work would grow the backlog instead of draining it.
         (Nothing pending is lost by the cap: when the view changes, every node
         forwards its whole pool to the new primary.)"""
         half_timeout = self.genesis.consensus.view_change_timeout_ms // 2
@@ -735,7 +735,7 @@ class Driver:
 
         # Skip what we already hold before paying for a signature check: after a view
         # change or a rebroadcast, most of a batch is transactions already in our pool.
-        # (Committed ones are refused by the pool's own duplicate check, as before.)
+        # (Committed ones are refused by the pool's own duplicate check.)
         raws = [r for r in raws if sha256(r) not in self.pool]
         if not raws:
             return
@@ -754,7 +754,7 @@ class Driver:
             return out
 
         bad = 0
-        # ~65 µs a transaction: small batches are cheaper inline than a thread hop.
+        # Small batches are cheaper to check inline than to hand to a thread.
         checked = check_all() if len(raws) <= 16 else await trio.to_thread.run_sync(check_all)
         for item in checked:
             if isinstance(item, str):

@@ -23,10 +23,9 @@ M_TRIM_THRESHOLD = -1
 _libc: ctypes.CDLL | None = None
 
 # jemalloc, when the system has it (Debian: libjemalloc2), replaces glibc's malloc in
-# the node process. With glibc the node's RSS crept ~0.5 MiB a minute at 1,000 tx/s
-# (fragmentation: nothing in use grew); with jemalloc it stayed within 10 % and
-# commit latency did not suffer (BENCHMARKS.md, memory). MEDCHAIN_ALLOCATOR=glibc
-# keeps glibc.
+# the node process: under sustained load glibc's heap fragments and the node's RSS
+# creeps although nothing in use grows; jemalloc keeps it flat at no cost in commit
+# latency (BENCHMARKS.md, memory). MEDCHAIN_ALLOCATOR=glibc keeps glibc.
 ALLOCATOR_ENV = "MEDCHAIN_ALLOCATOR"
 JEMALLOC_CONF = "background_thread:true,narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0"
 _JEMALLOC_PATHS = (
@@ -107,8 +106,8 @@ _base: Any = None
 
 
 def start_tracing() -> bool:
-    """Diagnostics only: with MEDCHAIN_TRACEMALLOC=1, trace Python allocations. Slow: a
-    4-node cluster on 2 cores stalls under it at 400 tx/s; use a few tx/s."""
+    """Diagnostics only: with MEDCHAIN_TRACEMALLOC=1, trace Python allocations. Slow
+    enough that a loaded cluster stalls under it: use it at a few tx/s."""
     if os.environ.get("MEDCHAIN_TRACEMALLOC") != "1":
         return False
     tracemalloc.start(8)

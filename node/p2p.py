@@ -20,7 +20,7 @@ What py-libp2p 0.8 does by default and what this module does instead (see
 - An exception escaping a stream handler kills the whole host: handlers
   catch everything.
 - One long-lived outbound stream per peer and channel; queued frames are
-  coalesced into one write (each write costs ~0.3 ms of CPU).
+  coalesced into one write (every write has a fixed CPU cost).
 - Frames are 4-byte length-prefixed, limited in size per channel; each peer
   has a token bucket on frames and bytes per second.
 """
@@ -125,7 +125,7 @@ class _Outbox:
 
 
 def _libp2p_imports() -> dict[str, Any]:
-    """libp2p takes ~0.6 s to import; only the daemon pays for it."""
+    """libp2p is slow to import; only the daemon pays for it."""
     import libp2p.network.swarm as swarm_mod
     from libp2p import new_host
     from libp2p.abc import INotifee

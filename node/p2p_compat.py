@@ -24,7 +24,7 @@ until the connection it produced closes and then raises
 closes the (already closed) raw connection and returns, and its ``finally``
 gives the token back from the task that borrowed it, as ``CapacityLimiter``
 requires; the handler task ends too. Other callers (the DCUtR hole-punch path,
-which holds no slot) get the connection back at once, as before.
+which holds no slot) get the connection back at once, as unwrapped.
 """
 
 from __future__ import annotations

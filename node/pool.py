@@ -31,11 +31,11 @@ class PoolReject(Exception):
 @dataclass(frozen=True, slots=True)
 class PooledTx:
     """A pending transaction, decoded and signature-checked on entry. Only the raw
-    bytes are kept, not the decoded form: a decoded transaction is ~20 small Python
-    objects (~1.3 KB for a record anchor), and a backlog of them leaves Python's
-    object arenas at its high-water mark for good (CPython frees an arena only when
-    all of it is empty). Execution decodes the raw bytes again, unchecked
-    (``Transaction.decode_checked``, ~2 µs)."""
+    bytes are kept, not the decoded form: a decoded transaction is many small Python
+    objects, and a backlog of them leaves Python's object arenas at its high-water
+    mark for good (CPython frees an arena only when all of it is empty). Execution
+    decodes the raw bytes again, unchecked and cheaply
+    (``Transaction.decode_checked``)."""
 
     tx_id: bytes
     raw: bytes

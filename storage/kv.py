@@ -153,10 +153,10 @@ class LevelDBKV:
         ``max_open_files`` bounds LevelDB's table cache (it holds that many minus 10
         tables). Each open table keeps its index block, decompressed, on the heap and
         its file mapped, so with LevelDB's default (1,000) a node's memory grows with
-        its ledger for the first ~2 GB of tables, about 15 bytes per transaction
-        (BENCHMARKS.md, memory). ``block_size`` is the uncompressed size of a data
-        block; the index holds one entry per block, so 16 KiB (LevelDB: 4 KiB) makes
-        each open table's index a quarter the size (and compresses a little better).
+        its ledger until that many tables are open (BENCHMARKS.md, memory).
+        ``block_size`` is the uncompressed size of a data block; the index holds one
+        entry per block, so 16 KiB (LevelDB: 4 KiB) makes each open table's index a
+        quarter the size (and compresses a little better).
         ``table_bytes`` is the size at which LevelDB starts a new table file."""
         self.path = path
         self.name = name or path.name

@@ -20,13 +20,13 @@ Key layout (format 3; heights and seqs are 8-byte big-endian so keys sort by the
 
 The ``b`` entries live in a second store, the block store (on disk: a LevelDB of
 its own in ``<ledger>/blocks``); everything else in the main store. The main
-store's keys are random (tx ids, record ids), so LevelDB rewrites its bytes some
-25 times on their way down the levels — at 1,000 tx/s those compactions cost a
-node about as much CPU as everything else it does. So the main store holds only
-what must be found by such a key: the key, and a pointer or a short value. The
-bytes behind them — block bodies, results, large state values — are appended to
-the block store under the block's height (WiscKey's key-value separation, Lu et
-al., FAST '16). Its keys only ever grow, so its files never overlap and LevelDB
+store's keys are random (tx ids, record ids), so LevelDB rewrites its bytes many
+times on their way down the levels — under sustained load those compactions cost a
+node as much CPU as the rest of its work (BENCHMARKS.md, compaction). So the main
+store holds only what must be found by such a key: the key, and a pointer or a
+short value. The bytes behind them — block bodies, results, large state values —
+are appended to the block store under the block's height (WiscKey's key-value
+separation, Lu et al., FAST '16). Its keys only ever grow, so its files never overlap and LevelDB
 moves them down the levels without rewriting them. A state read is one lookup in
 the main store and, for a large value, one in the block store; overwritten
 values stay in the block store as history.
@@ -230,9 +230,10 @@ class Ledger:
         # keys that do not exist (a new record's id): the bloom filters answer them,
         # but LevelDB still charges a "seek" to the first table it consulted whenever
         # it consulted two, and compacts a table after ~100 such charges — so with
-        # small level-0 tables, seek compactions kept its background thread busy
-        # (benchmarks/compaction.py, compaction CPU per anchor: 4 MiB 60 µs, 8 MiB 36,
-        # 16 MiB 23; the memtable's memory comes and goes with each flush).
+        # small level-0 tables, seek compactions keep its background thread busy.
+        # Bigger memtables cost less compaction CPU per transaction but make a larger
+        # sawtooth in memory with each flush (python -m benchmarks.compaction;
+        # BENCHMARKS.md, compaction).
         main = LevelDBKV(
             path,
             create=create,
@@ -242,9 +243,9 @@ class Ledger:
             on_failure=on_failure,
         )
         try:
-            # 4 MiB memtable (~6 s of writes at 1,000 tx/s): LevelDB flushes it on the
-            # one background thread it shares with the main store's compactions, and
-            # a commit waits while the memtable is full (with 2 MiB: 6 waits in 10 min).
+            # 4 MiB memtable (seconds of writes at the target load): LevelDB flushes it
+            # on the one background thread it shares with the main store's compactions,
+            # and a commit waits while the memtable is full.
             blocks = LevelDBKV(
                 path / "blocks",
                 create=create,

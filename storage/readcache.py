@@ -8,10 +8,10 @@ that raced a commit is not cached (the commit epoch changed under it), so the
 cache never holds a value older than the committed state.
 
 Absent keys are not cached: on a ledger they are nearly all one-off lookups
-(a transaction's nonce, a new record's id) that are never asked again, and
-caching them churned the whole cache every couple of minutes — the churn of
-short-lived entries among long-lived ones fragmented the Python heap, so RSS
-crept up with a flat object count (soak test).
+(a transaction's nonce, a new record's id) that are never asked again. Caching
+them would churn the whole cache under steady load, and short-lived entries
+among long-lived ones fragment the Python heap: RSS creeps up while the object
+count stays flat.
 """
 
 from __future__ import annotations
