@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from benchmarks.cluster import machine
-from node.chain import propose_block
+from node.consensus.chain import propose_block
 from storage.block import make_certificate
 from storage.crypto import Signer
 from storage.tx import make_tx

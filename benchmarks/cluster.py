@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.workload import save, setup
-from node.client import RpcClient
+from client.rpc import RpcClient
+from localnet.processes import DEFAULT_ORGS, free_ports, local_nodes, spawn, stop, wait_ready
 from node.consortium import OrgSpec, init_consortium
-from node.localnet import DEFAULT_ORGS, free_ports, local_nodes, spawn, stop, wait_ready
 from storage.genesis import ConsensusParams
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from benchmarks.workload import Maker
-from node.client import RpcClient
+from client.rpc import RpcClient
 
 
 def main() -> None:

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from benchmarks.unreplicated import LocalChain
-from node import memory
-from node.chain import propose_block
+from node.consensus.chain import propose_block
+from node.ops import memory
 from storage.tx import decode_verified
 
 

@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.cluster import machine
+from client.importer import ProviderMap, latest_date, plan_import, run_import
+from client.records import fetch_records
+from client.rpc import RpcClient, TxBuilder
 from contracts.sdk import anchor_sign_bytes
-from node.client import RpcClient, TxBuilder
+from localnet.processes import DEFAULT_ORGS, free_ports, local_nodes, net_down, net_up
 from node.consortium import OrgSpec, init_consortium
-from node.importer import ProviderMap, latest_date, plan_import, run_import
-from node.jsonval import from_json
-from node.localnet import DEFAULT_ORGS, free_ports, local_nodes, net_down, net_up
-from node.records_client import fetch_records
+from node.rpc.jsonval import from_json
 from storage.crypto import Signer
 from storage.evidence import verify_evidence
 

@@ -33,9 +33,9 @@ from typing import Any
 from benchmarks.cluster import ROOT, BenchResult, machine, run_bench
 from benchmarks.unreplicated import run_unreplicated
 from benchmarks.workload import save, setup
-from node.client import RpcClient
+from client.rpc import RpcClient
+from localnet.processes import DEFAULT_ORGS, free_ports, local_nodes, spawn, stop, wait_ready
 from node.consortium import OrgSpec, init_consortium
-from node.localnet import DEFAULT_ORGS, free_ports, local_nodes, spawn, stop, wait_ready
 
 SATURATION_OFFER = {4: 3600.0, 7: 2400.0}  # well above what this machine commits
 # The soak's warm-up: the state read cache (100,000 entries) and the pool's

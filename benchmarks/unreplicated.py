@@ -16,9 +16,9 @@ from typing import Any
 
 from benchmarks.workload import Maker, setup
 from contracts.bundle import make_executor
-from node.chain import propose_block
+from localnet.processes import DEFAULT_ORGS
+from node.consensus.chain import propose_block
 from node.consortium import OrgSpec, init_consortium
-from node.localnet import DEFAULT_ORGS
 from storage.block import make_certificate
 from storage.genesis import Genesis
 from storage.keyfile import load_key

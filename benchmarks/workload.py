@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from node.client import RpcClient, TxBuilder
+from client.rpc import RpcClient, TxBuilder
 from storage.crypto import Signer
 from storage.tx import Transaction
 

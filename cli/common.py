@@ -55,7 +55,7 @@ CONNECT_WAIT_ENV = "MEDCHAIN_CONNECT_WAIT"  # seconds to wait for a busy node to
 
 def connect(socket_path: Path | None, config: Path | None) -> Any:
     """An RPC client of the node; says whether no node is there or it is busy."""
-    from node.client import BUSY_WAIT_S, NodeUnreachable, RpcClient
+    from client.rpc import BUSY_WAIT_S, NodeUnreachable, RpcClient
 
     path = resolve_socket(socket_path, config)
     try:
@@ -84,7 +84,7 @@ def load_signer(path: Path) -> Any:
 def rpc_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from node.client import RpcError
+        from client.rpc import RpcError
 
         try:
             return fn(*args, **kwargs)

@@ -84,7 +84,7 @@ def demo(data: Path | None, directory: Path | None, keep: bool) -> None:
         )
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="medchain-demo-"))
     cdir = root / "consortium"
-    from node.localnet import net_down
+    from localnet.processes import net_down
 
     ok = False
     try:
@@ -99,11 +99,11 @@ def demo(data: Path | None, directory: Path | None, keep: bool) -> None:
 
 
 def run(cdir: Path, data: Path, keep: bool) -> None:
-    from node.client import RpcClient, TxBuilder
+    from client.importer import ProviderMap, latest_date, plan_import, run_import
+    from client.records import fetch_records
+    from client.rpc import RpcClient, TxBuilder
+    from localnet.processes import free_ports, local_nodes, net_up, spawn, stop, wait_ready
     from node.consortium import OrgSpec, init_consortium
-    from node.importer import ProviderMap, latest_date, plan_import, run_import
-    from node.localnet import free_ports, local_nodes, net_up, spawn, stop, wait_ready
-    from node.records_client import fetch_records
     from storage.crypto import Signer
     from storage.evidence import verify_evidence
     from storage.fhirdoc import Disclosure, disclose, summary

@@ -172,8 +172,8 @@ def disclose(
     config: Path | None,
 ) -> None:
     """Produce a proof revealing one field of a record."""
-    from node.client import TxBuilder
-    from node.records_client import fetch_records
+    from client.records import fetch_records
+    from client.rpc import TxBuilder
     from storage.fhirdoc import FhirError
     from storage.fhirdoc import disclose as make_proof
 
@@ -227,7 +227,7 @@ def verify_proof(
     """Check a disclosure proof against the record's on-chain anchor (from a node, or offline
     from an evidence certificate, pinned to the consortium's genesis). Exit 1 if it does not
     hold, 3 if it holds against an evidence certificate whose genesis was not pinned."""
-    from node.jsonval import from_json
+    from node.rpc.jsonval import from_json
     from storage.evidence import verify_evidence
     from storage.fhirdoc import Disclosure, FhirError, load_json
 

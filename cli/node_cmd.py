@@ -26,10 +26,10 @@ def node() -> None:
 )
 def start(config: Path) -> None:
     """Run the node daemon in the foreground (SIGTERM or Ctrl-C stops it cleanly)."""
-    from node import memory
+    from node.ops import memory
 
     env = memory.allocator_env(dict(os.environ), memory.jemalloc_path())
-    if env is not None:  # same process id, now on jemalloc (node/memory.py says why)
+    if env is not None:  # same process id, now on jemalloc (node/ops/memory.py says why)
         os.execve(sys.executable, sys.orig_argv, env)
     from node.config import ConfigError
     from node.daemon import NodeError, run_node

@@ -26,7 +26,7 @@ def _new_key(out: Path) -> Any:
 
 
 def _builder(key: Path, chain_id: str) -> Any:
-    from node.client import TxBuilder
+    from client.rpc import TxBuilder
 
     return TxBuilder(load_signer(key), chain_id)
 
@@ -65,7 +65,7 @@ def practitioner_add(
     as_json: bool,
 ) -> None:
     """Create a key for a practitioner and register it for the admin's organization."""
-    from node.client import TxBuilder
+    from client.rpc import TxBuilder
 
     admin_signer = load_signer(admin_key)
     with connect(socket_path, config) as c:
@@ -114,7 +114,7 @@ def patient_register(
     out: Path, socket_path: Path | None, config: Path | None, as_json: bool
 ) -> None:
     """Create a patient key and register its pseudonym on chain."""
-    from node.client import TxBuilder
+    from client.rpc import TxBuilder
 
     with connect(socket_path, config) as c:
         signer = _new_key(out)
@@ -197,9 +197,9 @@ def records_import(
     stored encrypted in that node's vault and anchored on chain in bulk."""
     import datetime
 
-    from node.client import RpcClient
-    from node.importer import ProviderMap, latest_date, plan_import, run_import
-    from node.localnet import local_nodes
+    from client.importer import ProviderMap, latest_date, plan_import, run_import
+    from client.rpc import RpcClient
+    from localnet.processes import local_nodes
 
     if shift_to_today:
         newest = latest_date(source)
@@ -293,8 +293,8 @@ def timeline(
     requester may read are fetched from their custodians and verified. The chain
     holds each record's year; exact dates come with the records fetched (and from
     this node's own vault), so records not readable sort last within their year."""
-    from node.client import TxBuilder
-    from node.records_client import fetch_records
+    from client.records import fetch_records
+    from client.rpc import TxBuilder
     from storage.fhirdoc import FhirError, clinical_date, summary
 
     my_key = load_signer(key)

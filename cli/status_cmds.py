@@ -68,8 +68,8 @@ def send(
     as_json: bool,
 ) -> None:
     """Sign a transaction with KEY and submit it."""
-    from node.client import TxBuilder
-    from node.jsonval import JsonValueError, from_json
+    from client.rpc import TxBuilder
+    from node.rpc.jsonval import JsonValueError, from_json
 
     try:
         args = from_json(json.loads(args_json))

@@ -34,8 +34,8 @@ from contracts.loader import (
 from contracts.sdk import Reject
 from storage.block import Block
 from storage.codec import DecodeError, canonical, pack
+from storage.executed import ExecutedBlock
 from storage.genesis import Genesis
-from storage.ledger import ExecutedBlock
 from storage.receipts import receipt_of, sized_receipt
 from storage.state import FAILED, OK, Event, TxResult
 from storage.tx import Transaction

@@ -7,6 +7,7 @@ SIGTERM or SIGINT. A divergence halt stops the process with exit code 3.
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import logging
 import os
@@ -21,18 +22,16 @@ import trio
 
 from contracts.bundle import make_executor
 from contracts.runtime import Executor
-from node import memory
-from node.api import register
-from node.api_records import register_records
-from node.byzantine import ByzantineTransport, modes_from_env
 from node.config import NodeConfig
-from node.driver import Driver, DriverConfig
-from node.p2p import Libp2pTransport, P2PConfig, PeerAddress
-from node.records import RecordService
-from node.release import ReleasePolicy, StoredRedemptions
-from node.rpc import STORAGE_DAMAGED, STORAGE_FAILED, RpcError, RpcServer
-from node.testfaults import enabled as faults_enabled
-from node.testfaults import register_faults
+from node.consensus.driver import Driver, DriverConfig
+from node.net.p2p import Libp2pTransport, P2PConfig, PeerAddress
+from node.net.transport import Transport
+from node.ops import memory
+from node.records.release import ReleasePolicy, StoredRedemptions
+from node.records.service import RecordService
+from node.rpc.chain_api import register
+from node.rpc.records_api import register_records
+from node.rpc.server import STORAGE_DAMAGED, STORAGE_FAILED, RpcError, RpcServer
 from node.web.app import History, build_app
 from node.web.http import HttpServer
 from node.web.portal import Sessions
@@ -44,6 +43,9 @@ from storage.ledger import Ledger
 from storage.vault import Vault, master_key_from_seed
 
 log = logging.getLogger("medchain.node")
+# Test switches: only with these set does the daemon load testing/ (never in production).
+BYZANTINE_ENV = "MEDCHAIN_BYZANTINE"
+FAULTS_ENV = "MEDCHAIN_TEST_FAULTS"
 T = TypeVar("T")
 
 EXIT_HALTED = 3
@@ -155,11 +157,16 @@ class Node:
         self.p2p = Libp2pTransport(
             self.signer, index, config.listen, peers, validators.keys, P2PConfig()
         )
-        self.transport: Libp2pTransport | ByzantineTransport = self.p2p
-        modes = modes_from_env()
-        if modes:  # test-only: a member that misbehaves on purpose
-            self.transport = ByzantineTransport(
-                self.p2p, modes, self.signer, self.genesis.chain_id, index, validators.n
+        self.transport: Transport = self.p2p
+        if os.environ.get(BYZANTINE_ENV):  # test-only: a member that misbehaves on purpose
+            byzantine = importlib.import_module("testing.byzantine")  # by name: see pyproject
+            self.transport = byzantine.ByzantineTransport(
+                self.p2p,
+                byzantine.modes_from_env(),
+                self.signer,
+                self.genesis.chain_id,
+                index,
+                validators.n,
             )
         self.driver = Driver(
             self.genesis,
@@ -191,12 +198,13 @@ class Node:
         self.rpc = RpcServer(config.rpc_socket, translate=self._storage_error)
         register(self.rpc, self.driver)
         register_records(self.rpc, self.records)
-        if faults_enabled():
+        if os.environ.get(FAULTS_ENV) == "1":  # test-only: the fault switch (testing/)
+            faults = importlib.import_module("testing.faults")
             log.warning(
                 "TEST FAULTS ENABLED: debug.cut can cut this node's links",
                 extra={"event": "test-faults"},
             )
-            register_faults(self.rpc, self.p2p.fault, validators.n, index)
+            faults.register_faults(self.rpc, self.p2p.fault, validators.n, index)
         self.http: HttpServer | None = None
         self.history = History(self.driver)
         if config.http_port:
@@ -355,7 +363,7 @@ class Node:
 
 
 def run_node(config_path: Path) -> int:
-    from node.logs import setup_logging
+    from node.ops.logs import setup_logging
 
     config = NodeConfig.load(config_path)
     setup_logging(config.org_id, config.log_level, config.log_file)

@@ -11,7 +11,7 @@ else
   need="$need libgmp-dev"
 fi
 python3 -c 'import sysconfig,os,sys; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"],"Python.h")) else 1)' 2>/dev/null || need="$need python3-dev"
-# Optional: jemalloc keeps a node's memory flat under load (node/memory.py).
+# Optional: jemalloc keeps a node's memory flat under load (node/ops/memory.py).
 if ! { /sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null; } | grep -q 'libjemalloc\.so\.2'; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "medchain: installing libjemalloc2 (optional: keeps node memory flat)"

@@ -46,13 +46,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
 from storage.block import Block, CommitCertificate
 from storage.codec import DecodeError, as_bytes, as_int, fields, pack, unpack
+from storage.executed import ExecutedBlock
 from storage.genesis import Genesis
 from storage.kv import FailureHook, KVStore, LevelDBKV, MemoryKV, StorageDamaged
 from storage.readcache import ReadCache
@@ -142,23 +143,6 @@ class TxLocation:
     height: int
     index: int
     result: TxResult
-
-
-@dataclass
-class ExecutedBlock:
-    """A block with everything executing it produced, ready to commit."""
-
-    block: Block
-    results: Sequence[TxResult]
-    writes: Mapping[bytes, bytes | None]  # state key -> value (None deletes)
-    index_writes: Mapping[bytes, bytes | None] = field(default_factory=dict)
-    receipts: Sequence[bytes] = ()  # encoded receipts; computed from the block if empty
-
-    def receipt_list(self) -> Sequence[bytes]:
-        if len(self.receipts) == len(self.results):
-            return self.receipts
-        b = self.block
-        return block_receipts(b.tx_ids(), b.txs, self.results)
 
 
 class Ledger:

@@ -9,7 +9,7 @@ from typing import Any
 
 from contracts.bundle import bundled_hashes, make_executor
 from contracts.sdk import DAY_MS, day_of, rotation_sign_bytes
-from node.chain import apply_block, propose_block
+from node.consensus.chain import apply_block, propose_block
 from storage.block import make_certificate
 from storage.crypto import Signer
 from storage.genesis import ConsensusParams, Genesis, Organization

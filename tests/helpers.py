@@ -8,11 +8,12 @@ from typing import Any
 from contracts.kv import KVChaincode
 from contracts.runtime import Executor
 from contracts.sdk import anchor_sign_bytes
-from node.chain import apply_block, propose_block
+from node.consensus.chain import apply_block, propose_block
 from storage.block import Block, CommitCertificate, make_certificate
 from storage.crypto import Signer
+from storage.executed import ExecutedBlock
 from storage.genesis import ConsensusParams, Genesis, Organization
-from storage.ledger import ExecutedBlock, Ledger
+from storage.ledger import Ledger
 from storage.tx import Transaction, make_tx
 
 ROLES = ["hospital", "hospital", "insurer", "regulator", "clinic", "exam-centre", "hospital"]

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import trio
 
-from node.api import register
-from node.driver import Driver, DriverConfig
-from node.rpc import RpcServer
-from node.transport import MemoryHub
+from node.consensus.driver import Driver, DriverConfig
+from node.net.transport import MemoryHub
+from node.rpc.chain_api import register
+from node.rpc.server import RpcServer
 from storage.ledger import Ledger
 from tests.helpers import Consortium
 

@@ -23,9 +23,9 @@ from typing import Any
 import trio
 
 from contracts.runtime import ChaincodeError
-from node.driver import Driver
-from node.jsonval import to_json
-from node.records import RecordService
+from node.consensus.driver import Driver
+from node.records.service import RecordService
+from node.rpc.jsonval import to_json
 from node.web.auth import Auth, add_session_routes
 from node.web.explorer import BlockCache, add_explorer_routes
 from node.web.limits import WebLimits

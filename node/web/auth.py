@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from contracts.identity import NODE, PRACTITIONER, Identity, resolve
-from node.driver import Driver
+from node.consensus.driver import Driver
 from node.web.portal import (
     DOMAIN_LOGIN,
     SESSION_TTL_S,

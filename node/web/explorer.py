@@ -20,9 +20,9 @@ from typing import Any
 from contracts.identity import Identity, resolve
 from contracts.runtime import ChaincodeError
 from contracts.sdk import pseudonym_of
-from node.api import block_json, tx_status
-from node.driver import Driver
-from node.jsonval import to_json
+from node.consensus.driver import Driver
+from node.rpc.chain_api import block_json, tx_status
+from node.rpc.jsonval import to_json
 from node.web.auth import Auth
 from node.web.limits import WebLimits
 from node.web.protocol import HttpError, Request, Response, Router, int_param, json_response

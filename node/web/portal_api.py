@@ -18,12 +18,12 @@ from typing import Any
 
 import trio
 
-from node.api import tx_status
-from node.driver import Driver
-from node.events import EventFilter
-from node.jsonval import to_json
-from node.pool import PoolReject
-from node.records import RecordService
+from node.consensus.driver import Driver
+from node.mempool.pool import PoolReject
+from node.records.service import RecordService
+from node.rpc.chain_api import tx_status
+from node.rpc.events import EventFilter
+from node.rpc.jsonval import to_json
 from node.web.auth import CLEAR_COOKIE, Auth, open_session, session_cookie
 from node.web.limits import WebLimits
 from node.web.portal import PortalError, Session

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node.client import RpcClient, RpcError, TxBuilder
+from client.rpc import RpcClient, RpcError, TxBuilder
+from localnet.processes import DEFAULT_ORGS, LocalNode, free_ports, local_nodes, spawn, wait_ready
 from node.consortium import OrgSpec, init_consortium
-from node.localnet import DEFAULT_ORGS, LocalNode, free_ports, local_nodes, spawn, wait_ready
 from storage.genesis import ConsensusParams, Genesis
 from storage.keyfile import load_key
 

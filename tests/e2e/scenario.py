@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from node.client import RpcClient, TxBuilder
+from client.rpc import RpcClient, TxBuilder
 from storage.crypto import Signer
 from tests.helpers import signed_anchor_args
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from node.client import RpcClient, TxBuilder
-from node.jsonval import from_json
+from client.rpc import RpcClient, TxBuilder
+from node.rpc.jsonval import from_json
 from storage.crypto import Signer
 from storage.tx import Transaction
 from tests.e2e.harness import E2ECluster, cluster

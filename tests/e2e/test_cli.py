@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from node import memory
-from node.localnet import free_ports
+from localnet.processes import free_ports
+from node.ops import memory
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

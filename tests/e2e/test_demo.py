@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from node.localnet import net_down
+from localnet.processes import net_down
 from node.web.portal import login_sign_bytes
 from storage.keyfile import load_key
 

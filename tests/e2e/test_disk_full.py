@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from node.client import RpcError
+from client.rpc import RpcError
 from tests.e2e.harness import cluster
 
 pytestmark = [

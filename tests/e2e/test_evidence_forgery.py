@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from node.client import TxBuilder
+from client.rpc import TxBuilder
 from storage.codec import pack, unpack
 from storage.crypto import Signer
 from storage.evidence import OLD_MAGIC, Evidence

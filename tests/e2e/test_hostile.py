@@ -12,8 +12,8 @@ import pytest
 import trio
 
 from consensus.messages import Commit, Prepare
-from node.p2p import Libp2pTransport, P2PConfig, PeerAddress
-from node.transport import CHANNEL_CONSENSUS, CHANNEL_SYNC, CHANNEL_TXS
+from node.net.p2p import Libp2pTransport, P2PConfig, PeerAddress
+from node.net.transport import CHANNEL_CONSENSUS, CHANNEL_SYNC, CHANNEL_TXS
 from storage.crypto import Signer
 from storage.keyfile import load_key
 from tests.e2e.harness import E2ECluster, cluster, free_ports

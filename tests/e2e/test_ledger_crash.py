@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from node.chain import replay_ledger
+from node.consensus.chain import replay_ledger
 from storage.ledger import Ledger, verify_chain
 from tests.helpers import Consortium
 

@@ -1,10 +1,10 @@
 """Links that heal, against a real consortium (node processes, py-libp2p, Noise):
 
 - hundreds of inbound connections over a node's life (py-libp2p 0.8.1 kept a slot
-  for each one and refused all inbound connections after 250; node.p2p_compat
+  for each one and refused all inbound connections after 250; node.net.p2p_compat
   gives the slot back), then a paused node whose links must come back;
 - a node stopped, wiped and started again in an idle consortium catches up
-  without any new transaction (node.catchup).
+  without any new transaction (node.consensus.catchup).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import multiaddr
 import pytest
 import trio
 
-from node.p2p import Libp2pTransport, P2PConfig, PeerAddress
+from node.net.p2p import Libp2pTransport, P2PConfig, PeerAddress
 from storage.keyfile import load_key
 from tests.e2e.harness import TEST_PARAMS, E2ECluster, cluster
 

@@ -26,8 +26,8 @@ import msgpack
 import plyvel
 import pytest
 
-from node.client import TxBuilder
-from node.records_client import fetch_records
+from client.records import fetch_records
+from client.rpc import TxBuilder
 from storage.crypto import Signer
 from storage.keyfile import save_key
 from tests.e2e import scenario

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from node.client import TxBuilder
-from node.localnet import spawn, wait_ready
-from node.records_client import fetch_records
+from client.records import fetch_records
+from client.rpc import TxBuilder
+from localnet.processes import spawn, wait_ready
 from storage.crypto import Signer
 from storage.keyfile import save_key
 from tests.e2e.harness import E2ECluster, cluster

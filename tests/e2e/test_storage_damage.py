@@ -20,8 +20,8 @@ from pathlib import Path
 import plyvel
 import pytest
 
-from node.client import RpcError
-from node.rpc import STORAGE_DAMAGED
+from client.rpc import RpcError
+from node.rpc.server import STORAGE_DAMAGED
 from tests.e2e.harness import E2ECluster, cluster
 
 pytestmark = pytest.mark.e2e

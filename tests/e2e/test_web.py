@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from node.client import TxBuilder
-from node.jsonval import from_json
+from client.rpc import TxBuilder
+from node.rpc.jsonval import from_json
 from storage.crypto import Signer
 from storage.keyfile import save_key
 from tests.e2e.harness import E2ECluster, cluster
@@ -295,7 +295,7 @@ def test_the_page_opens_libsodium_sealed_boxes_and_refuses_altered_ones() -> Non
 
     from playwright.sync_api import sync_playwright
 
-    from node.records_wire import sealed_payload
+    from node.records.wire import sealed_payload
     from storage.crypto import seal_to
 
     web = ROOT / "node" / "web"  # serves /static/... as the node does

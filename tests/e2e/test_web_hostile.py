@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from node.client import TxBuilder
+from client.rpc import TxBuilder
 from node.web.portal import login_sign_bytes
 from storage.crypto import Signer
 from tests.e2e.harness import E2ECluster, Load, cluster

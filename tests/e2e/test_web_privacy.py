@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
+from client.rpc import TxBuilder
 from contracts.sdk import rotation_sign_bytes
-from node.client import TxBuilder
 from node.web.portal import login_sign_bytes
 from storage.crypto import Signer
 from storage.keyfile import load_key

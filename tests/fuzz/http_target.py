@@ -20,9 +20,9 @@ import trio
 from hypothesis import strategies as st
 from trio.testing import MockClock
 
-from node.driver import Driver, DriverConfig
-from node.records import RecordService
-from node.transport import MemoryHub
+from node.consensus.driver import Driver, DriverConfig
+from node.net.transport import MemoryHub
+from node.records.service import RecordService
 from node.web.app import History, build_app
 from node.web.http import HttpServer
 from node.web.limits import WebLimits

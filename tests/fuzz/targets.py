@@ -23,6 +23,7 @@ import trio
 from nacl.exceptions import CryptoError
 from trio.testing import MockClock
 
+from client.importer import classify_line
 from consensus.messages import (
     Checkpoint,
     Commit,
@@ -38,13 +39,12 @@ from consensus.messages import (
 )
 from consensus.persist import SlotRecord, StableRecord, ViewRecord, decode_record, encode_record
 from consensus.verify import Ed25519Verifier, verify_message
-from node.chain import propose_block
-from node.framing import FrameReader, FrameTooLarge, encode_frame
-from node.importer import classify_line
-from node.records_wire import FetchItem, FetchReply, FetchRequest, decode_frame, open_payload
-from node.records_wire import sealed_payload as make_sealed
-from node.rpc import Connection, RpcServer
-from node.validation import block_digest, decode_tx_batch, encode_tx_batch
+from node.consensus.chain import propose_block
+from node.consensus.validation import block_digest, decode_tx_batch, encode_tx_batch
+from node.net.framing import FrameReader, FrameTooLarge, encode_frame
+from node.records.wire import FetchItem, FetchReply, FetchRequest, decode_frame, open_payload
+from node.records.wire import sealed_payload as make_sealed
+from node.rpc.server import Connection, RpcServer
 from storage.block import Block, BlockHeader, CommitCertificate
 from storage.codec import DecodeError
 from storage.crypto import seal_to
@@ -204,7 +204,7 @@ def _fhir_line(data: bytes) -> None:
 
 
 def _fhir_resource(data: bytes) -> None:
-    from node.records import describe_record
+    from node.records.service import describe_record
 
     try:
         resource = json.loads(data.decode("utf-8", "replace"))
@@ -236,9 +236,9 @@ class _Sink:
 @cache
 def rpc_server() -> RpcServer:
     """The node's real RPC methods on a driver that is not running."""
-    from node.api import register
-    from node.api_records import register_records
-    from node.records import RecordService
+    from node.records.service import RecordService
+    from node.rpc.chain_api import register
+    from node.rpc.records_api import register_records
     from storage.vault import Vault
     from tests.rpcnode import one_node_driver
 

@@ -1,4 +1,4 @@
-"""The node re-executes itself on jemalloc when the machine has it (node/memory.py)."""
+"""The node re-executes itself on jemalloc when the machine has it (node/ops/memory.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from node import memory
+from node.ops import memory
 
 
 def test_allocator_env_preloads_jemalloc_once() -> None:
@@ -31,7 +31,7 @@ def test_a_child_started_with_that_env_runs_on_jemalloc() -> None:
     env = memory.allocator_env({}, memory.jemalloc_path())
     assert env is not None
     out = subprocess.run(
-        [sys.executable, "-c", "from node import memory; print(memory.allocator())"],
+        [sys.executable, "-c", "from node.ops import memory; print(memory.allocator())"],
         env=env,
         capture_output=True,
         text=True,
@@ -43,7 +43,7 @@ def test_a_child_started_with_that_env_runs_on_jemalloc() -> None:
 
 _PROBE = """
 import json
-from node import memory
+from node.ops import memory
 before = memory.malloc_info()
 held = [bytes(4096) for _ in range(10_000)]  # 40 MiB through malloc (over pymalloc's 512 B)
 after = memory.malloc_info()

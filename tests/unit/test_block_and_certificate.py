@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from node.chain import propose_block
+from node.consensus.chain import propose_block
 from storage.block import Block, CommitCertificate, ValidatorSet
 from storage.codec import DecodeError
 from storage.crypto import Signer

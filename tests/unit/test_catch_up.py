@@ -1,4 +1,4 @@
-"""Catch-up without traffic: whom a node probes (node.catchup), and a node that joins
+"""Catch-up without traffic: whom a node probes (node.consensus.catchup), and a node that joins
 an idle consortium with an empty ledger reaching the others' height on its own."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import trio
 
-from node.catchup import CatchUp, CatchUpConfig
-from node.driver import Driver, DriverConfig
-from node.transport import MemoryHub
+from node.consensus.catchup import CatchUp, CatchUpConfig
+from node.consensus.driver import Driver, DriverConfig
+from node.net.transport import MemoryHub
 from storage.ledger import Ledger
 from tests.helpers import Consortium
 

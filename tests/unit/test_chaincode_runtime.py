@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from contracts.bundle import make_executor
 from contracts.loader import ChaincodeLoadError, check_source, load_module
-from node.chain import replay_ledger
+from node.consensus.chain import replay_ledger
 from tests.chain import Chain
 
 GOOD = """
@@ -181,7 +181,7 @@ def test_replayed_transaction_fails_once_committed() -> None:
     c = Chain()
     k = c.key()
     raw = make_tx(k, c.genesis.chain_id, 42, "registry", "register_patient", {}).encode()
-    from node.chain import apply_block, propose_block
+    from node.consensus.chain import apply_block, propose_block
     from storage.block import make_certificate
 
     for expect_ok in (True, False):

@@ -86,7 +86,7 @@ def test_header_certificate_result_round_trip(consortium: Consortium) -> None:
 
 
 def test_block_round_trip(consortium: Consortium) -> None:
-    from node.chain import propose_block
+    from node.consensus.chain import propose_block
     from storage.ledger import Ledger
 
     ledger = Ledger.in_memory(consortium.genesis)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from consensus.messages import Checkpoint, Prepare, PrePrepare
 from consensus.persist import SlotRecord, StableRecord, ViewRecord
-from node.consensus_store import P_PREP, P_SLOT, ConsensusStore
+from node.consensus.store import P_PREP, P_SLOT, ConsensusStore
 from storage.kv import MemoryKV
 from storage.ledger import be8
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import trio
 
-from node.driver import REBROADCAST_MAX, Driver, DriverConfig
-from node.pool import PoolReject
-from node.transport import CHANNEL_TXS, MemoryHub
-from node.validation import encode_tx_batch
+from node.consensus.driver import REBROADCAST_MAX, Driver, DriverConfig
+from node.consensus.validation import encode_tx_batch
+from node.mempool.pool import PoolReject
+from node.net.transport import CHANNEL_TXS, MemoryHub
 from storage.ledger import Ledger
 from storage.tx import Transaction
 from tests.helpers import Consortium
@@ -151,7 +151,7 @@ async def test_acknowledged_transactions_survive_a_restart(tmp_path) -> None:  #
 async def test_byzantine_primary_is_survived_and_named() -> None:
     """Node 0 (primary of view 0) equivocates, forges and floods; the others
     change view, stay identical and commit everything, and blame node 0 only."""
-    from node.byzantine import ByzantineTransport
+    from testing.byzantine import ByzantineTransport
 
     c = Consortium.make(batch_timeout_ms=5, view_change_timeout_ms=400)
     hub = MemoryHub()

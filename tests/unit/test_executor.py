@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from contracts.kv import KVChaincode
 from contracts.runtime import LIFECYCLE, ChaincodeError, Context, Executor, Overlay
-from node.chain import propose_block
+from node.consensus.chain import propose_block
 from storage.ledger import Ledger
 from tests.helpers import Consortium
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node.chain import propose_block, replay_ledger
+from node.consensus.chain import propose_block, replay_ledger
 from storage.ledger import GenesisMismatch, Ledger, LedgerError, verify_chain
 from storage.state import FAILED
 from tests.helpers import Consortium
@@ -258,7 +258,7 @@ def test_blocks_commit_to_their_predecessors_outcomes(consortium: Consortium) ->
     whose results root is not its own, and verify_chain finds a tampered result."""
     import dataclasses
 
-    from node.chain import propose_block
+    from node.consensus.chain import propose_block
     from storage.block import Block
     from storage.ledger import K_RESULT, P_HEIGHT, LedgerError, be8
     from storage.receipts import EMPTY_RESULTS_ROOT, Receipt

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from node.localnet import pid_alive
+from localnet.processes import pid_alive
 
 
 def test_a_running_process_is_alive_and_a_zombie_is_not() -> None:

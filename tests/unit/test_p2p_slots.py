@@ -2,7 +2,7 @@
 Noise, Yamux), one dialling the other again and again.
 
 py-libp2p 0.8.1 keeps the slot of every inbound connection for the life of the
-swarm; node.p2p_compat gives it back when the connection closes."""
+swarm; node.net.p2p_compat gives it back when the connection closes."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import multiaddr
 import trio
 
-from node.p2p import Libp2pTransport
-from node.p2p_compat import inbound_slots
+from node.net.p2p import Libp2pTransport
+from node.net.p2p_compat import inbound_slots
 from storage.crypto import Signer
 
 CYCLES = 25
@@ -80,6 +80,6 @@ def test_inbound_slots_return_to_baseline_after_every_connection() -> None:
 
 def test_libp2p_without_the_adapter_still_keeps_every_slot() -> None:
     """The defect the adapter works around. If this fails, the installed libp2p gives
-    slots back itself and node/p2p_compat.py can go."""
+    slots back itself and node/net/p2p_compat.py can go."""
     used, _, _ = trio.run(_cycles, False)
     assert used == list(range(1, CYCLES + 1))

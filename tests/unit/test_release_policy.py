@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from node.config import ConfigError, NodeConfig
-from node.records_wire import parse_request
-from node.release import (
+from node.records.release import (
     MemoryRedemptions,
     Redemptions,
     RefusalGate,
     ReplyCache,
     StoredRedemptions,
 )
+from node.records.wire import parse_request
 from storage.crypto import Signer
 from storage.kv import LevelDBKV, MemoryKV
 from storage.tx import make_tx

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trio
 
-from node.records import PutItem, RecordService
+from node.records.service import PutItem, RecordService
 from storage.fhirdoc import FhirError
 from storage.kv import MemoryKV
 from storage.vault import Vault, VaultPut

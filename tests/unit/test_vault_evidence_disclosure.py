@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node.importer import (
+from client.importer import (
     SKIP_INVALID,
     SKIP_NO_ENCOUNTER,
     SKIP_REFERENCE,

@@ -25,8 +25,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from node.client import RpcClient, RpcError
-from node.localnet import wait_ready
+from client.rpc import RpcClient, RpcError
+from localnet.processes import wait_ready
 from storage.genesis import ConsensusParams
 from storage.ledger import Ledger, verify_chain
 from tests.e2e.harness import E2ECluster

@@ -26,14 +26,14 @@ from typing import Any
 import trio
 
 from consensus.messages import Message, PrePrepare, decode_message
-from node.transport import (
+from node.consensus.validation import block_digest
+from node.net.transport import (
     CHANNEL_CONSENSUS,
     CHANNELS,
     Incoming,
     Transport,
     TransportStats,
 )
-from node.validation import block_digest
 from storage.block import Block
 from storage.codec import DecodeError
 from storage.crypto import Signer

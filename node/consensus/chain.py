@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from contracts.runtime import Executor
 from storage.block import Block, BlockHeader, CommitCertificate, tx_root
-from storage.ledger import ExecutedBlock, Ledger, LedgerError
+from storage.executed import ExecutedBlock
+from storage.ledger import Ledger, LedgerError
 
 
 def propose_block(

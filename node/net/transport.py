@@ -3,7 +3,7 @@
 A transport moves opaque payloads on named channels between validators,
 identified by their index in the genesis validator set. It authenticates
 peers (only validators get in) but not payloads: the driver verifies
-signatures. The real one is node/p2p.py (py-libp2p, Noise); ``MemoryHub``
+signatures. The real one is node/net/p2p.py (py-libp2p, Noise); ``MemoryHub``
 connects nodes in one process for unit tests.
 """
 

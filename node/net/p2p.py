@@ -13,7 +13,7 @@ What py-libp2p 0.8 does by default and what this module does instead (see
   It backs off exponentially with jitter up to a cap, and says at warning
   level (at most once a minute per peer) when dials to a peer keep failing.
 - libp2p never gives an inbound connection's slot back (250 slots for the
-  process's life): ``node.p2p_compat`` makes each connection give its slot
+  process's life): ``node.net.p2p_compat`` makes each connection give its slot
   back when it closes.
 - A hung peer (SIGSTOP, partition) blocks writes forever: every write has a
   timeout, after which the connection is torn down socket-first.
@@ -40,10 +40,10 @@ import multiaddr
 import nacl.signing
 import trio
 
-from node.framing import FrameReader, FrameTooLarge, encode_frames
-from node.p2p_compat import inbound_slots, recycle_inbound_slots
-from node.redial import Redial, RedialConfig
-from node.transport import (
+from node.net.framing import FrameReader, FrameTooLarge, encode_frames
+from node.net.p2p_compat import inbound_slots, recycle_inbound_slots
+from node.net.redial import Redial, RedialConfig
+from node.net.transport import (
     CHANNEL_CONSENSUS,
     CHANNEL_RECORDS,
     CHANNEL_SYNC,
@@ -418,7 +418,7 @@ class Libp2pTransport:
 
     def inbound_slots(self) -> tuple[int, int]:
         """(in use, in all) of libp2p's inbound connection slots: in use should follow
-        the number of open inbound connections (see node.p2p_compat)."""
+        the number of open inbound connections (see node.net.p2p_compat)."""
         return inbound_slots(self.host.get_network()) if self.host is not None else (0, 0)
 
     def _is_connected(self, pid: Any) -> bool:

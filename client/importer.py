@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node.client import RpcClient, TxBuilder
-from node.jsonval import from_json
+from client.rpc import RpcClient, TxBuilder
+from node.rpc.jsonval import from_json
 from storage.fhirdoc import (
     FhirError,
     canonical_json,

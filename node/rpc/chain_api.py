@@ -7,10 +7,10 @@ from typing import Any
 import trio
 
 from contracts.runtime import ChaincodeError
-from node.driver import Driver
-from node.jsonval import from_json, to_json
-from node.pool import PoolReject
-from node.rpc import (
+from node.consensus.driver import Driver
+from node.mempool.pool import PoolReject
+from node.rpc.jsonval import from_json, to_json
+from node.rpc.server import (
     INVALID_PARAMS,
     NOT_FOUND,
     Connection,

@@ -100,7 +100,7 @@ def wait_ready(
     node: LocalNode, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None
 ) -> dict[str, Any]:
     """Wait until the node answers node.status on its RPC socket."""
-    from node.client import RpcClient
+    from client.rpc import RpcClient
 
     sock = node.config.rpc_socket
     deadline = time.monotonic() + timeout

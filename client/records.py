@@ -11,9 +11,9 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from node.client import RpcClient, TxBuilder
-from node.jsonval import from_json
-from node.records_wire import open_payload
+from client.rpc import RpcClient, TxBuilder
+from node.records.wire import open_payload
+from node.rpc.jsonval import from_json
 from storage.crypto import sha256
 from storage.fhirdoc import load_json
 

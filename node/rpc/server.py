@@ -30,9 +30,9 @@ from typing import Any
 import trio
 
 from contracts.runtime import ChaincodeError
-from node.events import EventFilter, Subscription
-from node.jsonval import JsonValueError, from_json, to_json
-from node.pool import REJECT_BUSY, PoolReject
+from node.mempool.pool import REJECT_BUSY, PoolReject
+from node.rpc.events import EventFilter, Subscription
+from node.rpc.jsonval import JsonValueError, from_json, to_json
 
 log = logging.getLogger("medchain.rpc")
 
@@ -53,7 +53,7 @@ MAX_BATCH = 1000
 MAX_SUN_PATH = 107
 # Connections the kernel queues for accept (it caps this at net.core.somaxconn):
 # enough for hundreds of clients connecting at once; a client finding it full
-# retries (node/client.py).
+# retries (client/rpc.py).
 BACKLOG = 1024
 # accept(2) errors that mean "out of descriptors or memory for now": wait, then retry.
 ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
@@ -79,7 +79,7 @@ def _no_translation(exc: Exception) -> RpcError | None:
 
 
 class RpcServer:
-    """Dispatches methods; the node registers them (see node/api.py)."""
+    """Dispatches methods; the node registers them (see node/rpc/chain_api.py)."""
 
     def __init__(
         self,

@@ -10,7 +10,7 @@ Custodian side
   reads the decisions from the committed result, and returns each permitted
   record of its own sealed to the requester's key — only for a decision it
   has not redeemed before, committed within the release window, and still
-  permitted at the head (node/release.py); what it refuses, it logs on chain
+  permitted at the head (node/records/release.py); what it refuses, it logs on chain
   (``access.refuse_release``). A vault entry that does not decrypt or match
   its anchor is an integrity error naming the record, never data.
 
@@ -34,20 +34,10 @@ from typing import Any
 
 import trio
 
-from node.driver import Driver
-from node.pool import PoolReject
-from node.records_wire import (
-    DENIED,
-    ERROR,
-    OK,
-    FetchItem,
-    FetchReply,
-    FetchRequest,
-    decode_frame,
-    parse_request,
-    sealed_payload,
-)
-from node.release import (
+from node.consensus.driver import Driver
+from node.mempool.pool import PoolReject
+from node.net.transport import CHANNEL_RECORDS, Incoming
+from node.records.release import (
     NO_LONGER_PERMITTED,
     REDEEMED,
     REDEEMED_REASON,
@@ -60,7 +50,17 @@ from node.release import (
     no_longer_reason,
     stale_reason,
 )
-from node.transport import CHANNEL_RECORDS, Incoming
+from node.records.wire import (
+    DENIED,
+    ERROR,
+    OK,
+    FetchItem,
+    FetchReply,
+    FetchRequest,
+    decode_frame,
+    parse_request,
+    sealed_payload,
+)
 from storage.codec import DecodeError
 from storage.crypto import seal_to, sha256
 from storage.fhirdoc import FhirError, canonical_json, clinical_date, fields_root

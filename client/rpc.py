@@ -284,7 +284,7 @@ class RpcClient:
 
 
 def query_params(contract: str, method: str, args: Any, signer: TxBuilder | None) -> dict[str, Any]:
-    from node.jsonval import from_json, to_json
+    from node.rpc.jsonval import from_json, to_json
 
     params: dict[str, Any] = {"contract": contract, "method": method, "args": to_json(args)}
     if signer is not None:

@@ -57,15 +57,10 @@ from consensus.messages import (
 from consensus.replica import Replica, Restored
 from consensus.verify import Ed25519Verifier, verify_message
 from contracts.runtime import NONCE_NS, Executor, nonce_key
-from node import memory
-from node.catchup import CatchUp, CatchUpConfig
-from node.chain import propose_block
-from node.consensus_store import ConsensusStore
-from node.events import EventHub
-from node.metrics import Metrics
-from node.pool import PooledTx, PoolReject, TxPool, check_tx
-from node.transport import CHANNEL_CONSENSUS, CHANNEL_SYNC, CHANNEL_TXS, Incoming, Transport
-from node.validation import (
+from node.consensus.catchup import CatchUp, CatchUpConfig
+from node.consensus.chain import propose_block
+from node.consensus.store import ConsensusStore
+from node.consensus.validation import (
     MAX_TX_BATCH,
     block_digest,
     check_proposal,
@@ -73,6 +68,11 @@ from node.validation import (
     decode_tx_batch,
     encode_tx_batch,
 )
+from node.mempool.pool import PooledTx, PoolReject, TxPool, check_tx
+from node.net.transport import CHANNEL_CONSENSUS, CHANNEL_SYNC, CHANNEL_TXS, Incoming, Transport
+from node.ops import memory
+from node.ops.metrics import Metrics
+from node.rpc.events import EventHub
 from storage.block import Block, CommitCertificate
 from storage.codec import DecodeError
 from storage.crypto import Signer, sha256
@@ -103,7 +103,7 @@ class DriverConfig:
     # so that their outcomes (carried by the next header) are certified without waiting
     # for more traffic: an evidence certificate needs that next block.
     seal_delay_ms: int = 250
-    # Probes for batches we lack when links come up and while idle (node.catchup).
+    # Probes for batches we lack when links come up and while idle (node.consensus.catchup).
     catch_up: CatchUpConfig = field(default_factory=CatchUpConfig)
 
 

@@ -8,9 +8,9 @@ from typing import Any
 import trio
 
 from contracts.runtime import ChaincodeError
-from node.jsonval import to_json
-from node.records import PutItem, RecordService
-from node.rpc import (
+from node.records.service import PutItem, RecordService
+from node.rpc.jsonval import to_json
+from node.rpc.server import (
     INVALID_PARAMS,
     NOT_FOUND,
     Connection,
