@@ -559,14 +559,19 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
 
 def _tamper_vault(path: Path, record_id: str) -> None:
     """Flip one byte of a stored (encrypted) record, as a disk fault or an intruder would."""
-    import plyvel
+    from storage.kv import LevelDBKV
+    from storage.vault import P_RECORD
 
-    db = plyvel.DB(str(path))
-    key = b"R" + record_id.encode()
-    value = bytearray(db.get(key))
-    value[-5] ^= 0x40
-    db.put(key, bytes(value), sync=True)
-    db.close()
+    db = LevelDBKV(path, create=False, name="vault")
+    try:
+        key = P_RECORD + record_id.encode()
+        raw = db.get(key)
+        assert raw is not None, f"{record_id} is not in the vault"
+        value = bytearray(raw)
+        value[-5] ^= 0x40
+        db.write({key: bytes(value)}, sync=True)
+    finally:
+        db.close()
 
 
 def record_date(fetched: Any) -> str:

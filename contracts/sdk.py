@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any as Any  # re-exported for chaincode annotations
 from typing import TypeVar
 
+from storage.anchor import anchor_sign_bytes as anchor_sign_bytes  # part of the chaincode API
 from storage.crypto import verify as _verify
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -193,34 +194,6 @@ def be4(n: int) -> bytes:
 
 def be8(n: int) -> bytes:
     return n.to_bytes(8, "big")
-
-
-def anchor_sign_bytes(
-    chain_id: str,
-    record_id: str,
-    version: int,
-    patient: str,
-    custodian: str,
-    category: str,
-    clinical_year: int,
-    content_hash: bytes,
-    fields_root: bytes,
-) -> bytes:
-    """What the authoring practitioner signs for a record anchor (docs/evidence.md)."""
-    from storage.crypto import sign_bytes
-
-    return sign_bytes(
-        "medchain/anchor/v2",
-        chain_id,
-        record_id,
-        version,
-        patient,
-        custodian,
-        category,
-        clinical_year,
-        content_hash,
-        fields_root,
-    )
 
 
 def rotation_sign_bytes(chain_id: str, old_key: bytes, new_key: bytes) -> bytes:

@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from storage.anchor import anchor_sign_bytes
 from storage.block import BlockHeader, CommitCertificate
 from storage.codec import (
     DecodeError,
@@ -43,7 +44,7 @@ from storage.codec import (
     pack,
     unpack,
 )
-from storage.crypto import sha256, sign_bytes, verify
+from storage.crypto import sha256, verify
 from storage.fhirdoc import FhirError, canonical_json, load_json
 from storage.genesis import Genesis, GenesisError
 from storage.ledger import Ledger, LedgerError
@@ -66,7 +67,6 @@ MAX_EVIDENCE_BYTES = 1024 * 1024
 MAX_PATH = 64
 MAX_EVENT_BYTES = 16 * 1024
 ANCHOR_EVENTS = ("anchored", "amended")
-ANCHOR_DOMAIN = "medchain/anchor/v2"
 SINGLE_ANCHOR_METHODS = ("anchor", "amend")
 ANCHOR_KEYS = (
     "author",
@@ -161,10 +161,8 @@ class Evidence:
 
 
 def anchor_message(chain_id: str, a: dict[str, Any]) -> bytes:
-    """What an authoring practitioner signs (mirrors contracts.sdk.anchor_sign_bytes,
-    which storage cannot import)."""
-    return sign_bytes(
-        ANCHOR_DOMAIN,
+    """What an authoring practitioner signed for the anchor ``a`` (storage/anchor.py)."""
+    return anchor_sign_bytes(
         chain_id,
         a["record_id"],
         a["version"],
