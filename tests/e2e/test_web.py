@@ -199,6 +199,8 @@ def test_explorer_and_patient_portal_in_chromium(tmp_path: Path) -> None:
                 # signed in, the patient finds their own record by its id
                 page.fill("#search-q", "w-cond-1")
                 page.press("#search-q", "Enter")
+                # the record page itself (the portal, still shown, also says "Condition")
+                expect(page.locator("main h1")).to_contain_text("Record w-cond-1")
                 expect(page.locator("main")).to_contain_text("Condition")
                 page.goto(base + "/#/portal")
                 expect(page.locator("#live")).to_have_text("live updates: on")
