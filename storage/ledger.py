@@ -451,8 +451,12 @@ class Ledger:
             return None
         f = _decoded("tx index", lambda: fields(unpack(data, 64, "tx index"), 2, "tx index"))
         height, index = _decoded("tx index", lambda: (as_int(f[0], "h"), as_int(f[1], "i")))
+        if height > self.height:
+            # Its block's batch is written and the tip not yet advanced (a commit in a
+            # worker thread, or entries a crash left above the tip): not committed here.
+            return None
         raw = self.blocks.get(_indexed(be8(height), K_RESULT, _BE4.pack(index)))
-        if raw is None or height > self.height:
+        if raw is None:
             raise LedgerDamaged(f"the result of transaction {tx_id.hex()} is missing")
         result = _decoded(
             f"result of transaction {tx_id.hex()}",

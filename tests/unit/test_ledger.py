@@ -49,6 +49,21 @@ def test_commit_and_read_back(ledger: Ledger, consortium: Consortium) -> None:
     assert replay_ledger(ledger, c.executor()) == []
 
 
+def test_a_tx_whose_block_is_written_but_not_yet_the_tip_is_not_committed_yet(
+    ledger: Ledger, consortium: Consortium
+) -> None:
+    """A commit runs in a worker thread: its batch is on disk a moment before the tip
+    advances. A reader in between (tx.get, tx.wait) must hear "not yet", never
+    "storage damaged" (a consortium test saw -32010 there)."""
+    c = consortium
+    t = c.tx(c.admin_keys[0])
+    c.commit(ledger, [t.encode()])
+    ledger.height -= 1  # the moment between the write and the tip's advance
+    assert ledger.tx(t.tx_id) is None
+    ledger.height += 1
+    assert ledger.tx(t.tx_id) is not None
+
+
 def test_replay_and_failure_are_deterministic(ledger: Ledger, consortium: Consortium) -> None:
     c = consortium
     a = c.tx(c.admin_keys[0])
