@@ -300,21 +300,33 @@ def check_vault(
 
 def _vault_entries(vault: Vault, limit: int | None) -> list[Finding]:
     """The vault's first ``limit`` entries (None: all) decrypt under this node's key and
-    match their hashes (another node's vault put in its place does not decrypt)."""
-    out: list[Finding] = []
+    match their hashes. At start (a limit) only a vault none of whose entries decrypts
+    is damage — another node's vault put in its place; one damaged record is worth a
+    warning (its fetches name it as an integrity error), not a node that will not run."""
+    bad: list[Finding] = []
+    seen = 0
     try:
-        for n, record_id in enumerate(vault.record_ids()):
-            if limit is not None and n >= limit:
+        for record_id in vault.record_ids():
+            if limit is not None and seen >= limit:
                 break
+            seen += 1
             try:
                 vault.get(record_id)
             except VaultIntegrityError as exc:
-                out.append(Finding("vault", f"{exc} (is this another node's vault?)"))
-                if limit is not None or len(out) >= 20:
+                bad.append(Finding("vault", str(exc), damage=limit is None))
+                if len(bad) >= 20:
                     break
     except StorageDamaged as exc:
-        out.append(Finding("vault", str(exc)))
-    return out
+        return [*bad, Finding("vault", str(exc))]
+    if limit is not None and seen and len(bad) == seen:
+        return [
+            Finding(
+                "vault",
+                f"none of its first {seen} records decrypts under this "
+                "node's key (is this another node's vault?)",
+            )
+        ]
+    return bad
 
 
 def full_store(name: str, store: object, progress: Progress | None = None) -> list[Finding]:

@@ -146,7 +146,7 @@ DAMAGE: list[tuple[str, Callable[[Path], None], str, str]] = [
     ("node-state CURRENT deleted", delete_current("node-state"), "node-state", "--reset-state"),
     ("node-state log deleted", delete_logs("node-state"), "lost its contents", "--reset-state"),
     ("node-state and vault logs deleted", node_state_and_vault_logs, "node-state", "backup"),
-    ("another member's vault", other_vault, "does not decrypt", "backup"),
+    ("another member's vault", other_vault, "another node's vault", "backup"),
 ]
 
 
