@@ -34,6 +34,17 @@ def socket_options(fn: F) -> F:
     return fn
 
 
+def node_config_option(fn: F) -> F:
+    """--config node.toml (required): the node a command runs or works on."""
+    return click.option(
+        "--config",
+        "config",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        required=True,
+        help="The node's config file (node.toml).",
+    )(fn)
+
+
 def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(fn)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from cli.common import node_config_option
 from cli.node_ops import resync, vault_restored, verify
 
 
@@ -18,12 +19,7 @@ def node() -> None:
 
 
 @node.command("start")
-@click.option(
-    "--config",
-    "config",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-)
+@node_config_option
 def start(config: Path) -> None:
     """Run the node daemon in the foreground (SIGTERM or Ctrl-C stops it cleanly)."""
     from node.ops import memory

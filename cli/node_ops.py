@@ -12,6 +12,8 @@ from typing import TypeVar
 
 import click
 
+from cli.common import node_config_option
+
 T = TypeVar("T")
 STORES = ("ledger", "ledger/blocks", "node-state", "vault")
 
@@ -40,12 +42,7 @@ def _refuse_if_running(data_dir: Path) -> None:
 
 
 @click.command("verify")
-@click.option(
-    "--config",
-    "config",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-)
+@node_config_option
 def verify(config: Path) -> None:
     """Check every byte of a stopped node's data: every block and certificate, the
     indexes, every store's checksums, every vault record against its anchor."""
@@ -126,12 +123,7 @@ def verify(config: Path) -> None:
 
 
 @click.command("resync")
-@click.option(
-    "--config",
-    "config",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-)
+@node_config_option
 @click.option(
     "--reset-state",
     is_flag=True,
@@ -166,12 +158,7 @@ def resync(config: Path, reset_state: bool) -> None:
 
 
 @click.command("vault-restored")
-@click.option(
-    "--config",
-    "config",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-)
+@node_config_option
 def vault_restored(config: Path) -> None:
     """Accept a vault restored from a backup: the node starts again with what the copy
     holds. Records stored since the copy was made are not in it — re-import them from
