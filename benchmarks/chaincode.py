@@ -16,11 +16,11 @@ import statistics
 import time
 from typing import Any
 
-from benchmarks.cluster import machine
-from node.consensus.chain import propose_block
-from storage.block import make_certificate
-from storage.crypto import Signer
-from storage.tx import make_tx
+from medchain.localnet.bench.cluster import machine
+from medchain.node.consensus.chain import propose_block
+from medchain.storage.block import make_certificate
+from medchain.storage.crypto import Signer
+from medchain.storage.tx import make_tx
 from tests.chain import Chain
 
 LOCAL = "urn:medchain:items"

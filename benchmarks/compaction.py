@@ -31,9 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.unreplicated import LocalChain
-from contracts.runtime import nonce_key
-from storage.tx import Transaction
+from medchain.contracts.runtime import nonce_key
+from medchain.localnet.bench.unreplicated import LocalChain
+from medchain.storage.tx import Transaction
 
 
 def _process_cpu_s() -> float:

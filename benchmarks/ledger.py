@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from storage.ledger import Ledger
-from storage.tx import decode_verified
+from medchain.storage.ledger import Ledger
+from medchain.storage.tx import decode_verified
 from tests.helpers import Consortium
 
 BLOCK_TXS = 500

@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.unreplicated import LocalChain
-from node.consensus.chain import propose_block
-from node.ops import memory
-from storage.tx import decode_verified
+from medchain.localnet.bench.unreplicated import LocalChain
+from medchain.node.consensus.chain import propose_block
+from medchain.node.ops import memory
+from medchain.storage.tx import decode_verified
 
 
 def _status_mib(field: str) -> int:

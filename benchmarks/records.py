@@ -22,16 +22,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.cluster import machine
-from client.importer import ProviderMap, latest_date, plan_import, run_import
-from client.records import fetch_records
-from client.rpc import RpcClient, TxBuilder
-from contracts.sdk import anchor_sign_bytes
-from localnet.processes import DEFAULT_ORGS, free_ports, local_nodes, net_down, net_up
-from node.consortium import OrgSpec, init_consortium
-from node.rpc.jsonval import from_json
-from storage.crypto import Signer
-from storage.evidence import verify_evidence
+from medchain.client.importer import ProviderMap, latest_date, plan_import, run_import
+from medchain.client.records import fetch_records
+from medchain.client.rpc import RpcClient, TxBuilder
+from medchain.contracts.sdk import anchor_sign_bytes
+from medchain.localnet.bench.cluster import machine
+from medchain.localnet.processes import DEFAULT_ORGS, free_ports, local_nodes, net_down, net_up
+from medchain.node.consortium import OrgSpec, init_consortium
+from medchain.node.rpc.jsonval import from_json
+from medchain.storage.crypto import Signer
+from medchain.storage.evidence import verify_evidence
 
 ROOT = Path(__file__).resolve().parents[1]
 

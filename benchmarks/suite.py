@@ -30,12 +30,19 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks.cluster import ROOT, BenchResult, machine, run_bench
-from benchmarks.unreplicated import run_unreplicated
-from benchmarks.workload import save, setup
-from client.rpc import RpcClient
-from localnet.processes import DEFAULT_ORGS, free_ports, local_nodes, spawn, stop, wait_ready
-from node.consortium import OrgSpec, init_consortium
+from medchain.client.rpc import RpcClient
+from medchain.localnet.bench.cluster import BenchResult, machine, run_bench
+from medchain.localnet.bench.unreplicated import run_unreplicated
+from medchain.localnet.bench.workload import save, setup
+from medchain.localnet.processes import (
+    DEFAULT_ORGS,
+    free_ports,
+    local_nodes,
+    spawn,
+    stop,
+    wait_ready,
+)
+from medchain.node.consortium import OrgSpec, init_consortium
 
 SATURATION_OFFER = {4: 3600.0, 7: 2400.0}  # well above what this machine commits
 # The soak's warm-up: the state read cache (100,000 entries) and the pool's
@@ -177,7 +184,7 @@ class LiveCluster:
                 [
                     sys.executable,
                     "-m",
-                    "benchmarks.loadgen",
+                    "medchain.localnet.bench.loadgen",
                     "--sockets",
                     socks,
                     "--workload",
@@ -189,7 +196,7 @@ class LiveCluster:
                     "--out",
                     str(self.root / f"{tag}-{k}.jsonl"),
                 ],
-                cwd=ROOT,
+                cwd=self.root,
             )
             for k, f in enumerate(files)
         ]

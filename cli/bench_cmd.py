@@ -73,8 +73,8 @@ def bench(
     """Start n node processes, offer signed transactions over RPC from separate
     load-generator processes, and report committed tx/s and latency p50/p99.
     (The full suite with load levels, baselines and catch-up: python -m benchmarks.suite)"""
-    from benchmarks.cluster import machine, run_bench
-    from benchmarks.unreplicated import run_unreplicated
+    from medchain.localnet.bench.cluster import machine, run_bench
+    from medchain.localnet.bench.unreplicated import run_unreplicated
 
     click.echo(
         f"medchain bench on {machine()}: {kind}, {runs} run(s) per size, offered {rate:.0f} tx/s, {duration:.0f}s measured"

@@ -53,7 +53,7 @@ def resolve_socket(socket_path: Path | None, config: Path | None) -> Path:
     if socket_path is not None:
         return socket_path
     if config is not None:
-        from node.config import NodeConfig
+        from medchain.node.config import NodeConfig
 
         return NodeConfig.load(config).rpc_socket
     raise click.UsageError(
@@ -66,7 +66,7 @@ CONNECT_WAIT_ENV = "MEDCHAIN_CONNECT_WAIT"  # seconds to wait for a busy node to
 
 def connect(socket_path: Path | None, config: Path | None) -> Any:
     """An RPC client of the node; says whether no node is there or it is busy."""
-    from client.rpc import BUSY_WAIT_S, NodeUnreachable, RpcClient
+    from medchain.client.rpc import BUSY_WAIT_S, NodeUnreachable, RpcClient
 
     path = resolve_socket(socket_path, config)
     try:
@@ -87,7 +87,7 @@ def load_signer(path: Path) -> Any:
     """The key in ``path`` (MEDCHAIN_KEY_PASSPHRASE for an encrypted one). Commands
     load keys before they contact a node; a KeyFileError is reported by the
     ``medchain`` group (cli/main.py) as one line."""
-    from storage.keyfile import load_key
+    from medchain.storage.keyfile import load_key
 
     return load_key(path)
 
@@ -95,7 +95,7 @@ def load_signer(path: Path) -> Any:
 def rpc_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from client.rpc import RpcError
+        from medchain.client.rpc import RpcError
 
         try:
             return fn(*args, **kwargs)
@@ -113,7 +113,7 @@ def echo_json(obj: Any) -> None:
 
 def org_dirs(directory: Path) -> list[Path]:
     """The organization directories of a consortium made by ``consortium init``, in genesis order."""
-    from storage.genesis import Genesis
+    from medchain.storage.genesis import Genesis
 
     g = Genesis.load(directory / "genesis.toml")
     return [directory / o.org_id for o in g.organizations]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from node.consortium import GENESIS_FILE, OrgSpec, init_consortium
-from storage.genesis import GenesisError
+from medchain.node.consortium import GENESIS_FILE, OrgSpec, init_consortium
+from medchain.storage.genesis import GenesisError
 
 
 @click.group()

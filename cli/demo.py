@@ -17,13 +17,16 @@ import shutil
 import tempfile
 import time
 from collections import Counter
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import click
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "synthea-10"
+# The sample population beside the checkout (`make demo` runs in the checkout).
+DEFAULT_DATA = Path("..") / "shared" / "data" / "synthea-10"
+# Which of the two hospitals holds each provider's records (installed with the package).
+PROVIDERS = Path(str(resources.files("medchain") / "configs" / "synthea-providers.toml"))
 DEMO_ORGS = ["Hospital A:hospital", "Hospital B:hospital", "Insurer:insurer", "Regulator:regulator"]
 DEMO_PATIENT = "a5cb8ce9"  # a Synthea patient with records at both hospitals
 LOCAL = "urn:medchain:items"
@@ -84,7 +87,7 @@ def demo(data: Path | None, directory: Path | None, keep: bool) -> None:
         )
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="medchain-demo-"))
     cdir = root / "consortium"
-    from localnet.processes import net_down
+    from medchain.localnet.processes import net_down
 
     ok = False
     try:
@@ -99,15 +102,15 @@ def demo(data: Path | None, directory: Path | None, keep: bool) -> None:
 
 
 def run(cdir: Path, data: Path, keep: bool) -> None:
-    from client.importer import ProviderMap, latest_date, plan_import, run_import
-    from client.records import fetch_records
-    from client.rpc import RpcClient, TxBuilder
-    from localnet.processes import free_ports, local_nodes, net_up, spawn, stop, wait_ready
-    from node.consortium import OrgSpec, init_consortium
-    from storage.crypto import Signer
-    from storage.evidence import verify_evidence
-    from storage.fhirdoc import Disclosure, disclose, summary
-    from storage.keyfile import save_key
+    from medchain.client.importer import ProviderMap, latest_date, plan_import, run_import
+    from medchain.client.records import fetch_records
+    from medchain.client.rpc import RpcClient, TxBuilder
+    from medchain.localnet.processes import free_ports, local_nodes, net_up, spawn, stop, wait_ready
+    from medchain.node.consortium import OrgSpec, init_consortium
+    from medchain.storage.crypto import Signer
+    from medchain.storage.evidence import verify_evidence
+    from medchain.storage.fhirdoc import Disclosure, disclose, summary
+    from medchain.storage.keyfile import save_key
 
     s = Story()
     click.secho(
@@ -198,9 +201,7 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
     )
     newest = latest_date(data)
     shift = (datetime.date.today() - datetime.timedelta(days=7) - newest).days if newest else 0
-    plan = plan_import(
-        data, ProviderMap.load(ROOT / "configs" / "synthea-providers.toml"), pseudonyms, shift
-    )
+    plan = plan_import(data, ProviderMap.load(PROVIDERS), pseudonyms, shift)
     t = time.perf_counter()
     with click.progressbar(length=plan.total, label="    importing") as bar:
         done = [0]
@@ -559,8 +560,8 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
 
 def _tamper_vault(path: Path, record_id: str) -> None:
     """Flip one byte of a stored (encrypted) record, as a disk fault or an intruder would."""
-    from storage.kv import LevelDBKV
-    from storage.vault import P_RECORD
+    from medchain.storage.kv import LevelDBKV
+    from medchain.storage.vault import P_RECORD
 
     db = LevelDBKV(path, create=False, name="vault")
     try:
@@ -576,7 +577,7 @@ def _tamper_vault(path: Path, record_id: str) -> None:
 
 def record_date(fetched: Any) -> str:
     """A fetched record's exact clinical date (from its content: the chain has its year)."""
-    from storage.fhirdoc import FhirError, clinical_date
+    from medchain.storage.fhirdoc import FhirError, clinical_date
 
     try:
         return clinical_date(fetched.resource or {})

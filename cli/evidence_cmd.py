@@ -9,7 +9,14 @@ from typing import Any
 
 import click
 
-from cli.common import connect, echo_json, json_option, load_signer, rpc_errors, socket_options
+from medchain.cli.common import (
+    connect,
+    echo_json,
+    json_option,
+    load_signer,
+    rpc_errors,
+    socket_options,
+)
 
 
 @click.group()
@@ -55,7 +62,7 @@ def genesis_options(fn: Any) -> Any:
 
 
 def pinned_hash(genesis_hash: str | None, genesis_file: Path | None) -> bytes | None:
-    from storage.genesis import Genesis, GenesisError
+    from medchain.storage.genesis import Genesis, GenesisError
 
     if genesis_file is not None:
         try:
@@ -102,7 +109,7 @@ def verify(
     """Verify a certificate fully offline: no node, no network. Exit 0 if it verifies
     against the pinned genesis, 1 if anything fails, 3 if it holds but no genesis was
     pinned (docs/evidence.md says what is checked)."""
-    from storage.evidence import verify_evidence
+    from medchain.storage.evidence import verify_evidence
 
     pinned = pinned_hash(genesis_hash, genesis_file)
     verdict = verify_evidence(file.read_bytes(), pinned, content.read_bytes() if content else None)
@@ -172,10 +179,10 @@ def disclose(
     config: Path | None,
 ) -> None:
     """Produce a proof revealing one field of a record."""
-    from client.records import fetch_records
-    from client.rpc import TxBuilder
-    from storage.fhirdoc import FhirError
-    from storage.fhirdoc import disclose as make_proof
+    from medchain.client.records import fetch_records
+    from medchain.client.rpc import TxBuilder
+    from medchain.storage.fhirdoc import FhirError
+    from medchain.storage.fhirdoc import disclose as make_proof
 
     my_key = load_signer(key) if key is not None else None
     with connect(socket_path, config) as c:
@@ -227,9 +234,9 @@ def verify_proof(
     """Check a disclosure proof against the record's on-chain anchor (from a node, or offline
     from an evidence certificate, pinned to the consortium's genesis). Exit 1 if it does not
     hold, 3 if it holds against an evidence certificate whose genesis was not pinned."""
-    from node.rpc.jsonval import from_json
-    from storage.evidence import verify_evidence
-    from storage.fhirdoc import Disclosure, FhirError, load_json
+    from medchain.node.rpc.jsonval import from_json
+    from medchain.storage.evidence import verify_evidence
+    from medchain.storage.fhirdoc import Disclosure, FhirError, load_json
 
     try:
         d = Disclosure.from_json(load_json(file.read_bytes()))

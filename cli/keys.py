@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from storage.crypto import Signer
-from storage.keyfile import KeyFileError, load_key, save_key
+from medchain.storage.crypto import Signer
+from medchain.storage.keyfile import KeyFileError, load_key, save_key
 
 
 @click.command()

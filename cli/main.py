@@ -8,16 +8,16 @@ from typing import Any
 
 import click
 
-from cli.bench_cmd import bench
-from cli.consortium import consortium
-from cli.demo import demo
-from cli.evidence_cmd import evidence, proof
-from cli.keys import keygen
-from cli.net_cmd import net
-from cli.node_cmd import node
-from cli.portal_cmd import portal
-from cli.records_cmd import patient, practitioner, records
-from cli.status_cmds import block, status, tx
+from medchain.cli.bench_cmd import bench
+from medchain.cli.consortium import consortium
+from medchain.cli.demo import demo
+from medchain.cli.evidence_cmd import evidence, proof
+from medchain.cli.keys import keygen
+from medchain.cli.net_cmd import net
+from medchain.cli.node_cmd import node
+from medchain.cli.portal_cmd import portal
+from medchain.cli.records_cmd import patient, practitioner, records
+from medchain.cli.status_cmds import block, status, tx
 
 DEBUG_ENV = "MEDCHAIN_DEBUG"  # set: an unexpected error shows its traceback
 
@@ -27,7 +27,7 @@ class MedchainGroup(click.Group):
     unexpected one end a command with one line on stderr and a non-zero exit."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from storage.keyfile import KeyFileError
+        from medchain.storage.keyfile import KeyFileError
 
         try:
             return super().invoke(ctx)

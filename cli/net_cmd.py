@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from cli.common import echo_json, json_option
+from medchain.cli.common import echo_json, json_option
 
 
 def _dir_option(fn: Any) -> Any:
@@ -30,7 +30,7 @@ def net() -> None:
 @json_option
 def up(directory: Path, as_json: bool) -> None:
     """Start every node in the background (logs: DIR/<org>/node.log) and wait until all answer."""
-    from localnet.processes import net_up
+    from medchain.localnet.processes import net_up
 
     try:
         statuses = net_up(
@@ -50,7 +50,7 @@ def up(directory: Path, as_json: bool) -> None:
 @_dir_option
 def down(directory: Path) -> None:
     """Stop every node (SIGTERM, then SIGKILL after 10 s)."""
-    from localnet.processes import net_down
+    from medchain.localnet.processes import net_down
 
     n = net_down(directory, progress=lambda s: click.echo(f"  {s}"))
     click.echo(f"stopped {n} node(s)")
@@ -61,8 +61,8 @@ def down(directory: Path) -> None:
 @json_option
 def status(directory: Path, as_json: bool) -> None:
     """Show each node's process, height, view and peers."""
-    from client.rpc import NodeBusy, RpcClient
-    from localnet.processes import local_nodes
+    from medchain.client.rpc import NodeBusy, RpcClient
+    from medchain.localnet.processes import local_nodes
 
     rows = []
     for n in local_nodes(directory):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from cli.common import node_config_option
-from cli.node_ops import resync, vault_restored, verify
+from medchain.cli.common import node_config_option
+from medchain.cli.node_ops import resync, vault_restored, verify
 
 
 @click.group("node")
@@ -22,17 +22,17 @@ def node() -> None:
 @node_config_option
 def start(config: Path) -> None:
     """Run the node daemon in the foreground (SIGTERM or Ctrl-C stops it cleanly)."""
-    from node.ops import memory
+    from medchain.node.ops import memory
 
     env = memory.allocator_env(dict(os.environ), memory.jemalloc_path())
     if env is not None:  # same process id, now on jemalloc (node/ops/memory.py says why)
         os.execve(sys.executable, sys.orig_argv, env)
-    from node.config import ConfigError
-    from node.daemon import NodeError, run_node
-    from storage.genesis import GenesisError
-    from storage.keyfile import KeyFileError
-    from storage.kv import StoreError
-    from storage.ledger import GenesisMismatch
+    from medchain.node.config import ConfigError
+    from medchain.node.daemon import NodeError, run_node
+    from medchain.storage.genesis import GenesisError
+    from medchain.storage.keyfile import KeyFileError
+    from medchain.storage.kv import StoreError
+    from medchain.storage.ledger import GenesisMismatch
 
     try:
         code = run_node(config)

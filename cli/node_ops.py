@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import click
 
-from cli.common import node_config_option
+from medchain.cli.common import node_config_option
 
 T = TypeVar("T")
 STORES = ("ledger", "ledger/blocks", "node-state", "vault")
@@ -46,14 +46,14 @@ def _refuse_if_running(data_dir: Path) -> None:
 def verify(config: Path) -> None:
     """Check every byte of a stopped node's data: every block and certificate, the
     indexes, every store's checksums, every vault record against its anchor."""
-    from node.config import NodeConfig
-    from node.daemon import next_step
-    from storage import integrity
-    from storage.genesis import Genesis
-    from storage.keyfile import load_key
-    from storage.kv import LevelDBKV, StoreError, StoreUnwritable
-    from storage.ledger import Ledger
-    from storage.vault import Vault, master_key_from_seed
+    from medchain.node.config import NodeConfig
+    from medchain.node.daemon import next_step
+    from medchain.storage import integrity
+    from medchain.storage.genesis import Genesis
+    from medchain.storage.keyfile import load_key
+    from medchain.storage.kv import LevelDBKV, StoreError, StoreUnwritable
+    from medchain.storage.ledger import Ledger
+    from medchain.storage.vault import Vault, master_key_from_seed
 
     cfg = NodeConfig.load(config)
     genesis = Genesis.load(cfg.genesis_file)
@@ -133,7 +133,7 @@ def resync(config: Path, reset_state: bool) -> None:
     """Set a stopped node's ledger aside; at its next start the node fetches every
     block again from the other members, each checked against its commit certificate.
     The vault is never touched."""
-    from node.config import NodeConfig
+    from medchain.node.config import NodeConfig
 
     cfg = NodeConfig.load(config)
     data = cfg.data_dir
@@ -163,13 +163,13 @@ def vault_restored(config: Path) -> None:
     """Accept a vault restored from a backup: the node starts again with what the copy
     holds. Records stored since the copy was made are not in it — re-import them from
     the source system (records import is idempotent)."""
-    from node.config import NodeConfig
-    from storage import integrity
-    from storage.genesis import Genesis
-    from storage.keyfile import load_key
-    from storage.kv import LevelDBKV, StoreError
-    from storage.ledger import Ledger
-    from storage.vault import K_MIRROR, Vault, master_key_from_seed
+    from medchain.node.config import NodeConfig
+    from medchain.storage import integrity
+    from medchain.storage.genesis import Genesis
+    from medchain.storage.keyfile import load_key
+    from medchain.storage.kv import LevelDBKV, StoreError
+    from medchain.storage.ledger import Ledger
+    from medchain.storage.vault import K_MIRROR, Vault, master_key_from_seed
 
     cfg = NodeConfig.load(config)
     genesis = Genesis.load(cfg.genesis_file)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import click
 
-from node.web.portal import login_sign_bytes
-from storage.keyfile import load_key
+from medchain.node.web.portal import login_sign_bytes
+from medchain.storage.keyfile import load_key
 
 
 @click.group()

@@ -10,12 +10,19 @@ from typing import Any
 
 import click
 
-from cli.common import connect, echo_json, json_option, load_signer, rpc_errors, socket_options
+from medchain.cli.common import (
+    connect,
+    echo_json,
+    json_option,
+    load_signer,
+    rpc_errors,
+    socket_options,
+)
 
 
 def _new_key(out: Path) -> Any:
-    from storage.crypto import Signer
-    from storage.keyfile import KeyFileError, save_key
+    from medchain.storage.crypto import Signer
+    from medchain.storage.keyfile import KeyFileError, save_key
 
     signer = Signer.generate()
     try:
@@ -26,7 +33,7 @@ def _new_key(out: Path) -> Any:
 
 
 def _builder(key: Path, chain_id: str) -> Any:
-    from client.rpc import TxBuilder
+    from medchain.client.rpc import TxBuilder
 
     return TxBuilder(load_signer(key), chain_id)
 
@@ -65,7 +72,7 @@ def practitioner_add(
     as_json: bool,
 ) -> None:
     """Create a key for a practitioner and register it for the admin's organization."""
-    from client.rpc import TxBuilder
+    from medchain.client.rpc import TxBuilder
 
     admin_signer = load_signer(admin_key)
     with connect(socket_path, config) as c:
@@ -114,7 +121,7 @@ def patient_register(
     out: Path, socket_path: Path | None, config: Path | None, as_json: bool
 ) -> None:
     """Create a patient key and register its pseudonym on chain."""
-    from client.rpc import TxBuilder
+    from medchain.client.rpc import TxBuilder
 
     with connect(socket_path, config) as c:
         signer = _new_key(out)
@@ -197,9 +204,9 @@ def records_import(
     stored encrypted in that node's vault and anchored on chain in bulk."""
     import datetime
 
-    from client.importer import ProviderMap, latest_date, plan_import, run_import
-    from client.rpc import RpcClient
-    from localnet.processes import local_nodes
+    from medchain.client.importer import ProviderMap, latest_date, plan_import, run_import
+    from medchain.client.rpc import RpcClient
+    from medchain.localnet.processes import local_nodes
 
     if shift_to_today:
         newest = latest_date(source)
@@ -293,9 +300,9 @@ def timeline(
     requester may read are fetched from their custodians and verified. The chain
     holds each record's year; exact dates come with the records fetched (and from
     this node's own vault), so records not readable sort last within their year."""
-    from client.records import fetch_records
-    from client.rpc import TxBuilder
-    from storage.fhirdoc import FhirError, clinical_date, summary
+    from medchain.client.records import fetch_records
+    from medchain.client.rpc import TxBuilder
+    from medchain.storage.fhirdoc import FhirError, clinical_date, summary
 
     my_key = load_signer(key)
     with connect(socket_path, config) as c:

@@ -9,7 +9,14 @@ from typing import Any
 
 import click
 
-from cli.common import connect, echo_json, json_option, load_signer, rpc_errors, socket_options
+from medchain.cli.common import (
+    connect,
+    echo_json,
+    json_option,
+    load_signer,
+    rpc_errors,
+    socket_options,
+)
 
 
 @click.command()
@@ -68,8 +75,8 @@ def send(
     as_json: bool,
 ) -> None:
     """Sign a transaction with KEY and submit it."""
-    from client.rpc import TxBuilder
-    from node.rpc.jsonval import JsonValueError, from_json
+    from medchain.client.rpc import TxBuilder
+    from medchain.node.rpc.jsonval import JsonValueError, from_json
 
     try:
         args = from_json(json.loads(args_json))

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from client.rpc import RpcClient, TxBuilder
-from node.rpc.jsonval import from_json
-from storage.fhirdoc import (
+from medchain.client.rpc import RpcClient, TxBuilder
+from medchain.node.rpc.jsonval import from_json
+from medchain.storage.fhirdoc import (
     FhirError,
     canonical_json,
     clinical_date,

@@ -11,11 +11,11 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from client.rpc import RpcClient, TxBuilder
-from node.records.wire import open_payload
-from node.rpc.jsonval import from_json
-from storage.crypto import sha256
-from storage.fhirdoc import load_json
+from medchain.client.rpc import RpcClient, TxBuilder
+from medchain.node.records.wire import open_payload
+from medchain.node.rpc.jsonval import from_json
+from medchain.storage.crypto import sha256
+from medchain.storage.fhirdoc import load_json
 
 
 class IntegrityError(Exception):

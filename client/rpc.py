@@ -24,10 +24,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from storage.crypto import Signer
-from storage.keyfile import load_key
-from storage.signed_query import sign_query
-from storage.tx import Transaction, make_tx
+from medchain.storage.crypto import Signer
+from medchain.storage.keyfile import load_key
+from medchain.storage.signed_query import sign_query
+from medchain.storage.tx import Transaction, make_tx
 
 
 class RpcError(Exception):
@@ -284,7 +284,7 @@ class RpcClient:
 
 
 def query_params(contract: str, method: str, args: Any, signer: TxBuilder | None) -> dict[str, Any]:
-    from node.rpc.jsonval import from_json, to_json
+    from medchain.node.rpc.jsonval import from_json, to_json
 
     params: dict[str, Any] = {"contract": contract, "method": method, "args": to_json(args)}
     if signer is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from storage.crypto import sha256
+from medchain.storage.crypto import sha256
 
 
 @dataclass(frozen=True)

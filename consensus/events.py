@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from consensus.messages import Commit, CommittedEntry, Message
+from medchain.consensus.messages import Commit, CommittedEntry, Message
 
 # -- events -------------------------------------------------------------------------
 
@@ -113,7 +113,7 @@ class Deliver:
 
     @property
     def is_null(self) -> bool:
-        from consensus.messages import NULL_DIGEST
+        from medchain.consensus.messages import NULL_DIGEST
 
         return self.digest == NULL_DIGEST
 

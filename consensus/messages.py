@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Self
 
-from storage.block import commit_sign_bytes
-from storage.codec import DecodeError, as_bytes, as_int, as_list, fields, pack, unpack
-from storage.crypto import HASH_BYTES, SIGNATURE_BYTES, sha256, sign_bytes
+from medchain.storage.block import commit_sign_bytes
+from medchain.storage.codec import DecodeError, as_bytes, as_int, as_list, fields, pack, unpack
+from medchain.storage.crypto import HASH_BYTES, SIGNATURE_BYTES, sha256, sign_bytes
 
 MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 MAX_NESTED = 4096

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from consensus.messages import Checkpoint, Prepare, PrePrepare, decode_message
-from storage.codec import DecodeError, as_bytes, as_int, as_list, fields, pack, unpack
-from storage.crypto import HASH_BYTES
+from medchain.consensus.messages import Checkpoint, Prepare, PrePrepare, decode_message
+from medchain.storage.codec import DecodeError, as_bytes, as_int, as_list, fields, pack, unpack
+from medchain.storage.crypto import HASH_BYTES
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from consensus.config import ReplicaConfig
-from consensus.events import (
+from medchain.consensus.config import ReplicaConfig
+from medchain.consensus.events import (
     TIMER_FETCH,
     TIMER_PROGRESS,
     TIMER_VIEW_CHANGE,
@@ -41,7 +41,7 @@ from consensus.events import (
     StateFetched,
     TimerFired,
 )
-from consensus.messages import (
+from medchain.consensus.messages import (
     Checkpoint,
     Commit,
     CommittedEntry,
@@ -53,9 +53,9 @@ from consensus.messages import (
     SignFn,
     ViewChange,
 )
-from consensus.persist import PersistedState, SlotRecord, StableRecord, ViewRecord
-from consensus.verify import batch_matches, check_commit_quorum, check_entry
-from consensus.viewchange import (
+from medchain.consensus.persist import PersistedState, SlotRecord, StableRecord, ViewRecord
+from medchain.consensus.verify import batch_matches, check_commit_quorum, check_entry
+from medchain.consensus.viewchange import (
     NewViewPlan,
     check_checkpoint_proof,
     check_view_change,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from consensus.messages import (
+from medchain.consensus.messages import (
     NULL_DIGEST,
     Commit,
     CommittedEntry,
@@ -20,7 +20,7 @@ from consensus.messages import (
     StateReply,
     ViewChange,
 )
-from storage.crypto import verify
+from medchain.storage.crypto import verify
 
 
 class Verifier(Protocol):

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from consensus.config import ReplicaConfig
-from consensus.messages import NULL_DIGEST, Checkpoint, Commit, PreparedCert, ViewChange
-from consensus.verify import batch_matches, check_commit_quorum
+from medchain.consensus.config import ReplicaConfig
+from medchain.consensus.messages import NULL_DIGEST, Checkpoint, Commit, PreparedCert, ViewChange
+from medchain.consensus.verify import batch_matches, check_commit_quorum
 
 
 def check_prepared_cert(pc: PreparedCert, cfg: ReplicaConfig) -> str | None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from contracts.chaincodes import bundled_hashes, bundled_sources
-from contracts.kv import KVChaincode
-from contracts.lifecycle import LifecycleChaincode
-from contracts.runtime import Chaincode, Executor
-from storage.genesis import Genesis
+from medchain.contracts.chaincodes import bundled_hashes, bundled_sources
+from medchain.contracts.kv import KVChaincode
+from medchain.contracts.lifecycle import LifecycleChaincode
+from medchain.contracts.runtime import Chaincode, Executor
+from medchain.storage.genesis import Genesis
 
 
 def make_executor(genesis: Genesis) -> Executor:

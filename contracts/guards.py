@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from contracts.sdk import Reject
+from medchain.contracts.sdk import Reject
 
 MAX_INT_BITS = 4096
 MAX_ITEMS = 1 << 18

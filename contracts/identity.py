@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from storage.codec import DecodeError, as_value, unpack
-from storage.genesis import Genesis
+from medchain.storage.codec import DecodeError, as_value, unpack
+from medchain.storage.genesis import Genesis
 
 REGISTRY_KEY_PREFIX = b"registry\x00key/"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts.runtime import ChaincodeError, Context
+from medchain.contracts.runtime import ChaincodeError, Context
 
 MAX_KEY = 256
 MAX_VALUE = 16 * 1024

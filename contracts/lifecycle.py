@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from contracts.loader import ChaincodeLoadError, check_source, source_hash
-from contracts.runtime import LIFECYCLE, Context
-from contracts.sdk import Reject, arg_int, arg_str, args_dict, require
+from medchain.contracts.loader import ChaincodeLoadError, check_source, source_hash
+from medchain.contracts.runtime import LIFECYCLE, Context
+from medchain.contracts.sdk import Reject, arg_int, arg_str, args_dict, require
 
 RESERVED = {"lifecycle", "kv"}
 NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")  # as in the genesis

@@ -1,6 +1,6 @@
 """Loading chaincode modules from source, checked for determinism.
 
-A chaincode module is plain Python that imports only ``contracts.sdk``. Before
+A chaincode module is plain Python that imports only ``medchain.contracts.sdk``. Before
 it runs, its syntax tree is checked and rewritten (contracts/sandbox.py says
 what is allowed and why): allow-listed names and attributes, constants only
 at module level, no floats, sets, classes or reflection, guards on what C code
@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from contracts import sdk
-from contracts.guards import GUARDS, StepBudgetExceeded, with_budget
-from contracts.sandbox import SAFE_BUILTINS, Checker, Instrument
+from medchain.contracts import sdk
+from medchain.contracts.guards import GUARDS, StepBudgetExceeded, with_budget
+from medchain.contracts.sandbox import SAFE_BUILTINS, Checker, Instrument
 
 DEFAULT_STEP_BUDGET = 200_000
 __all__ = ["DEFAULT_STEP_BUDGET", "StepBudgetExceeded", "load_module", "with_budget"]
@@ -82,7 +82,7 @@ def load_module(source: str, name: str) -> LoadedModule:
 def _import_sdk_only(
     name: str, globals_: Any = None, locals_: Any = None, fromlist: Any = (), level: int = 0
 ) -> Any:
-    if name == "contracts.sdk":
+    if name == "medchain.contracts.sdk":
         return sdk
     if name == "__future__":
         import __future__

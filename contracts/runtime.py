@@ -22,8 +22,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgpack
 
-from contracts.identity import ANONYMOUS_IDENTITY, Identity, resolve
-from contracts.loader import (
+from medchain.contracts.identity import ANONYMOUS_IDENTITY, Identity, resolve
+from medchain.contracts.loader import (
     DEFAULT_STEP_BUDGET,
     LoadedModule,
     StepBudgetExceeded,
@@ -31,14 +31,14 @@ from contracts.loader import (
     source_hash,
     with_budget,
 )
-from contracts.sdk import Reject
-from storage.block import Block
-from storage.codec import DecodeError, canonical, pack
-from storage.executed import ExecutedBlock
-from storage.genesis import Genesis
-from storage.receipts import receipt_of, sized_receipt
-from storage.state import FAILED, OK, Event, TxResult
-from storage.tx import Transaction
+from medchain.contracts.sdk import Reject
+from medchain.storage.block import Block
+from medchain.storage.codec import DecodeError, canonical, pack
+from medchain.storage.executed import ExecutedBlock
+from medchain.storage.genesis import Genesis
+from medchain.storage.receipts import receipt_of, sized_receipt
+from medchain.storage.state import FAILED, OK, Event, TxResult
+from medchain.storage.tx import Transaction
 
 NONCE_NS = b"_nonce\x00"
 LIFECYCLE = "lifecycle"

@@ -6,7 +6,7 @@ namespace, and finish in bounded time and memory. Python gives none of that
 by itself, so:
 
 - **Names and attributes are allow-listed.** Only the builtins below, only
-  the public API of contracts.sdk, and only attributes named in
+  the public API of medchain.contracts.sdk, and only attributes named in
   ``ALLOWED_ATTRIBUTES`` (the chaincode context's API, identities, the
   genesis's organizations, and plain methods of dicts, lists, text and
   integers). No frames, code objects, tracebacks or ``format`` strings, so
@@ -41,10 +41,10 @@ from __future__ import annotations
 import ast
 import re
 
-from contracts.guards import GUARD
-from contracts.sdk import CHAINCODE_API
+from medchain.contracts.guards import GUARD
+from medchain.contracts.sdk import CHAINCODE_API
 
-ALLOWED_IMPORTS = {"contracts.sdk", "__future__"}
+ALLOWED_IMPORTS = {"medchain.contracts.sdk", "__future__"}
 SAFE_BUILTINS = (
     "abs",
     "all",
@@ -286,15 +286,20 @@ class Checker(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Import(self, node: ast.Import) -> None:
-        self.fail(node, "only 'from contracts.sdk import ...' is allowed")
+        self.fail(node, "only 'from medchain.contracts.sdk import ...' is allowed")
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         if node.module not in ALLOWED_IMPORTS or node.level:
-            self.fail(node, f"import from {node.module!r} is not allowed (only contracts.sdk)")
-        elif node.module == "contracts.sdk":
+            self.fail(
+                node, f"import from {node.module!r} is not allowed (only medchain.contracts.sdk)"
+            )
+        elif node.module == "medchain.contracts.sdk":
             for alias in node.names:
                 if alias.name not in CHAINCODE_API or alias.asname is not None:
-                    self.fail(node, f"contracts.sdk.{alias.name} is not part of the chaincode API")
+                    self.fail(
+                        node,
+                        f"medchain.contracts.sdk.{alias.name} is not part of the chaincode API",
+                    )
 
     def visit_Call(self, node: ast.Call) -> None:
         f = node.func

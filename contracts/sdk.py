@@ -1,4 +1,4 @@
-"""What chaincode modules may import: ``from contracts.sdk import ...``.
+"""What chaincode modules may import: ``from medchain.contracts.sdk import ...``.
 
 Everything here is deterministic: no clock (use ``ctx.timestamp_ms``, the
 block's consensus time), no randomness, no floats (money is integer cents,
@@ -13,8 +13,10 @@ from collections.abc import Callable
 from typing import Any as Any  # re-exported for chaincode annotations
 from typing import TypeVar
 
-from storage.anchor import anchor_sign_bytes as anchor_sign_bytes  # part of the chaincode API
-from storage.crypto import verify as _verify
+from medchain.storage.anchor import (
+    anchor_sign_bytes as anchor_sign_bytes,  # part of the chaincode API
+)
+from medchain.storage.crypto import verify as _verify
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -198,7 +200,7 @@ def be8(n: int) -> bytes:
 
 def rotation_sign_bytes(chain_id: str, old_key: bytes, new_key: bytes) -> bytes:
     """What a new key signs to prove possession when it replaces ``old_key``."""
-    from storage.crypto import sign_bytes
+    from medchain.storage.crypto import sign_bytes
 
     return sign_bytes("medchain/rotate-key/v1", chain_id, old_key, new_key)
 

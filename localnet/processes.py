@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from node.config import NodeConfig
-from storage.genesis import Genesis
+from medchain.node.config import NodeConfig
+from medchain.storage.genesis import Genesis
 
 PID_FILE = "node.pid"
 DEFAULT_ORGS = [
@@ -83,13 +83,21 @@ def spawn(node: LocalNode, extra_env: dict[str, str] | None = None) -> subproces
     env.update(extra_env or {})
     out = open(node.directory / OUT_FILE, "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "node", "start", "--config", str(node.config_path)],
+        [
+            sys.executable,
+            "-m",
+            "medchain.cli",
+            "node",
+            "start",
+            "--config",
+            str(node.config_path.resolve()),
+        ],
         stdout=out,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
         env=env,
-        cwd=str(Path(__file__).resolve().parents[1]),
+        cwd=str(node.directory.resolve()),  # the child's paths do not depend on ours
     )
     out.close()
     node.pid_file.write_text(f"{proc.pid}\n")
@@ -100,7 +108,7 @@ def wait_ready(
     node: LocalNode, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None
 ) -> dict[str, Any]:
     """Wait until the node answers node.status on its RPC socket."""
-    from client.rpc import RpcClient
+    from medchain.client.rpc import RpcClient
 
     sock = node.config.rpc_socket
     deadline = time.monotonic() + timeout

@@ -14,7 +14,7 @@ from typing import Any
 
 import tomli_w
 
-from node.web.limits import WebLimits
+from medchain.node.web.limits import WebLimits
 
 DEFAULT_RELEASE_WINDOW_S = 60
 DEFAULT_REFUSAL_LOGS_PER_MINUTE = 20

@@ -8,11 +8,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from contracts.bundle import bundled_hashes
-from node.config import NodeConfig, PeerConfig
-from storage.crypto import Signer
-from storage.genesis import ROLES, ConsensusParams, Genesis, GenesisError, Organization
-from storage.keyfile import save_key
+from medchain.contracts.bundle import bundled_hashes
+from medchain.node.config import NodeConfig, PeerConfig
+from medchain.storage.crypto import Signer
+from medchain.storage.genesis import ROLES, ConsensusParams, Genesis, GenesisError, Organization
+from medchain.storage.keyfile import save_key
 
 GENESIS_FILE = "genesis.toml"
 NODE_CONFIG = "node.toml"

@@ -20,27 +20,27 @@ from typing import Any, TypeVar
 
 import trio
 
-from contracts.bundle import make_executor
-from contracts.runtime import Executor
-from node.config import NodeConfig
-from node.consensus.driver import Driver, DriverConfig
-from node.net.p2p import Libp2pTransport, P2PConfig, PeerAddress
-from node.net.transport import Transport
-from node.ops import memory
-from node.records.release import ReleasePolicy, StoredRedemptions
-from node.records.service import RecordService
-from node.rpc.chain_api import register
-from node.rpc.records_api import register_records
-from node.rpc.server import STORAGE_DAMAGED, STORAGE_FAILED, RpcError, RpcServer
-from node.web.app import History, build_app
-from node.web.http import HttpServer
-from node.web.portal import Sessions
-from storage import integrity
-from storage.genesis import Genesis
-from storage.keyfile import load_key
-from storage.kv import LevelDBKV, StorageDamaged, StoreError, StoreLocked, StoreUnwritable
-from storage.ledger import Ledger
-from storage.vault import Vault, master_key_from_seed
+from medchain.contracts.bundle import make_executor
+from medchain.contracts.runtime import Executor
+from medchain.node.config import NodeConfig
+from medchain.node.consensus.driver import Driver, DriverConfig
+from medchain.node.net.p2p import Libp2pTransport, P2PConfig, PeerAddress
+from medchain.node.net.transport import Transport
+from medchain.node.ops import memory
+from medchain.node.records.release import ReleasePolicy, StoredRedemptions
+from medchain.node.records.service import RecordService
+from medchain.node.rpc.chain_api import register
+from medchain.node.rpc.records_api import register_records
+from medchain.node.rpc.server import STORAGE_DAMAGED, STORAGE_FAILED, RpcError, RpcServer
+from medchain.node.web.app import History, build_app
+from medchain.node.web.http import HttpServer
+from medchain.node.web.portal import Sessions
+from medchain.storage import integrity
+from medchain.storage.genesis import Genesis
+from medchain.storage.keyfile import load_key
+from medchain.storage.kv import LevelDBKV, StorageDamaged, StoreError, StoreLocked, StoreUnwritable
+from medchain.storage.ledger import Ledger
+from medchain.storage.vault import Vault, master_key_from_seed
 
 log = logging.getLogger("medchain.node")
 # Test switches: only with these set does the daemon load testing/ (never in production).
@@ -159,7 +159,9 @@ class Node:
         )
         self.transport: Transport = self.p2p
         if os.environ.get(BYZANTINE_ENV):  # test-only: a member that misbehaves on purpose
-            byzantine = importlib.import_module("testing.byzantine")  # by name: see pyproject
+            byzantine = importlib.import_module(
+                "medchain.testing.byzantine"
+            )  # by name: see pyproject
             self.transport = byzantine.ByzantineTransport(
                 self.p2p,
                 byzantine.modes_from_env(),
@@ -199,7 +201,7 @@ class Node:
         register(self.rpc, self.driver)
         register_records(self.rpc, self.records)
         if os.environ.get(FAULTS_ENV) == "1":  # test-only: the fault switch (testing/)
-            faults = importlib.import_module("testing.faults")
+            faults = importlib.import_module("medchain.testing.faults")
             log.warning(
                 "TEST FAULTS ENABLED: debug.cut can cut this node's links",
                 extra={"event": "test-faults"},
@@ -363,7 +365,7 @@ class Node:
 
 
 def run_node(config_path: Path) -> int:
-    from node.ops.logs import setup_logging
+    from medchain.node.ops.logs import setup_logging
 
     config = NodeConfig.load(config_path)
     setup_logging(config.org_id, config.log_level, config.log_file)

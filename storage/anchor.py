@@ -1,9 +1,9 @@
 """What the authoring practitioner signs for a record anchor — in one place, for the
-records chaincode (through contracts.sdk) and the evidence verifier (docs/evidence.md)."""
+records chaincode (through medchain.contracts.sdk) and the evidence verifier (docs/evidence.md)."""
 
 from __future__ import annotations
 
-from storage.crypto import sign_bytes
+from medchain.storage.crypto import sign_bytes
 
 ANCHOR_DOMAIN = "medchain/anchor/v2"
 

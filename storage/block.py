@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from storage.codec import (
+from medchain.storage.codec import (
     DecodeError,
     as_bytes,
     as_int,
@@ -25,7 +25,7 @@ from storage.codec import (
     pack,
     unpack,
 )
-from storage.crypto import (
+from medchain.storage.crypto import (
     DOMAIN_COMMIT,
     HASH_BYTES,
     PUBLIC_KEY_BYTES,
@@ -35,8 +35,8 @@ from storage.crypto import (
     sign_bytes,
     verify,
 )
-from storage.merkle import inclusion_proof, merkle_root
-from storage.tx import MAX_NAME, MAX_TX_BYTES, Transaction
+from medchain.storage.merkle import inclusion_proof, merkle_root
+from medchain.storage.tx import MAX_NAME, MAX_TX_BYTES, Transaction
 
 MAX_BLOCK_BYTES = 32 * 1024 * 1024
 MAX_BLOCK_TXS = 20_000

@@ -24,7 +24,7 @@ from nacl.bindings import (
 from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.utils import random as random_bytes
 
-from storage.codec import pack
+from medchain.storage.codec import pack
 
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64

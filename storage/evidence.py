@@ -31,9 +31,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage.anchor import anchor_sign_bytes
-from storage.block import BlockHeader, CommitCertificate
-from storage.codec import (
+from medchain.storage.anchor import anchor_sign_bytes
+from medchain.storage.block import BlockHeader, CommitCertificate
+from medchain.storage.codec import (
     DecodeError,
     as_bytes,
     as_int,
@@ -44,12 +44,12 @@ from storage.codec import (
     pack,
     unpack,
 )
-from storage.crypto import sha256, verify
-from storage.fhirdoc import FhirError, canonical_json, load_json
-from storage.genesis import Genesis, GenesisError
-from storage.ledger import Ledger, LedgerError
-from storage.merkle import verify_inclusion
-from storage.receipts import (
+from medchain.storage.crypto import sha256, verify
+from medchain.storage.fhirdoc import FhirError, canonical_json, load_json
+from medchain.storage.genesis import Genesis, GenesisError
+from medchain.storage.ledger import Ledger, LedgerError
+from medchain.storage.merkle import verify_inclusion
+from medchain.storage.receipts import (
     MAX_EVENTS,
     Receipt,
     block_receipts,
@@ -58,8 +58,8 @@ from storage.receipts import (
     receipt_path,
     results_root,
 )
-from storage.state import Event
-from storage.tx import MAX_TX_BYTES, Transaction
+from medchain.storage.state import Event
+from medchain.storage.tx import MAX_TX_BYTES, Transaction
 
 MAGIC = "medchain-evidence/v2"
 OLD_MAGIC = "medchain-evidence/v1"

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from storage.block import Block
-from storage.receipts import block_receipts
-from storage.state import TxResult
+from medchain.storage.block import Block
+from medchain.storage.receipts import block_receipts
+from medchain.storage.state import TxResult
 
 
 @dataclass

@@ -24,8 +24,8 @@ from typing import Any
 
 import rfc8785
 
-from storage.codec import pack
-from storage.merkle import inclusion_proof, merkle_root, verify_inclusion
+from medchain.storage.codec import pack
+from medchain.storage.merkle import inclusion_proof, merkle_root, verify_inclusion
 
 SALT_BYTES = 16
 FIELD_DOMAIN = "medchain/field/v2"

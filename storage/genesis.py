@@ -18,10 +18,19 @@ from typing import Any
 
 import tomli_w
 
-from storage.block import MAX_VALIDATORS, ValidatorSet
-from storage.codec import DecodeError, as_bytes, as_int, as_list, as_str, fields, pack, unpack
-from storage.crypto import DOMAIN_GENESIS_STATE, PUBLIC_KEY_BYTES, sha256
-from storage.tx import MAX_TX_BYTES
+from medchain.storage.block import MAX_VALIDATORS, ValidatorSet
+from medchain.storage.codec import (
+    DecodeError,
+    as_bytes,
+    as_int,
+    as_list,
+    as_str,
+    fields,
+    pack,
+    unpack,
+)
+from medchain.storage.crypto import DOMAIN_GENESIS_STATE, PUBLIC_KEY_BYTES, sha256
+from medchain.storage.tx import MAX_TX_BYTES
 
 ROLES = ("hospital", "clinic", "exam-centre", "insurer", "regulator")
 ORG_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")

@@ -24,11 +24,11 @@ from functools import partial
 
 import msgpack
 
-from storage.block import Block, CommitCertificate
-from storage.codec import DecodeError
-from storage.kv import LevelDBKV, StorageDamaged
-from storage.ledger import Ledger, LedgerError, verify_chain
-from storage.vault import Vault, VaultIntegrityError
+from medchain.storage.block import Block, CommitCertificate
+from medchain.storage.codec import DecodeError
+from medchain.storage.kv import LevelDBKV, StorageDamaged
+from medchain.storage.ledger import Ledger, LedgerError, verify_chain
+from medchain.storage.vault import Vault, VaultIntegrityError
 
 RECENT = 32  # newest blocks always checked at start
 SEQ_SLACK = 2  # a node killed between a commit and its note in node-state lags by one

@@ -23,7 +23,7 @@ import nacl.secret
 import nacl.utils
 from nacl.exceptions import CryptoError
 
-from storage.crypto import Signer
+from medchain.storage.crypto import Signer
 
 FORMAT_VERSION = 1
 PASSPHRASE_ENV = "MEDCHAIN_KEY_PASSPHRASE"

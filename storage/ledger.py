@@ -51,14 +51,14 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from storage.block import Block, CommitCertificate
-from storage.codec import DecodeError, as_bytes, as_int, fields, pack, unpack
-from storage.executed import ExecutedBlock
-from storage.genesis import Genesis
-from storage.kv import FailureHook, KVStore, LevelDBKV, MemoryKV, StorageDamaged
-from storage.readcache import ReadCache
-from storage.receipts import EMPTY_RESULTS_ROOT, block_receipts, results_root
-from storage.state import TxResult, next_state_root
+from medchain.storage.block import Block, CommitCertificate
+from medchain.storage.codec import DecodeError, as_bytes, as_int, fields, pack, unpack
+from medchain.storage.executed import ExecutedBlock
+from medchain.storage.genesis import Genesis
+from medchain.storage.kv import FailureHook, KVStore, LevelDBKV, MemoryKV, StorageDamaged
+from medchain.storage.readcache import ReadCache
+from medchain.storage.receipts import EMPTY_RESULTS_ROOT, block_receipts, results_root
+from medchain.storage.state import TxResult, next_state_root
 
 _BE8 = struct.Struct(">Q")
 _BE4 = struct.Struct(">I")

@@ -25,11 +25,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storage.codec import DecodeError, as_bytes, as_int, as_str, fields, pack, unpack
-from storage.crypto import HASH_BYTES, sha256
-from storage.merkle import EMPTY_ROOT, inclusion_proof, merkle_root
-from storage.state import Event, TxResult
-from storage.tx import MAX_NAME, Transaction
+from medchain.storage.codec import DecodeError, as_bytes, as_int, as_str, fields, pack, unpack
+from medchain.storage.crypto import HASH_BYTES, sha256
+from medchain.storage.merkle import EMPTY_ROOT, inclusion_proof, merkle_root
+from medchain.storage.state import Event, TxResult
+from medchain.storage.tx import MAX_NAME, Transaction
 
 DOMAIN_RECEIPT = "medchain/receipt/v1"
 MAX_RECEIPT_BYTES = 512

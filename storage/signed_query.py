@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.codec import canonical
-from storage.crypto import Signer, sign_bytes, verify
+from medchain.storage.codec import canonical
+from medchain.storage.crypto import Signer, sign_bytes, verify
 
 DOMAIN_QUERY = "medchain/query/v1"
 MAX_SKEW_MS = 5 * 60 * 1000

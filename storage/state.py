@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from storage.codec import as_int, as_list, as_str, as_value, fields, pack, unpack
-from storage.crypto import DOMAIN_STATE_ROOT, sha256
+from medchain.storage.codec import as_int, as_list, as_str, as_value, fields, pack, unpack
+from medchain.storage.crypto import DOMAIN_STATE_ROOT, sha256
 
 OK = 0
 FAILED = 1

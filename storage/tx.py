@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from storage.codec import (
+from medchain.storage.codec import (
     DecodeError,
     as_bytes,
     as_int,
@@ -27,7 +27,7 @@ from storage.codec import (
     unpack,
     unpack_accepted,
 )
-from storage.crypto import (
+from medchain.storage.crypto import (
     DOMAIN_TX,
     PUBLIC_KEY_BYTES,
     SIGNATURE_BYTES,

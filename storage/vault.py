@@ -34,9 +34,18 @@ from nacl.bindings import (
 )
 from nacl.exceptions import CryptoError
 
-from storage.codec import DecodeError, as_bytes, as_int, as_value, canonical, fields, pack, unpack
-from storage.crypto import sha256
-from storage.kv import FailureHook, KVStore, LevelDBKV, MemoryKV
+from medchain.storage.codec import (
+    DecodeError,
+    as_bytes,
+    as_int,
+    as_value,
+    canonical,
+    fields,
+    pack,
+    unpack,
+)
+from medchain.storage.crypto import sha256
+from medchain.storage.kv import FailureHook, KVStore, LevelDBKV, MemoryKV
 
 NONCE = 24
 KEY = 32

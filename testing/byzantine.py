@@ -25,18 +25,18 @@ from typing import Any
 
 import trio
 
-from consensus.messages import Message, PrePrepare, decode_message
-from node.consensus.validation import block_digest
-from node.net.transport import (
+from medchain.consensus.messages import Message, PrePrepare, decode_message
+from medchain.node.consensus.validation import block_digest
+from medchain.node.net.transport import (
     CHANNEL_CONSENSUS,
     CHANNELS,
     Incoming,
     Transport,
     TransportStats,
 )
-from storage.block import Block
-from storage.codec import DecodeError
-from storage.crypto import Signer
+from medchain.storage.block import Block
+from medchain.storage.codec import DecodeError
+from medchain.storage.crypto import Signer
 
 log = logging.getLogger("medchain.byzantine")
 

@@ -12,8 +12,8 @@ import logging
 import os
 from typing import Any
 
-from node.net.p2p import FaultSwitch
-from node.rpc.server import INVALID_PARAMS, Connection, RpcError, RpcServer, param_int
+from medchain.node.net.p2p import FaultSwitch
+from medchain.node.rpc.server import INVALID_PARAMS, Connection, RpcError, RpcServer, param_int
 
 log = logging.getLogger("medchain.faults")
 

@@ -7,15 +7,15 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts.bundle import bundled_hashes, make_executor
-from contracts.sdk import DAY_MS, day_of, rotation_sign_bytes
-from node.consensus.chain import apply_block, propose_block
-from storage.block import make_certificate
-from storage.crypto import Signer
-from storage.genesis import ConsensusParams, Genesis, Organization
-from storage.ledger import Ledger
-from storage.state import TxResult
-from storage.tx import make_tx
+from medchain.contracts.bundle import bundled_hashes, make_executor
+from medchain.contracts.sdk import DAY_MS, day_of, rotation_sign_bytes
+from medchain.node.consensus.chain import apply_block, propose_block
+from medchain.storage.block import make_certificate
+from medchain.storage.crypto import Signer
+from medchain.storage.genesis import ConsensusParams, Genesis, Organization
+from medchain.storage.ledger import Ledger
+from medchain.storage.state import TxResult
+from medchain.storage.tx import make_tx
 from tests.helpers import signed_anchor_args
 
 ORGS = [

@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts.kv import KVChaincode
-from contracts.runtime import Executor
-from contracts.sdk import anchor_sign_bytes
-from node.consensus.chain import apply_block, propose_block
-from storage.block import Block, CommitCertificate, make_certificate
-from storage.crypto import Signer
-from storage.executed import ExecutedBlock
-from storage.genesis import ConsensusParams, Genesis, Organization
-from storage.ledger import Ledger
-from storage.tx import Transaction, make_tx
+from medchain.contracts.kv import KVChaincode
+from medchain.contracts.runtime import Executor
+from medchain.contracts.sdk import anchor_sign_bytes
+from medchain.node.consensus.chain import apply_block, propose_block
+from medchain.storage.block import Block, CommitCertificate, make_certificate
+from medchain.storage.crypto import Signer
+from medchain.storage.executed import ExecutedBlock
+from medchain.storage.genesis import ConsensusParams, Genesis, Organization
+from medchain.storage.ledger import Ledger
+from medchain.storage.tx import Transaction, make_tx
 
 ROLES = ["hospital", "hospital", "insurer", "regulator", "clinic", "exam-centre", "hospital"]
 

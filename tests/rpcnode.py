@@ -12,11 +12,11 @@ from pathlib import Path
 
 import trio
 
-from node.consensus.driver import Driver, DriverConfig
-from node.net.transport import MemoryHub
-from node.rpc.chain_api import register
-from node.rpc.server import RpcServer
-from storage.ledger import Ledger
+from medchain.node.consensus.driver import Driver, DriverConfig
+from medchain.node.net.transport import MemoryHub
+from medchain.node.rpc.chain_api import register
+from medchain.node.rpc.server import RpcServer
+from medchain.storage.ledger import Ledger
 from tests.helpers import Consortium
 
 

@@ -18,6 +18,6 @@ def bundled_sources() -> dict[str, str]:
 
 
 def bundled_hashes() -> tuple[tuple[str, bytes], ...]:
-    from contracts.loader import source_hash
+    from medchain.contracts.loader import source_hash
 
     return tuple(sorted((n, source_hash(s)) for n, s in bundled_sources().items()))

@@ -14,7 +14,7 @@ State: log/<patient>/<time>/<tx id><record id> -> entry; all/<time>/<tx id><reco
 
 from __future__ import annotations
 
-from contracts.sdk import (
+from medchain.contracts.sdk import (
     Any,
     Reject,
     arg_bytes,

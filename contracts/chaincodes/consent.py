@@ -12,7 +12,7 @@ State: c/<consent id> -> grant; pat/<patient>/<consent id> -> "".
 
 from __future__ import annotations
 
-from contracts.sdk import (
+from medchain.contracts.sdk import (
     DAY_MS,
     Any,
     Reject,

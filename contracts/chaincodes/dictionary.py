@@ -7,7 +7,7 @@ map/<system>|<code>/<target system>|<target code> -> {equivalence}.
 
 from __future__ import annotations
 
-from contracts.sdk import (
+from medchain.contracts.sdk import (
     Any,
     Reject,
     arg_choice,

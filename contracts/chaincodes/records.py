@@ -23,7 +23,7 @@ version; pat/<patient>/<clinical year>/<record id> -> "" (the timeline).
 
 from __future__ import annotations
 
-from contracts.sdk import (
+from medchain.contracts.sdk import (
     Any,
     Reject,
     anchor_sign_bytes,

@@ -14,7 +14,7 @@ State: r/<id> -> referral; pat/<patient>/<id> -> "".
 
 from __future__ import annotations
 
-from contracts.sdk import (
+from medchain.contracts.sdk import (
     DAY_MS,
     Any,
     Reject,

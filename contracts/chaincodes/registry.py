@@ -10,7 +10,7 @@ lic/<org>/<license>, orgprac/<org>/<id>.
 
 from __future__ import annotations
 
-from contracts.sdk import (
+from medchain.contracts.sdk import (
     Any,
     Reject,
     arg_bytes,

@@ -28,7 +28,7 @@ use/<patient>/<product>/<year>.
 
 from __future__ import annotations
 
-from contracts.sdk import (
+from medchain.contracts.sdk import (
     BASIS_POINTS,
     Any,
     Reject,

@@ -11,26 +11,26 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from consensus.config import ReplicaConfig
-from consensus.events import Event
-from consensus.messages import Message, PrePrepare
-from consensus.replica import Replica
-from consensus.verify import Ed25519Verifier
-from contracts.runtime import Executor
-from node.consensus.catchup import CatchUpConfig
-from node.consensus.store import ConsensusStore
-from node.mempool.pool import TxPool
-from node.net.transport import Incoming, Transport
-from node.ops.metrics import Metrics
-from node.rpc.events import EventHub
-from storage.block import Block
-from storage.crypto import Signer
-from storage.genesis import Genesis
-from storage.kv import KVStore
-from storage.ledger import Ledger
+from medchain.consensus.config import ReplicaConfig
+from medchain.consensus.events import Event
+from medchain.consensus.messages import Message, PrePrepare
+from medchain.consensus.replica import Replica
+from medchain.consensus.verify import Ed25519Verifier
+from medchain.contracts.runtime import Executor
+from medchain.node.consensus.catchup import CatchUpConfig
+from medchain.node.consensus.store import ConsensusStore
+from medchain.node.mempool.pool import TxPool
+from medchain.node.net.transport import Incoming, Transport
+from medchain.node.ops.metrics import Metrics
+from medchain.node.rpc.events import EventHub
+from medchain.storage.block import Block
+from medchain.storage.crypto import Signer
+from medchain.storage.genesis import Genesis
+from medchain.storage.kv import KVStore
+from medchain.storage.ledger import Ledger
 
 if TYPE_CHECKING:
-    from node.mempool.ingress import _Waiters
+    from medchain.node.mempool.ingress import _Waiters
 
 
 @dataclass(frozen=True)

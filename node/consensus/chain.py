@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from contracts.runtime import Executor
-from storage.block import Block, BlockHeader, CommitCertificate, tx_root
-from storage.executed import ExecutedBlock
-from storage.ledger import Ledger, LedgerError
+from medchain.contracts.runtime import Executor
+from medchain.storage.block import Block, BlockHeader, CommitCertificate, tx_root
+from medchain.storage.executed import ExecutedBlock
+from medchain.storage.ledger import Ledger, LedgerError
 
 
 def propose_block(

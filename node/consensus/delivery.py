@@ -12,20 +12,20 @@ from typing import Any
 
 import trio
 
-from consensus.events import (
+from medchain.consensus.events import (
     BatchExecuted,
     Deliver,
 )
-from consensus.messages import (
+from medchain.consensus.messages import (
     Commit,
 )
-from contracts.runtime import NONCE_NS
-from node.consensus.base import DriverState
-from node.mempool.ingress import P_WAL
-from storage.block import Block, CommitCertificate
-from storage.codec import DecodeError
-from storage.ledger import LedgerError
-from storage.state import TxResult
+from medchain.contracts.runtime import NONCE_NS
+from medchain.node.consensus.base import DriverState
+from medchain.node.mempool.ingress import P_WAL
+from medchain.storage.block import Block, CommitCertificate
+from medchain.storage.codec import DecodeError
+from medchain.storage.ledger import LedgerError
+from medchain.storage.state import TxResult
 
 log = logging.getLogger("medchain.driver")
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import trio
 
-from consensus.config import ReplicaConfig
-from consensus.events import (
+from medchain.consensus.config import ReplicaConfig
+from medchain.consensus.events import (
     Action,
     Broadcast,
     CancelTimer,
@@ -36,34 +36,34 @@ from consensus.events import (
     SetTimer,
     Start,
 )
-from consensus.events import TimerFired as ReplicaTimer
-from consensus.messages import (
+from medchain.consensus.events import TimerFired as ReplicaTimer
+from medchain.consensus.messages import (
     Commit,
     PrePrepare,
 )
-from consensus.replica import Replica, Restored
-from consensus.verify import Ed25519Verifier
-from contracts.runtime import Executor, nonce_key
-from node.consensus.base import DriverConfig, DriverState
-from node.consensus.delivery import DeliveryMixin, commits_from_certificate
-from node.consensus.inbound import InboundMixin
-from node.consensus.proposer import BATCH_TIMER, ProposerMixin
-from node.consensus.state_sync import StateSyncMixin
-from node.consensus.store import ConsensusStore
-from node.consensus.validation import (
+from medchain.consensus.replica import Replica, Restored
+from medchain.consensus.verify import Ed25519Verifier
+from medchain.contracts.runtime import Executor, nonce_key
+from medchain.node.consensus.base import DriverConfig, DriverState
+from medchain.node.consensus.delivery import DeliveryMixin, commits_from_certificate
+from medchain.node.consensus.inbound import InboundMixin
+from medchain.node.consensus.proposer import BATCH_TIMER, ProposerMixin
+from medchain.node.consensus.state_sync import StateSyncMixin
+from medchain.node.consensus.store import ConsensusStore
+from medchain.node.consensus.validation import (
     block_digest,
 )
-from node.mempool.ingress import IngressMixin, _Waiters
-from node.mempool.pool import TxPool
-from node.net.transport import CHANNEL_CONSENSUS, Incoming, Transport
-from node.ops import memory
-from node.ops.metrics import Metrics
-from node.rpc.events import EventHub
-from storage.block import Block
-from storage.crypto import Signer
-from storage.genesis import Genesis
-from storage.kv import KVStore, StoreError
-from storage.ledger import Ledger, LedgerError
+from medchain.node.mempool.ingress import IngressMixin, _Waiters
+from medchain.node.mempool.pool import TxPool
+from medchain.node.net.transport import CHANNEL_CONSENSUS, Incoming, Transport
+from medchain.node.ops import memory
+from medchain.node.ops.metrics import Metrics
+from medchain.node.rpc.events import EventHub
+from medchain.storage.block import Block
+from medchain.storage.crypto import Signer
+from medchain.storage.genesis import Genesis
+from medchain.storage.kv import KVStore, StoreError
+from medchain.storage.ledger import Ledger, LedgerError
 
 __all__ = ["Driver", "DriverConfig"]
 

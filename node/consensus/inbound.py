@@ -11,25 +11,25 @@ from typing import Any
 
 import trio
 
-from consensus.events import (
+from medchain.consensus.events import (
     MessageReceived,
 )
-from consensus.messages import (
+from medchain.consensus.messages import (
     Message,
     NewView,
     PrePrepare,
     StateReply,
     decode_message,
 )
-from consensus.verify import verify_message
-from node.consensus.base import DriverState
-from node.consensus.validation import (
+from medchain.consensus.verify import verify_message
+from medchain.node.consensus.base import DriverState
+from medchain.node.consensus.validation import (
     decode_and_verify_block,
 )
-from node.mempool.ingress import _Known
-from node.net.transport import CHANNEL_CONSENSUS, CHANNEL_SYNC, CHANNEL_TXS, Incoming
-from storage.codec import DecodeError
-from storage.kv import StoreError
+from medchain.node.mempool.ingress import _Known
+from medchain.node.net.transport import CHANNEL_CONSENSUS, CHANNEL_SYNC, CHANNEL_TXS, Incoming
+from medchain.storage.codec import DecodeError
+from medchain.storage.kv import StoreError
 
 log = logging.getLogger("medchain.driver")
 
@@ -100,7 +100,7 @@ class InboundMixin(DriverState):
 
 
 def _heavy(m: Message) -> bool:
-    from consensus.messages import ViewChange
+    from medchain.consensus.messages import ViewChange
 
     return isinstance(m, ViewChange | NewView | StateReply)
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import logging
 
-from consensus.events import (
+from medchain.consensus.events import (
     MessageReceived,
     ProposeBatch,
 )
-from node.consensus.base import DriverState
-from node.consensus.chain import propose_block
-from node.consensus.validation import (
+from medchain.node.consensus.base import DriverState
+from medchain.node.consensus.chain import propose_block
+from medchain.node.consensus.validation import (
     check_proposal,
 )
 

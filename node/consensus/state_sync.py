@@ -9,19 +9,19 @@ import logging
 
 import trio
 
-from consensus.events import (
+from medchain.consensus.events import (
     StateFetched,
 )
-from consensus.messages import (
+from medchain.consensus.messages import (
     CommittedEntry,
     StateReply,
     StateRequest,
 )
-from consensus.verify import verify_message
-from node.consensus.base import DriverState
-from node.consensus.catchup import CatchUp
-from node.consensus.delivery import commits_from_certificate
-from node.net.transport import CHANNEL_SYNC, Incoming
+from medchain.consensus.verify import verify_message
+from medchain.node.consensus.base import DriverState
+from medchain.node.consensus.catchup import CatchUp
+from medchain.node.consensus.delivery import commits_from_certificate
+from medchain.node.net.transport import CHANNEL_SYNC, Incoming
 
 log = logging.getLogger("medchain.driver")
 

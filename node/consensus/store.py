@@ -15,8 +15,8 @@ pre-prepare anew (another view) drops its old prepares in the same batch.
 
 from __future__ import annotations
 
-from consensus.messages import Prepare, decode_message
-from consensus.persist import (
+from medchain.consensus.messages import Prepare, decode_message
+from medchain.consensus.persist import (
     PersistedState,
     Record,
     SlotRecord,
@@ -25,9 +25,9 @@ from consensus.persist import (
     decode_record,
     encode_record,
 )
-from storage.codec import DecodeError, as_bytes, as_list, pack, unpack
-from storage.kv import KVStore
-from storage.ledger import be8
+from medchain.storage.codec import DecodeError, as_bytes, as_list, pack, unpack
+from medchain.storage.kv import KVStore
+from medchain.storage.ledger import be8
 
 K_VIEW = b"Pview"
 K_STABLE = b"Pstable"

@@ -12,13 +12,13 @@ from collections.abc import Collection
 
 import msgpack
 
-from consensus.messages import PrePrepare
-from storage.block import Block
-from storage.codec import DecodeError, as_bytes, as_list, unpack
-from storage.crypto import sha256
-from storage.genesis import Genesis
-from storage.ledger import Ledger
-from storage.tx import Transaction
+from medchain.consensus.messages import PrePrepare
+from medchain.storage.block import Block
+from medchain.storage.codec import DecodeError, as_bytes, as_list, unpack
+from medchain.storage.crypto import sha256
+from medchain.storage.genesis import Genesis
+from medchain.storage.ledger import Ledger
+from medchain.storage.tx import Transaction
 
 
 def block_digest(batch: bytes) -> bytes:

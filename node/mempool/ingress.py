@@ -10,17 +10,17 @@ import logging
 
 import trio
 
-from node.consensus.base import DriverState
-from node.consensus.validation import (
+from medchain.node.consensus.base import DriverState
+from medchain.node.consensus.validation import (
     MAX_TX_BATCH,
     decode_tx_batch,
     encode_tx_batch,
 )
-from node.mempool.pool import PooledTx, PoolReject, TxPool, check_tx
-from node.net.transport import CHANNEL_TXS, Incoming
-from storage.codec import DecodeError
-from storage.crypto import sha256
-from storage.tx import Transaction
+from medchain.node.mempool.pool import PooledTx, PoolReject, TxPool, check_tx
+from medchain.node.net.transport import CHANNEL_TXS, Incoming
+from medchain.storage.codec import DecodeError
+from medchain.storage.crypto import sha256
+from medchain.storage.tx import Transaction
 
 log = logging.getLogger("medchain.driver")
 

@@ -13,9 +13,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from storage.codec import DecodeError
-from storage.crypto import sha256
-from storage.tx import Transaction
+from medchain.storage.codec import DecodeError
+from medchain.storage.crypto import sha256
+from medchain.storage.tx import Transaction
 
 REJECT_BUSY = "busy"
 

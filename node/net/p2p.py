@@ -40,10 +40,10 @@ import multiaddr
 import nacl.signing
 import trio
 
-from node.net.framing import FrameReader, FrameTooLarge, encode_frames
-from node.net.p2p_compat import inbound_slots, recycle_inbound_slots
-from node.net.redial import Redial, RedialConfig
-from node.net.transport import (
+from medchain.node.net.framing import FrameReader, FrameTooLarge, encode_frames
+from medchain.node.net.p2p_compat import inbound_slots, recycle_inbound_slots
+from medchain.node.net.redial import Redial, RedialConfig
+from medchain.node.net.transport import (
     CHANNEL_CONSENSUS,
     CHANNEL_RECORDS,
     CHANNEL_SYNC,
@@ -51,7 +51,7 @@ from node.net.transport import (
     Incoming,
     TransportStats,
 )
-from storage.crypto import Signer
+from medchain.storage.crypto import Signer
 
 log = logging.getLogger("medchain.p2p")
 

@@ -23,8 +23,8 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Protocol
 
-from storage.crypto import sha256
-from storage.kv import KVStore
+from medchain.storage.crypto import sha256
+from medchain.storage.kv import KVStore
 
 # Refusal codes (access.REFUSALS) and the reasons given to the requester and logged.
 STALE = "stale"

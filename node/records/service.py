@@ -34,10 +34,10 @@ from typing import Any
 
 import trio
 
-from node.consensus.driver import Driver
-from node.mempool.pool import PoolReject
-from node.net.transport import CHANNEL_RECORDS, Incoming
-from node.records.release import (
+from medchain.node.consensus.driver import Driver
+from medchain.node.mempool.pool import PoolReject
+from medchain.node.net.transport import CHANNEL_RECORDS, Incoming
+from medchain.node.records.release import (
     NO_LONGER_PERMITTED,
     REDEEMED,
     REDEEMED_REASON,
@@ -50,7 +50,7 @@ from node.records.release import (
     no_longer_reason,
     stale_reason,
 )
-from node.records.wire import (
+from medchain.node.records.wire import (
     DENIED,
     ERROR,
     OK,
@@ -61,11 +61,11 @@ from node.records.wire import (
     parse_request,
     sealed_payload,
 )
-from storage.codec import DecodeError
-from storage.crypto import seal_to, sha256
-from storage.fhirdoc import FhirError, canonical_json, clinical_date, fields_root
-from storage.tx import Transaction, make_tx
-from storage.vault import Vault, VaultIntegrityError, VaultPut
+from medchain.storage.codec import DecodeError
+from medchain.storage.crypto import seal_to, sha256
+from medchain.storage.fhirdoc import FhirError, canonical_json, clinical_date, fields_root
+from medchain.storage.tx import Transaction, make_tx
+from medchain.storage.vault import Vault, VaultIntegrityError, VaultPut
 
 log = logging.getLogger("medchain.records")
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from storage.codec import DecodeError, as_bytes, as_list, as_str, fields, pack, unpack
-from storage.tx import Transaction
+from medchain.storage.codec import DecodeError, as_bytes, as_list, as_str, fields, pack, unpack
+from medchain.storage.tx import Transaction
 
 MAX_FRAME = 64 * 1024 * 1024
 OK, DENIED, ERROR = "ok", "denied", "error"

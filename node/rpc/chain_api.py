@@ -6,11 +6,11 @@ from typing import Any
 
 import trio
 
-from contracts.runtime import ChaincodeError
-from node.consensus.driver import Driver
-from node.mempool.pool import PoolReject
-from node.rpc.jsonval import from_json, to_json
-from node.rpc.server import (
+from medchain.contracts.runtime import ChaincodeError
+from medchain.node.consensus.driver import Driver
+from medchain.node.mempool.pool import PoolReject
+from medchain.node.rpc.jsonval import from_json, to_json
+from medchain.node.rpc.server import (
     INVALID_PARAMS,
     NOT_FOUND,
     Connection,
@@ -24,10 +24,10 @@ from node.rpc.server import (
     pool_error,
     query_error,
 )
-from storage.block import Block
-from storage.crypto import sha256
-from storage.signed_query import verify_query
-from storage.state import OK
+from medchain.storage.block import Block
+from medchain.storage.crypto import sha256
+from medchain.storage.signed_query import verify_query
+from medchain.storage.state import OK
 
 
 def register(server: RpcServer, driver: Driver) -> None:

@@ -7,10 +7,10 @@ from typing import Any
 
 import trio
 
-from contracts.runtime import ChaincodeError
-from node.records.service import PutItem, RecordService
-from node.rpc.jsonval import to_json
-from node.rpc.server import (
+from medchain.contracts.runtime import ChaincodeError
+from medchain.node.records.service import PutItem, RecordService
+from medchain.node.rpc.jsonval import to_json
+from medchain.node.rpc.server import (
     INVALID_PARAMS,
     NOT_FOUND,
     Connection,
@@ -19,8 +19,8 @@ from node.rpc.server import (
     param_b64,
     param_str,
 )
-from storage.evidence import EvidenceUnavailable, build_evidence
-from storage.fhirdoc import FhirError, disclose
+from medchain.storage.evidence import EvidenceUnavailable, build_evidence
+from medchain.storage.fhirdoc import FhirError, disclose
 
 EVIDENCE_WAIT_S = 10.0
 

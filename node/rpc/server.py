@@ -29,10 +29,10 @@ from typing import Any
 
 import trio
 
-from contracts.runtime import ChaincodeError
-from node.mempool.pool import REJECT_BUSY, PoolReject
-from node.rpc.events import EventFilter, Subscription
-from node.rpc.jsonval import JsonValueError, from_json, to_json
+from medchain.contracts.runtime import ChaincodeError
+from medchain.node.mempool.pool import REJECT_BUSY, PoolReject
+from medchain.node.rpc.events import EventFilter, Subscription
+from medchain.node.rpc.jsonval import JsonValueError, from_json, to_json
 
 log = logging.getLogger("medchain.rpc")
 

@@ -22,16 +22,23 @@ from typing import Any
 
 import trio
 
-from contracts.runtime import ChaincodeError
-from node.consensus.driver import Driver
-from node.records.service import RecordService
-from node.rpc.jsonval import to_json
-from node.web.auth import Auth, add_session_routes
-from node.web.explorer import BlockCache, add_explorer_routes
-from node.web.limits import WebLimits
-from node.web.portal import Sessions
-from node.web.portal_api import add_portal_routes
-from node.web.protocol import HttpError, Request, Response, Router, int_param, json_response
+from medchain.contracts.runtime import ChaincodeError
+from medchain.node.consensus.driver import Driver
+from medchain.node.records.service import RecordService
+from medchain.node.rpc.jsonval import to_json
+from medchain.node.web.auth import Auth, add_session_routes
+from medchain.node.web.explorer import BlockCache, add_explorer_routes
+from medchain.node.web.limits import WebLimits
+from medchain.node.web.portal import Sessions
+from medchain.node.web.portal_api import add_portal_routes
+from medchain.node.web.protocol import (
+    HttpError,
+    Request,
+    Response,
+    Router,
+    int_param,
+    json_response,
+)
 
 log = logging.getLogger("medchain.http")
 
@@ -86,7 +93,7 @@ class History:
 
 
 def _static(name: str) -> bytes:
-    return (resources.files("node.web") / "static" / name).read_bytes()
+    return (resources.files("medchain.node.web") / "static" / name).read_bytes()
 
 
 def build_app(

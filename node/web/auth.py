@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts.identity import NODE, PRACTITIONER, Identity, resolve
-from node.consensus.driver import Driver
-from node.web.portal import (
+from medchain.contracts.identity import NODE, PRACTITIONER, Identity, resolve
+from medchain.node.consensus.driver import Driver
+from medchain.node.web.portal import (
     DOMAIN_LOGIN,
     SESSION_TTL_S,
     PortalError,
@@ -25,8 +25,8 @@ from node.web.portal import (
     Sessions,
     SessionsFull,
 )
-from node.web.protocol import HttpError, Request, Response, Router, json_response
-from node.web.visibility import (
+from medchain.node.web.protocol import HttpError, Request, Response, Router, json_response
+from medchain.node.web.visibility import (
     ANONYMOUS,
     ORG_KIND,
     PATIENT_KIND,

@@ -17,16 +17,23 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Any
 
-from contracts.identity import Identity, resolve
-from contracts.runtime import ChaincodeError
-from contracts.sdk import pseudonym_of
-from node.consensus.driver import Driver
-from node.rpc.chain_api import block_json, tx_status
-from node.rpc.jsonval import to_json
-from node.web.auth import Auth
-from node.web.limits import WebLimits
-from node.web.protocol import HttpError, Request, Response, Router, int_param, json_response
-from node.web.visibility import (
+from medchain.contracts.identity import Identity, resolve
+from medchain.contracts.runtime import ChaincodeError
+from medchain.contracts.sdk import pseudonym_of
+from medchain.node.consensus.driver import Driver
+from medchain.node.rpc.chain_api import block_json, tx_status
+from medchain.node.rpc.jsonval import to_json
+from medchain.node.web.auth import Auth
+from medchain.node.web.limits import WebLimits
+from medchain.node.web.protocol import (
+    HttpError,
+    Request,
+    Response,
+    Router,
+    int_param,
+    json_response,
+)
+from medchain.node.web.visibility import (
     FULL,
     PUBLIC,
     TxView,
@@ -35,10 +42,10 @@ from node.web.visibility import (
     shape_tx,
     tx_view,
 )
-from storage.block import Block
-from storage.codec import DecodeError
-from storage.ledger import TxLocation
-from storage.tx import Transaction
+from medchain.storage.block import Block
+from medchain.storage.codec import DecodeError
+from medchain.storage.ledger import TxLocation
+from medchain.storage.tx import Transaction
 
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 DIGITS = re.compile(r"^[0-9]{1,19}$")  # ASCII only: int() also takes "²" for a digit

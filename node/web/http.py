@@ -31,9 +31,9 @@ from typing import Any
 import h11
 import trio
 
-from node.web.budget import WorkBudget, WorkSlot
-from node.web.limits import WebLimits
-from node.web.protocol import (
+from medchain.node.web.budget import WorkBudget, WorkSlot
+from medchain.node.web.limits import WebLimits
+from medchain.node.web.protocol import (
     MAX_HEADER,
     SECURITY_HEADERS,
     ByteStream,

@@ -26,8 +26,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from node.web.limits import WebLimits
-from storage.crypto import sign_bytes, verify
+from medchain.node.web.limits import WebLimits
+from medchain.storage.crypto import sign_bytes, verify
 
 DOMAIN_LOGIN = "medchain/portal-login/v1"
 CHALLENGE_TTL_S = 120.0

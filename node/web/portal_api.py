@@ -18,18 +18,18 @@ from typing import Any
 
 import trio
 
-from node.consensus.driver import Driver
-from node.mempool.pool import PoolReject
-from node.records.service import RecordService
-from node.rpc.chain_api import tx_status
-from node.rpc.events import EventFilter
-from node.rpc.jsonval import to_json
-from node.web.auth import CLEAR_COOKIE, Auth, open_session, session_cookie
-from node.web.limits import WebLimits
-from node.web.portal import PortalError, Session
-from node.web.protocol import HttpError, Request, Response, Router, json_response
-from storage.codec import DecodeError
-from storage.tx import Transaction
+from medchain.node.consensus.driver import Driver
+from medchain.node.mempool.pool import PoolReject
+from medchain.node.records.service import RecordService
+from medchain.node.rpc.chain_api import tx_status
+from medchain.node.rpc.events import EventFilter
+from medchain.node.rpc.jsonval import to_json
+from medchain.node.web.auth import CLEAR_COOKIE, Auth, open_session, session_cookie
+from medchain.node.web.limits import WebLimits
+from medchain.node.web.portal import PortalError, Session
+from medchain.node.web.protocol import HttpError, Request, Response, Router, json_response
+from medchain.storage.codec import DecodeError
+from medchain.storage.tx import Transaction
 
 # What a patient may submit through the portal (signed in the browser).
 PORTAL_TXS = {("consent", "revoke")}

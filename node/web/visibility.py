@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.identity import ADMIN, NODE, PATIENT, PRACTITIONER, Identity
+from medchain.contracts.identity import ADMIN, NODE, PATIENT, PRACTITIONER, Identity
 
 ANONYMOUS_KIND = "anonymous"
 PATIENT_KIND = "patient"

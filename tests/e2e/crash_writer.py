@@ -10,7 +10,7 @@ import random
 import sys
 from pathlib import Path
 
-from storage.ledger import Ledger
+from medchain.storage.ledger import Ledger
 from tests.helpers import Consortium
 
 

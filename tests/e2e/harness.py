@@ -16,11 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from client.rpc import RpcClient, RpcError, TxBuilder
-from localnet.processes import DEFAULT_ORGS, LocalNode, free_ports, local_nodes, spawn, wait_ready
-from node.consortium import OrgSpec, init_consortium
-from storage.genesis import ConsensusParams, Genesis
-from storage.keyfile import load_key
+from medchain.client.rpc import RpcClient, RpcError, TxBuilder
+from medchain.localnet.processes import (
+    DEFAULT_ORGS,
+    LocalNode,
+    free_ports,
+    local_nodes,
+    spawn,
+    wait_ready,
+)
+from medchain.node.consortium import OrgSpec, init_consortium
+from medchain.storage.genesis import ConsensusParams, Genesis
+from medchain.storage.keyfile import load_key
 
 NAMES = DEFAULT_ORGS
 

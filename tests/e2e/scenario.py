@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from client.rpc import RpcClient, TxBuilder
-from storage.crypto import Signer
+from medchain.client.rpc import RpcClient, TxBuilder
+from medchain.storage.crypto import Signer
 from tests.helpers import signed_anchor_args
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +23,7 @@ def medchain(
 ) -> subprocess.CompletedProcess[str]:
     """`medchain ARGS` in a subprocess; with check, a non-zero exit fails the test."""
     r = subprocess.run(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "medchain.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

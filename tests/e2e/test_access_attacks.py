@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
-from client.rpc import RpcClient, TxBuilder
-from node.rpc.jsonval import from_json
-from storage.crypto import Signer
-from storage.tx import Transaction
+from medchain.client.rpc import RpcClient, TxBuilder
+from medchain.node.rpc.jsonval import from_json
+from medchain.storage.crypto import Signer
+from medchain.storage.tx import Transaction
 from tests.e2e.harness import E2ECluster, cluster
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from localnet.processes import wait_ready
+from medchain.localnet.processes import wait_ready
 from tests.e2e.harness import cluster
 
 pytestmark = pytest.mark.e2e

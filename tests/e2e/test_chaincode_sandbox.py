@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from client.rpc import TxBuilder
+from medchain.client.rpc import TxBuilder
 from tests.e2e.harness import E2ECluster, cluster
 
 pytestmark = pytest.mark.e2e
 
-HEAD = "from contracts.sdk import transaction, Reject\n\n"
+HEAD = "from medchain.contracts.sdk import transaction, Reject\n\n"
 ESCAPES = {
     "frames": HEAD
     + "@transaction\ndef f(ctx, args):\n    b = []\n"
@@ -28,7 +28,7 @@ ESCAPES = {
     + "    except Exception as e:\n        match e:\n            case Exception(tb=t):\n"
     + "                return 1\n",
     "format": HEAD + "@transaction\ndef f(ctx, args):\n    return '{0._c}'.format(ctx)\n",
-    "clock": "from contracts.sdk import transaction, datetime\n\n"
+    "clock": "from medchain.contracts.sdk import transaction, datetime\n\n"
     + "@transaction\ndef f(ctx, args):\n    return 1\n",
     "module-state": HEAD + "SEEN = []\n\n@transaction\ndef f(ctx, args):\n    return 1\n",
     "walrus-decorator": HEAD

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from localnet.processes import free_ports
-from node.ops import memory
+from medchain.localnet.processes import free_ports
+from medchain.node.ops import memory
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,7 +20,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def medchain(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     r = subprocess.run(
-        [sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=180
+        [sys.executable, "-m", "medchain.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     if check and r.returncode != 0:
         raise AssertionError(
@@ -115,7 +119,7 @@ def test_net_up_status_tx_block_down() -> None:
         medchain("net", "down", "--dir", str(d))
     finally:
         subprocess.run(
-            [sys.executable, "-m", "cli", "net", "down", "--dir", str(d)],
+            [sys.executable, "-m", "medchain.cli", "net", "down", "--dir", str(d)],
             cwd=ROOT,
             capture_output=True,
             timeout=60,

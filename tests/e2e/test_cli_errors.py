@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from node.consortium import OrgSpec, init_consortium
-from storage.crypto import Signer
-from storage.keyfile import PASSPHRASE_ENV, save_key
+from medchain.node.consortium import OrgSpec, init_consortium
+from medchain.storage.crypto import Signer
+from medchain.storage.keyfile import PASSPHRASE_ENV, save_key
 from tests.unit.test_client_connect import full_listener
 
 pytestmark = pytest.mark.e2e
@@ -25,7 +25,7 @@ FAST = {"opslimit": 1, "memlimit": 8192}  # argon2id minimums keep the test quic
 def medchain(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if k != PASSPHRASE_ENV} | (env or {})
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "medchain.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from localnet.processes import net_down
-from node.web.portal import login_sign_bytes
-from storage.keyfile import load_key
+from medchain.localnet.processes import net_down
+from medchain.node.web.portal import login_sign_bytes
+from medchain.storage.keyfile import load_key
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from client.rpc import RpcError
+from medchain.client.rpc import RpcError
 from tests.e2e.harness import cluster
 
 pytestmark = [

@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from client.rpc import TxBuilder
-from storage.codec import pack, unpack
-from storage.crypto import Signer
-from storage.evidence import OLD_MAGIC, Evidence
-from storage.genesis import Genesis
-from storage.ledger import Ledger
-from storage.merkle import inclusion_proof, merkle_root
-from storage.receipts import Receipt, block_receipts, event_leaf
-from storage.state import Event
+from medchain.client.rpc import TxBuilder
+from medchain.storage.codec import pack, unpack
+from medchain.storage.crypto import Signer
+from medchain.storage.evidence import OLD_MAGIC, Evidence
+from medchain.storage.genesis import Genesis
+from medchain.storage.ledger import Ledger
+from medchain.storage.merkle import inclusion_proof, merkle_root
+from medchain.storage.receipts import Receipt, block_receipts, event_leaf
+from medchain.storage.state import Event
 from tests.e2e.harness import E2ECluster, cluster
 from tests.helpers import signed_anchor_args
 from tests.independent import verifier as independent
@@ -35,7 +35,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def medchain(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "medchain.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from client.rpc import RpcClient
+from medchain.client.rpc import RpcClient
 from tests.e2e.harness import cluster
 from tests.e2e.scenario import (
     LOCAL,

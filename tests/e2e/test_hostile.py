@@ -11,11 +11,11 @@ import time
 import pytest
 import trio
 
-from consensus.messages import Commit, Prepare
-from node.net.p2p import Libp2pTransport, P2PConfig, PeerAddress
-from node.net.transport import CHANNEL_CONSENSUS, CHANNEL_SYNC, CHANNEL_TXS
-from storage.crypto import Signer
-from storage.keyfile import load_key
+from medchain.consensus.messages import Commit, Prepare
+from medchain.node.net.p2p import Libp2pTransport, P2PConfig, PeerAddress
+from medchain.node.net.transport import CHANNEL_CONSENSUS, CHANNEL_SYNC, CHANNEL_TXS
+from medchain.storage.crypto import Signer
+from medchain.storage.keyfile import load_key
 from tests.e2e.harness import E2ECluster, cluster, free_ports
 
 pytestmark = pytest.mark.e2e

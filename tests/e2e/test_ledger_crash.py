@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from node.consensus.chain import replay_ledger
-from storage.ledger import Ledger, verify_chain
+from medchain.node.consensus.chain import replay_ledger
+from medchain.storage.ledger import Ledger, verify_chain
 from tests.helpers import Consortium
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,8 +19,8 @@ import multiaddr
 import pytest
 import trio
 
-from node.net.p2p import Libp2pTransport, P2PConfig, PeerAddress
-from storage.keyfile import load_key
+from medchain.node.net.p2p import Libp2pTransport, P2PConfig, PeerAddress
+from medchain.storage.keyfile import load_key
 from tests.e2e.harness import TEST_PARAMS, E2ECluster, cluster
 
 pytestmark = pytest.mark.e2e

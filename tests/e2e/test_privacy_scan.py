@@ -26,10 +26,10 @@ import msgpack
 import plyvel
 import pytest
 
-from client.records import fetch_records
-from client.rpc import TxBuilder
-from storage.crypto import Signer
-from storage.keyfile import save_key
+from medchain.client.records import fetch_records
+from medchain.client.rpc import TxBuilder
+from medchain.storage.crypto import Signer
+from medchain.storage.keyfile import save_key
 from tests.e2e import scenario
 from tests.e2e.harness import cluster
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from client.records import fetch_records
-from client.rpc import TxBuilder
-from localnet.processes import spawn, wait_ready
-from storage.crypto import Signer
-from storage.keyfile import save_key
+from medchain.client.records import fetch_records
+from medchain.client.rpc import TxBuilder
+from medchain.localnet.processes import spawn, wait_ready
+from medchain.storage.crypto import Signer
+from medchain.storage.keyfile import save_key
 from tests.e2e.harness import E2ECluster, cluster
 from tests.e2e.scenario import add_importers, medchain, org_consent, register_doctor, send
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from client.rpc import RpcClient
+from medchain.client.rpc import RpcClient
 from tests.e2e.harness import E2ECluster, cluster
 
 pytestmark = pytest.mark.e2e

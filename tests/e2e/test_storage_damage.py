@@ -20,8 +20,8 @@ from pathlib import Path
 import plyvel
 import pytest
 
-from client.rpc import RpcError
-from node.rpc.server import STORAGE_DAMAGED
+from medchain.client.rpc import RpcError
+from medchain.node.rpc.server import STORAGE_DAMAGED
 from tests.e2e.harness import E2ECluster, cluster
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +31,7 @@ NODE = 0  # hospital-a: custodian of the records stored below
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "medchain.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

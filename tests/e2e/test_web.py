@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from client.rpc import TxBuilder
-from node.rpc.jsonval import from_json
-from storage.crypto import Signer
-from storage.keyfile import save_key
+from medchain.client.rpc import TxBuilder
+from medchain.node.rpc.jsonval import from_json
+from medchain.storage.crypto import Signer
+from medchain.storage.keyfile import save_key
 from tests.e2e.harness import E2ECluster, cluster
 from tests.e2e.scenario import anchor_record, builder, org_consent, register_doctor, send
 from tests.helpers import signed_anchor_args
@@ -297,8 +297,8 @@ def test_the_page_opens_libsodium_sealed_boxes_and_refuses_altered_ones() -> Non
 
     from playwright.sync_api import sync_playwright
 
-    from node.records.wire import sealed_payload
-    from storage.crypto import seal_to
+    from medchain.node.records.wire import sealed_payload
+    from medchain.storage.crypto import seal_to
 
     web = ROOT / "node" / "web"  # serves /static/... as the node does
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(web))

@@ -32,9 +32,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from client.rpc import TxBuilder
-from node.web.portal import login_sign_bytes
-from storage.crypto import Signer
+from medchain.client.rpc import TxBuilder
+from medchain.node.web.portal import login_sign_bytes
+from medchain.storage.crypto import Signer
 from tests.e2e.harness import E2ECluster, Load, cluster
 from tests.fuzz import http_target
 

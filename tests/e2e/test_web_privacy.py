@@ -28,11 +28,11 @@ from typing import Any
 
 import pytest
 
-from client.rpc import TxBuilder
-from contracts.sdk import rotation_sign_bytes
-from node.web.portal import login_sign_bytes
-from storage.crypto import Signer
-from storage.keyfile import load_key
+from medchain.client.rpc import TxBuilder
+from medchain.contracts.sdk import rotation_sign_bytes
+from medchain.node.web.portal import login_sign_bytes
+from medchain.storage.crypto import Signer
+from medchain.storage.keyfile import load_key
 from tests.e2e.harness import E2ECluster, cluster
 from tests.e2e.scenario import (
     ICD10,

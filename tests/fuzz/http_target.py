@@ -20,15 +20,15 @@ import trio
 from hypothesis import strategies as st
 from trio.testing import MockClock
 
-from node.consensus.driver import Driver, DriverConfig
-from node.net.transport import MemoryHub
-from node.records.service import RecordService
-from node.web.app import History, build_app
-from node.web.http import HttpServer
-from node.web.limits import WebLimits
-from node.web.portal import Sessions
-from storage.crypto import Signer
-from storage.vault import Vault
+from medchain.node.consensus.driver import Driver, DriverConfig
+from medchain.node.net.transport import MemoryHub
+from medchain.node.records.service import RecordService
+from medchain.node.web.app import History, build_app
+from medchain.node.web.http import HttpServer
+from medchain.node.web.limits import WebLimits
+from medchain.node.web.portal import Sessions
+from medchain.storage.crypto import Signer
+from medchain.storage.vault import Vault
 from tests.chain import Chain
 
 SESSION = "SESSION-TOKEN"  # in an input, stands for a live patient session's token

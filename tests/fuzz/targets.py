@@ -23,8 +23,8 @@ import trio
 from nacl.exceptions import CryptoError
 from trio.testing import MockClock
 
-from client.importer import classify_line
-from consensus.messages import (
+from medchain.client.importer import classify_line
+from medchain.consensus.messages import (
     Checkpoint,
     Commit,
     CommittedEntry,
@@ -37,24 +37,36 @@ from consensus.messages import (
     ViewChange,
     decode_message,
 )
-from consensus.persist import SlotRecord, StableRecord, ViewRecord, decode_record, encode_record
-from consensus.verify import Ed25519Verifier, verify_message
-from node.consensus.chain import propose_block
-from node.consensus.validation import block_digest, decode_tx_batch, encode_tx_batch
-from node.net.framing import FrameReader, FrameTooLarge, encode_frame
-from node.records.wire import FetchItem, FetchReply, FetchRequest, decode_frame, open_payload
-from node.records.wire import sealed_payload as make_sealed
-from node.rpc.server import Connection, RpcServer
-from storage.block import Block, BlockHeader, CommitCertificate
-from storage.codec import DecodeError
-from storage.crypto import seal_to
-from storage.evidence import Evidence, build_evidence, verify_evidence
-from storage.fhirdoc import Disclosure, FhirError, canonical_json, disclose
-from storage.genesis import Genesis, GenesisError
-from storage.ledger import Ledger
-from storage.signed_query import sign_query, verify_query
-from storage.state import TxResult
-from storage.tx import Transaction
+from medchain.consensus.persist import (
+    SlotRecord,
+    StableRecord,
+    ViewRecord,
+    decode_record,
+    encode_record,
+)
+from medchain.consensus.verify import Ed25519Verifier, verify_message
+from medchain.node.consensus.chain import propose_block
+from medchain.node.consensus.validation import block_digest, decode_tx_batch, encode_tx_batch
+from medchain.node.net.framing import FrameReader, FrameTooLarge, encode_frame
+from medchain.node.records.wire import (
+    FetchItem,
+    FetchReply,
+    FetchRequest,
+    decode_frame,
+    open_payload,
+)
+from medchain.node.records.wire import sealed_payload as make_sealed
+from medchain.node.rpc.server import Connection, RpcServer
+from medchain.storage.block import Block, BlockHeader, CommitCertificate
+from medchain.storage.codec import DecodeError
+from medchain.storage.crypto import seal_to
+from medchain.storage.evidence import Evidence, build_evidence, verify_evidence
+from medchain.storage.fhirdoc import Disclosure, FhirError, canonical_json, disclose
+from medchain.storage.genesis import Genesis, GenesisError
+from medchain.storage.ledger import Ledger
+from medchain.storage.signed_query import sign_query, verify_query
+from medchain.storage.state import TxResult
+from medchain.storage.tx import Transaction
 from tests.fuzz import http_target
 from tests.helpers import Consortium
 
@@ -204,7 +216,7 @@ def _fhir_line(data: bytes) -> None:
 
 
 def _fhir_resource(data: bytes) -> None:
-    from node.records.service import describe_record
+    from medchain.node.records.service import describe_record
 
     try:
         resource = json.loads(data.decode("utf-8", "replace"))
@@ -236,10 +248,10 @@ class _Sink:
 @cache
 def rpc_server() -> RpcServer:
     """The node's real RPC methods on a driver that is not running."""
-    from node.records.service import RecordService
-    from node.rpc.chain_api import register
-    from node.rpc.records_api import register_records
-    from storage.vault import Vault
+    from medchain.node.records.service import RecordService
+    from medchain.node.rpc.chain_api import register
+    from medchain.node.rpc.records_api import register_records
+    from medchain.storage.vault import Vault
     from tests.rpcnode import one_node_driver
 
     driver = one_node_driver(world()["c"])

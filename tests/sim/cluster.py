@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 
-from consensus.config import ReplicaConfig
-from consensus.events import Deliver
-from consensus.messages import (
+from medchain.consensus.config import ReplicaConfig
+from medchain.consensus.events import Deliver
+from medchain.consensus.messages import (
     Commit,
     NewView,
     Prepare,

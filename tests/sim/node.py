@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 import msgpack
 
-from consensus.config import ReplicaConfig
-from consensus.events import (
+from medchain.consensus.config import ReplicaConfig
+from medchain.consensus.events import (
     Action,
     BatchExecuted,
     Broadcast,
@@ -40,7 +40,7 @@ from consensus.events import (
     StateFetched,
     TimerFired,
 )
-from consensus.messages import (
+from medchain.consensus.messages import (
     Commit,
     CommittedEntry,
     Message,
@@ -50,11 +50,11 @@ from consensus.messages import (
     StateRequest,
     decode_message,
 )
-from consensus.persist import PersistedState, decode_record, encode_record
-from consensus.replica import Replica, Restored
-from consensus.verify import Ed25519Verifier, verify_message
-from storage.codec import DecodeError
-from storage.crypto import Signer
+from medchain.consensus.persist import PersistedState, decode_record, encode_record
+from medchain.consensus.replica import Replica, Restored
+from medchain.consensus.verify import Ed25519Verifier, verify_message
+from medchain.storage.codec import DecodeError
+from medchain.storage.crypto import Signer
 
 if TYPE_CHECKING:
     from tests.sim.cluster import Cluster

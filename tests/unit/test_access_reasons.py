@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from contracts.sdk import Reject
-from storage.crypto import Signer
+from medchain.contracts.sdk import Reject
+from medchain.storage.crypto import Signer
 from tests.chain import Chain
 
 WIDE = {"from": "2000-01-01", "to": "2099-12-31"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts.runtime import Context
+from medchain.contracts.runtime import Context
 from tests.chain import Chain
 
 

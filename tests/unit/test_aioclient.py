@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from client.rpc import AsyncRpcClient, RpcError, TxBuilder
+from medchain.client.rpc import AsyncRpcClient, RpcError, TxBuilder
 from tests.rpcnode import ThreadedNode, node_in_thread
 
 

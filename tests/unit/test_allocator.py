@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from node.ops import memory
+from medchain.node.ops import memory
 
 
 def test_allocator_env_preloads_jemalloc_once() -> None:
@@ -43,7 +43,7 @@ def test_a_child_started_with_that_env_runs_on_jemalloc() -> None:
 
 _PROBE = """
 import json
-from node.ops import memory
+from medchain.node.ops import memory
 before = memory.malloc_info()
 held = [bytes(4096) for _ in range(10_000)]  # 40 MiB through malloc (over pymalloc's 512 B)
 after = memory.malloc_info()

@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from node.consensus.chain import propose_block
-from storage.block import Block, CommitCertificate, ValidatorSet
-from storage.codec import DecodeError
-from storage.crypto import Signer
-from storage.ledger import Ledger
+from medchain.node.consensus.chain import propose_block
+from medchain.storage.block import Block, CommitCertificate, ValidatorSet
+from medchain.storage.codec import DecodeError
+from medchain.storage.crypto import Signer
+from medchain.storage.ledger import Ledger
 from tests.helpers import Consortium
 
 
@@ -70,7 +70,7 @@ def test_block_decode_checks_tx_root(consortium: Consortium) -> None:
 
 
 def test_block_inclusion_proofs(consortium: Consortium) -> None:
-    from storage.merkle import verify_inclusion
+    from medchain.storage.merkle import verify_inclusion
 
     b = _block(consortium)
     for i, tx_id in enumerate(b.tx_ids()):

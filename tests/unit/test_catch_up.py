@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import trio
 
-from node.consensus.catchup import CatchUp, CatchUpConfig
-from node.consensus.driver import Driver, DriverConfig
-from node.net.transport import MemoryHub
-from storage.ledger import Ledger
+from medchain.node.consensus.catchup import CatchUp, CatchUpConfig
+from medchain.node.consensus.driver import Driver, DriverConfig
+from medchain.node.net.transport import MemoryHub
+from medchain.storage.ledger import Ledger
 from tests.helpers import Consortium
 
 CFG = CatchUpConfig(poll_ms=500, idle_probe_ms=10_000)

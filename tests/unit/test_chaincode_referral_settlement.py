@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from contracts.sdk import Reject
+from medchain.contracts.sdk import Reject
 from tests.chain import Chain
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10"

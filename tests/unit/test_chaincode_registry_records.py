@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contracts.sdk import pseudonym_of
+from medchain.contracts.sdk import pseudonym_of
 from tests.chain import Chain
 
 

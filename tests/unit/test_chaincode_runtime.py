@@ -9,13 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contracts.bundle import make_executor
-from contracts.loader import ChaincodeLoadError, check_source, load_module
-from node.consensus.chain import replay_ledger
+from medchain.contracts.bundle import make_executor
+from medchain.contracts.loader import ChaincodeLoadError, check_source, load_module
+from medchain.node.consensus.chain import replay_ledger
 from tests.chain import Chain
 
 GOOD = """
-from contracts.sdk import transaction, query, Reject
+from medchain.contracts.sdk import transaction, query, Reject
 
 @transaction
 def put(ctx, args):
@@ -31,9 +31,9 @@ def get(ctx, args):
 @pytest.mark.parametrize(
     "body, why",
     [
-        ("import os", "only 'from contracts.sdk import"),
+        ("import os", "only 'from medchain.contracts.sdk import"),
         ("from time import time", "not allowed"),
-        ("import random", "only 'from contracts.sdk import"),
+        ("import random", "only 'from medchain.contracts.sdk import"),
         ("x = 0.5", "floats"),
         ("x = {1, 2}", "sets"),
         ("x = set()", "'set' is not available"),
@@ -59,8 +59,11 @@ def get(ctx, args):
             "'match' statements",
         ),
         ("def f(ctx, a):\n    return '{0._c}'.format(ctx)", "'format' is not available"),
-        ("from contracts.sdk import datetime", "contracts.sdk.datetime is not part"),
-        ("from contracts.sdk import transaction as t", "not part of the chaincode API"),
+        (
+            "from medchain.contracts.sdk import datetime",
+            "medchain.contracts.sdk.datetime is not part",
+        ),
+        ("from medchain.contracts.sdk import transaction as t", "not part of the chaincode API"),
         # state that would outlive a call, and values that differ between processes
         ("SEEN = []", "module-level names are constants"),
         ("CODES = {'a': 1}", "module-level names are constants"),
@@ -176,13 +179,13 @@ def test_chaincode_upgrade_needs_a_majority_of_admins() -> None:
 
 
 def test_replayed_transaction_fails_once_committed() -> None:
-    from storage.tx import make_tx
+    from medchain.storage.tx import make_tx
 
     c = Chain()
     k = c.key()
     raw = make_tx(k, c.genesis.chain_id, 42, "registry", "register_patient", {}).encode()
-    from node.consensus.chain import apply_block, propose_block
-    from storage.block import make_certificate
+    from medchain.node.consensus.chain import apply_block, propose_block
+    from medchain.storage.block import make_certificate
 
     for expect_ok in (True, False):
         c.now += 1000
@@ -273,7 +276,7 @@ def test_two_executors_fed_the_same_blocks_reach_the_same_root(
 
 
 GUARDED = """
-from contracts.sdk import transaction, Reject
+from medchain.contracts.sdk import transaction, Reject
 
 @transaction
 def square(ctx, args):
@@ -385,7 +388,7 @@ def test_a_chaincode_name_cannot_overlap_another_namespace(name: str) -> None:
 
 
 ROUND3 = """
-from contracts.sdk import transaction, Reject
+from medchain.contracts.sdk import transaction, Reject
 
 @transaction
 def addr(ctx, args):
@@ -507,4 +510,4 @@ def test_round3_refusals_are_the_same_on_every_node_and_nothing_escapes() -> Non
 )
 def test_round3_sources_refused_at_load(source: str, why: str) -> None:
     with pytest.raises(ChaincodeLoadError, match=re.escape(why)):
-        check_source("from contracts.sdk import transaction\n\n" + source)
+        check_source("from medchain.contracts.sdk import transaction\n\n" + source)

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.block import Block, BlockHeader, CommitCertificate
-from storage.codec import DecodeError, as_value, canonical, pack, unpack
-from storage.genesis import Genesis
-from storage.state import Event, TxResult
-from storage.tx import MAX_TX_BYTES, Transaction
+from medchain.storage.block import Block, BlockHeader, CommitCertificate
+from medchain.storage.codec import DecodeError, as_value, canonical, pack, unpack
+from medchain.storage.genesis import Genesis
+from medchain.storage.state import Event, TxResult
+from medchain.storage.tx import MAX_TX_BYTES, Transaction
 from tests.helpers import Consortium
 
 
@@ -86,8 +86,8 @@ def test_header_certificate_result_round_trip(consortium: Consortium) -> None:
 
 
 def test_block_round_trip(consortium: Consortium) -> None:
-    from node.consensus.chain import propose_block
-    from storage.ledger import Ledger
+    from medchain.node.consensus.chain import propose_block
+    from medchain.storage.ledger import Ledger
 
     ledger = Ledger.in_memory(consortium.genesis)
     txs = [consortium.tx(consortium.admin_keys[i % 4]).encode() for i in range(5)]

@@ -3,11 +3,11 @@ writes only its prepares, and loading joins them with the pre-prepare saved befo
 
 from __future__ import annotations
 
-from consensus.messages import Checkpoint, Prepare, PrePrepare
-from consensus.persist import SlotRecord, StableRecord, ViewRecord
-from node.consensus.store import P_PREP, P_SLOT, ConsensusStore
-from storage.kv import MemoryKV
-from storage.ledger import be8
+from medchain.consensus.messages import Checkpoint, Prepare, PrePrepare
+from medchain.consensus.persist import SlotRecord, StableRecord, ViewRecord
+from medchain.node.consensus.store import P_PREP, P_SLOT, ConsensusStore
+from medchain.storage.kv import MemoryKV
+from medchain.storage.ledger import be8
 
 
 def pp(seq: int, view: int = 0, batch: bytes = b"x" * 10_000) -> PrePrepare:
@@ -48,7 +48,7 @@ def test_a_new_pre_prepare_for_the_slot_drops_the_old_prepares() -> None:
 
 
 def test_prepares_for_another_digest_are_not_joined() -> None:
-    from storage.codec import pack
+    from medchain.storage.codec import pack
 
     kv = MemoryKV()
     store = ConsensusStore(kv)
@@ -78,7 +78,7 @@ def test_after_a_restart_a_prepared_slot_is_written_whole_and_stable_drops_both(
 
 
 def test_prepares_of_another_view_with_the_same_digest_are_not_joined() -> None:
-    from storage.codec import pack
+    from medchain.storage.codec import pack
 
     kv = MemoryKV()
     a1 = PrePrepare(1, 1, 5, b"\x07" * 32, b"batch", 0, b"s" * 64)  # view 1

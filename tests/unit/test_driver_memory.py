@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import trio
 
-from node.consensus.driver import Driver, DriverConfig
-from node.consensus.validation import encode_tx_batch
-from node.mempool.ingress import REBROADCAST_MAX
-from node.mempool.pool import PoolReject
-from node.net.transport import CHANNEL_TXS, MemoryHub
-from storage.ledger import Ledger
-from storage.tx import Transaction
+from medchain.node.consensus.driver import Driver, DriverConfig
+from medchain.node.consensus.validation import encode_tx_batch
+from medchain.node.mempool.ingress import REBROADCAST_MAX
+from medchain.node.mempool.pool import PoolReject
+from medchain.node.net.transport import CHANNEL_TXS, MemoryHub
+from medchain.storage.ledger import Ledger
+from medchain.storage.tx import Transaction
 from tests.helpers import Consortium
 
 
@@ -152,7 +152,7 @@ async def test_acknowledged_transactions_survive_a_restart(tmp_path) -> None:  #
 async def test_byzantine_primary_is_survived_and_named() -> None:
     """Node 0 (primary of view 0) equivocates, forges and floods; the others
     change view, stay identical and commit everything, and blame node 0 only."""
-    from testing.byzantine import ByzantineTransport
+    from medchain.testing.byzantine import ByzantineTransport
 
     c = Consortium.make(batch_timeout_ms=5, view_change_timeout_ms=400)
     hub = MemoryHub()

@@ -10,20 +10,20 @@ from typing import Any
 
 import pytest
 
-from storage.block import BlockHeader, CommitCertificate
-from storage.codec import pack, unpack
-from storage.crypto import Signer
-from storage.evidence import (
+from medchain.storage.block import BlockHeader, CommitCertificate
+from medchain.storage.codec import pack, unpack
+from medchain.storage.crypto import Signer
+from medchain.storage.evidence import (
     OLD_MAGIC,
     Evidence,
     EvidenceUnavailable,
     build_evidence,
     verify_evidence,
 )
-from storage.fhirdoc import canonical_json
-from storage.merkle import inclusion_proof, merkle_root
-from storage.receipts import Receipt, block_receipts, event_leaf
-from storage.state import Event
+from medchain.storage.fhirdoc import canonical_json
+from medchain.storage.merkle import inclusion_proof, merkle_root
+from medchain.storage.receipts import Receipt, block_receipts, event_leaf
+from medchain.storage.state import Event
 from tests.chain import Chain
 
 CONDITION = {
@@ -264,7 +264,7 @@ def test_content_with_a_key_twice_is_refused(scene: Scene) -> None:
     text = scene.content.decode()
     twice = text[:-1] + ',"onsetDateTime":"1999-01-01"}'
     assert "twice" in failing(scene.verify(ev, content=twice.encode()))
-    from storage.fhirdoc import FhirError, load_json
+    from medchain.storage.fhirdoc import FhirError, load_json
 
     with pytest.raises(FhirError, match="twice"):
         load_json('{"medchain_disclosure": 2, "value": 5, "value": 95}')

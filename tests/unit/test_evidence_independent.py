@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.codec import pack, unpack
-from storage.evidence import OLD_MAGIC, Evidence, build_evidence, verify_evidence
+from medchain.storage.codec import pack, unpack
+from medchain.storage.evidence import OLD_MAGIC, Evidence, build_evidence, verify_evidence
 from tests.chain import Chain
 from tests.independent import verifier as independent
 from tests.unit.test_evidence import Scene

@@ -8,10 +8,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts.kv import KVChaincode
-from contracts.runtime import LIFECYCLE, ChaincodeError, Context, Executor, Overlay
-from node.consensus.chain import propose_block
-from storage.ledger import Ledger
+from medchain.contracts.kv import KVChaincode
+from medchain.contracts.runtime import LIFECYCLE, ChaincodeError, Context, Executor, Overlay
+from medchain.node.consensus.chain import propose_block
+from medchain.storage.ledger import Ledger
 from tests.helpers import Consortium
 
 

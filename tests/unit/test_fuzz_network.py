@@ -46,6 +46,6 @@ def test_samples_are_accepted(name: str) -> None:
 @pytest.mark.parametrize("name", ["records-frame", "consensus-record"])
 def test_a_boolean_kind_is_not_taken_for_an_integer(name: str) -> None:
     """Found by CI's fuzz run: msgpack ``true`` compared equal to kind 1."""
-    from storage.codec import pack
+    from medchain.storage.codec import pack
 
     assert check(TARGETS[name], pack([True, bytes(16), b"\x00" * 134])) is None

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
-from node.config import NodeConfig
-from storage.genesis import ConsensusParams, Genesis, GenesisError
-from storage.keyfile import load_key
+from medchain.cli.main import cli
+from medchain.node.config import NodeConfig
+from medchain.storage.genesis import ConsensusParams, Genesis, GenesisError
+from medchain.storage.keyfile import load_key
 from tests.helpers import Consortium
 
 ORGS = ["Hospital A:hospital", "Hospital B:hospital", "Insurer:insurer", "Regulator:regulator"]

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trio.testing import MockClock
 
-from node.web.protocol import HttpError, split_target
+from medchain.node.web.protocol import HttpError, split_target
 from tests.fuzz import http_target
 from tests.fuzz.http_target import FakeStream, parse_responses, request_bytes, world
 

@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 import trio
 
-from node.config import ConfigError, NodeConfig
-from node.web.http import HttpServer
-from node.web.limits import WebLimits
-from node.web.portal import Sessions, SessionsFull, login_sign_bytes
-from node.web.protocol import HttpError, Request, Response, Router, json_response
-from storage.crypto import Signer
+from medchain.node.config import ConfigError, NodeConfig
+from medchain.node.web.http import HttpServer
+from medchain.node.web.limits import WebLimits
+from medchain.node.web.portal import Sessions, SessionsFull, login_sign_bytes
+from medchain.node.web.protocol import HttpError, Request, Response, Router, json_response
+from medchain.storage.crypto import Signer
 from tests.fuzz.http_target import KILLERS
 
 BIG = b"x" * (1 << 20)
@@ -168,7 +168,7 @@ async def test_an_internal_fault_is_one_log_line_with_an_incident_id(
         async def broken(*args: Any) -> Any:
             raise ValueError("parser bug")
 
-        monkeypatch.setattr("node.web.http.read_request", broken)
+        monkeypatch.setattr("medchain.node.web.http.read_request", broken)
         status, _, body = await request(server.bound_port, get("/hello"))
         assert status == 500 and json.loads(body)["incident"]
         monkeypatch.undo()

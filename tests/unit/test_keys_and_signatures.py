@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
-from storage.block import commit_sign_bytes
-from storage.crypto import Signer, sign_bytes, verify
-from storage.keyfile import KeyFileError, load_key, save_key
-from storage.tx import Transaction, make_tx
+from medchain.cli.main import cli
+from medchain.storage.block import commit_sign_bytes
+from medchain.storage.crypto import Signer, sign_bytes, verify
+from medchain.storage.keyfile import KeyFileError, load_key, save_key
+from medchain.storage.tx import Transaction, make_tx
 
 FAST = {"opslimit": 1, "memlimit": 8192}  # argon2id minimums keep tests quick
 
@@ -121,8 +121,8 @@ def test_tx_id_is_hash_of_encoding() -> None:
 
 
 def test_forged_signature_rejected() -> None:
-    from storage.codec import DecodeError
-    from storage.tx import decode_verified
+    from medchain.storage.codec import DecodeError
+    from medchain.storage.tx import decode_verified
 
     s, mallory = Signer.generate(), Signer.generate()
     tx = make_tx(s, "c", 1, "kv", "put", {"key": "k", "value": "v"})

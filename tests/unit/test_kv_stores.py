@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.kv import KVStore, LevelDBKV, MemoryKV, StoreError
+from medchain.storage.kv import KVStore, LevelDBKV, MemoryKV, StoreError
 
 
 @pytest.fixture(params=["memory", "leveldb"])

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from node.consensus.chain import propose_block, replay_ledger
-from storage.ledger import GenesisMismatch, Ledger, LedgerError, verify_chain
-from storage.state import FAILED
+from medchain.node.consensus.chain import propose_block, replay_ledger
+from medchain.storage.ledger import GenesisMismatch, Ledger, LedgerError, verify_chain
+from medchain.storage.state import FAILED
 from tests.helpers import Consortium
 
 
@@ -125,7 +125,7 @@ def test_reopen_keeps_everything(tmp_path: Path, consortium: Consortium) -> None
 
 
 def test_verify_chain_detects_tampering(tmp_path: Path, consortium: Consortium) -> None:
-    from storage.ledger import K_BLOCK, K_CERT
+    from medchain.storage.ledger import K_BLOCK, K_CERT
 
     c = consortium
     led = Ledger.in_memory(c.genesis)
@@ -169,7 +169,7 @@ def test_consensus_seq_and_null_batches(ledger: Ledger, consortium: Consortium) 
 
 
 def test_read_cache_is_bounded_and_never_stale() -> None:
-    from storage.readcache import ReadCache
+    from medchain.storage.readcache import ReadCache
 
     store: dict[bytes, bytes | None] = {}
     cache = ReadCache(limit=8)
@@ -205,7 +205,7 @@ def test_large_values_live_in_the_block_store(tmp_path: Path, consortium: Consor
     """The main store (random keys, rewritten at every compaction) holds tx ids and
     state keys with pointers or short values; bodies, results and large values are
     appended to the block store, whose keys only grow."""
-    from storage.ledger import FORMAT, P_HEIGHT, P_STATE, P_TX, VALUE_LOG_MIN
+    from medchain.storage.ledger import FORMAT, P_HEIGHT, P_STATE, P_TX, VALUE_LOG_MIN
 
     c = consortium
     led = Ledger.open(tmp_path / "db", c.genesis)
@@ -251,8 +251,8 @@ def test_ledgers_of_another_format_are_refused_with_the_reason(
 ) -> None:
     """Format 1 and 2 blocks carry no results root, so nothing proves their outcomes:
     such a ledger is refused at open, saying why and what to do; so is a newer one."""
-    from storage.kv import MemoryKV
-    from storage.ledger import K_FORMAT, K_GENESIS, LedgerError
+    from medchain.storage.kv import MemoryKV
+    from medchain.storage.ledger import K_FORMAT, K_GENESIS, LedgerError
 
     store = MemoryKV()
     store.write({K_GENESIS: consortium.genesis.hash()})
@@ -273,11 +273,11 @@ def test_blocks_commit_to_their_predecessors_outcomes(consortium: Consortium) ->
     whose results root is not its own, and verify_chain finds a tampered result."""
     import dataclasses
 
-    from node.consensus.chain import propose_block
-    from storage.block import Block
-    from storage.ledger import K_RESULT, P_HEIGHT, LedgerError, be8
-    from storage.receipts import EMPTY_RESULTS_ROOT, Receipt
-    from storage.state import TxResult
+    from medchain.node.consensus.chain import propose_block
+    from medchain.storage.block import Block
+    from medchain.storage.ledger import K_RESULT, P_HEIGHT, LedgerError, be8
+    from medchain.storage.receipts import EMPTY_RESULTS_ROOT, Receipt
+    from medchain.storage.state import TxResult
 
     c = consortium
     led = Ledger.in_memory(c.genesis)
@@ -304,7 +304,7 @@ def test_block_store_is_separate_and_a_crash_between_the_writes_loses_nothing(
 ) -> None:
     """Blocks go to their own LevelDB first, then the main store with the tip. A
     crash in between leaves a block above the tip: unread, and written again."""
-    from storage.ledger import K_BLOCK
+    from medchain.storage.ledger import K_BLOCK
 
     c = consortium
     led = Ledger.open(tmp_path / "db", c.genesis)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from localnet.processes import pid_alive
+from medchain.localnet.processes import pid_alive
 
 
 def test_a_running_process_is_alive_and_a_zombie_is_not() -> None:

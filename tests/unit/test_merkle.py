@@ -7,7 +7,7 @@ import hashlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.merkle import EMPTY_ROOT, inclusion_proof, merkle_root, verify_inclusion
+from medchain.storage.merkle import EMPTY_ROOT, inclusion_proof, merkle_root, verify_inclusion
 
 
 def H(b: bytes) -> bytes:

@@ -11,9 +11,9 @@ from typing import Any
 import multiaddr
 import trio
 
-from node.net.p2p import Libp2pTransport
-from node.net.p2p_compat import inbound_slots
-from storage.crypto import Signer
+from medchain.node.net.p2p import Libp2pTransport
+from medchain.node.net.p2p_compat import inbound_slots
+from medchain.storage.crypto import Signer
 
 CYCLES = 25
 

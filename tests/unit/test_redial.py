@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import random
 
-from node.net.redial import Redial, RedialConfig
+from medchain.node.net.redial import Redial, RedialConfig
 
 CFG = RedialConfig(min_s=0.2, max_s=3.0, jitter=0.5, warn_after_s=10.0, warn_every_s=60.0)
 

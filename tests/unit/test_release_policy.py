@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from node.config import ConfigError, NodeConfig
-from node.records.release import (
+from medchain.node.config import ConfigError, NodeConfig
+from medchain.node.records.release import (
     MemoryRedemptions,
     Redemptions,
     RefusalGate,
     ReplyCache,
     StoredRedemptions,
 )
-from node.records.wire import parse_request
-from storage.crypto import Signer
-from storage.kv import LevelDBKV, MemoryKV
-from storage.tx import make_tx
+from medchain.node.records.wire import parse_request
+from medchain.storage.crypto import Signer
+from medchain.storage.kv import LevelDBKV, MemoryKV
+from medchain.storage.tx import make_tx
 
 
 def exercise(r: Redemptions) -> None:

@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from consensus.config import ReplicaConfig
-from consensus.events import (
+from medchain.consensus.config import ReplicaConfig
+from medchain.consensus.events import (
     Action,
     BatchExecuted,
     Broadcast,
@@ -26,7 +26,7 @@ from consensus.events import (
     StateFetched,
     TimerFired,
 )
-from consensus.messages import (
+from medchain.consensus.messages import (
     Checkpoint,
     Commit,
     CommittedEntry,
@@ -38,10 +38,16 @@ from consensus.messages import (
     ViewChange,
     decode_message,
 )
-from consensus.persist import PersistedState, SlotRecord, ViewRecord, decode_record, encode_record
-from consensus.replica import Replica, Restored
-from consensus.verify import Ed25519Verifier, verify_message
-from storage.crypto import Signer
+from medchain.consensus.persist import (
+    PersistedState,
+    SlotRecord,
+    ViewRecord,
+    decode_record,
+    encode_record,
+)
+from medchain.consensus.replica import Replica, Restored
+from medchain.consensus.verify import Ed25519Verifier, verify_message
+from medchain.storage.crypto import Signer
 from tests.sim.node import HmacCrypto
 
 CHAIN = "rules"

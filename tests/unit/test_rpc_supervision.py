@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import trio
 
-from node.rpc import server as rpc
-from node.rpc.server import INTERNAL_ERROR, Connection, RpcError, RpcServer
+from medchain.node.rpc import server as rpc
+from medchain.node.rpc.server import INTERNAL_ERROR, Connection, RpcError, RpcServer
 from tests.unit.test_rpc import LineClient, connect
 
 

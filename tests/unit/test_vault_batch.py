@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import trio
 
-from node.records.service import PutItem, RecordService
-from storage.fhirdoc import FhirError
-from storage.kv import MemoryKV
-from storage.vault import Vault, VaultPut
+from medchain.node.records.service import PutItem, RecordService
+from medchain.storage.fhirdoc import FhirError
+from medchain.storage.kv import MemoryKV
+from medchain.storage.vault import Vault, VaultPut
 from tests.helpers import Consortium
 from tests.rpcnode import one_node_driver
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from client.importer import (
+from medchain.client.importer import (
     SKIP_INVALID,
     SKIP_NO_ENCOUNTER,
     SKIP_REFERENCE,
@@ -18,7 +18,7 @@ from client.importer import (
     plan_import,
     shift_dates,
 )
-from storage.fhirdoc import (
+from medchain.storage.fhirdoc import (
     Disclosure,
     FhirError,
     canonical_json,
@@ -26,8 +26,8 @@ from storage.fhirdoc import (
     disclose,
     fields_root,
 )
-from storage.kv import LevelDBKV
-from storage.vault import Vault, VaultIntegrityError, master_key_from_seed
+from medchain.storage.kv import LevelDBKV
+from medchain.storage.vault import Vault, VaultIntegrityError, master_key_from_seed
 
 CONDITION = {
     "resourceType": "Condition",

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import trio
 
-from contracts.identity import ADMIN, NODE, PATIENT, PRACTITIONER, UNKNOWN, Identity
-from node.web.auth import Auth
-from node.web.http import HttpError, HttpServer, Request, Response, Router, json_response
-from node.web.portal import (
+from medchain.contracts.identity import ADMIN, NODE, PATIENT, PRACTITIONER, UNKNOWN, Identity
+from medchain.node.web.auth import Auth
+from medchain.node.web.http import HttpError, HttpServer, Request, Response, Router, json_response
+from medchain.node.web.portal import (
     CHALLENGE_TTL_S,
     MAX_ENTRIES,
     SESSION_TTL_S,
@@ -23,7 +23,7 @@ from node.web.portal import (
     Sessions,
     login_sign_bytes,
 )
-from node.web.visibility import (
+from medchain.node.web.visibility import (
     ANONYMOUS,
     EVENTS,
     FULL,
@@ -40,7 +40,7 @@ from node.web.visibility import (
     tx_view,
     viewer_of,
 )
-from storage.crypto import DOMAIN_TX, Signer, sign_bytes
+from medchain.storage.crypto import DOMAIN_TX, Signer, sign_bytes
 
 
 class Clock:
@@ -400,8 +400,8 @@ def test_record_visibility(viewer: Viewer, visible: bool) -> None:
 
 
 def test_a_session_ends_when_its_key_stops_earning_its_view() -> None:
-    from contracts.identity import REGISTRY_KEY_PREFIX
-    from storage.codec import canonical, pack
+    from medchain.contracts.identity import REGISTRY_KEY_PREFIX
+    from medchain.storage.codec import canonical, pack
     from tests.helpers import Consortium
 
     con = Consortium.make(4)

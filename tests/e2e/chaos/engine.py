@@ -25,10 +25,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from client.rpc import RpcClient, RpcError
-from localnet.processes import wait_ready
-from storage.genesis import ConsensusParams
-from storage.ledger import Ledger, verify_chain
+from medchain.client.rpc import RpcClient, RpcError
+from medchain.localnet.processes import wait_ready
+from medchain.storage.genesis import ConsensusParams
+from medchain.storage.ledger import Ledger, verify_chain
 from tests.e2e.harness import E2ECluster
 
 CHAOS_PARAMS = ConsensusParams(

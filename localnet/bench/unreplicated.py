@@ -14,16 +14,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.workload import Maker, setup
-from contracts.bundle import make_executor
-from localnet.processes import DEFAULT_ORGS
-from node.consensus.chain import propose_block
-from node.consortium import OrgSpec, init_consortium
-from storage.block import make_certificate
-from storage.genesis import Genesis
-from storage.keyfile import load_key
-from storage.ledger import Ledger
-from storage.tx import Transaction, decode_verified
+from medchain.contracts.bundle import make_executor
+from medchain.localnet.bench.workload import Maker, setup
+from medchain.localnet.processes import DEFAULT_ORGS
+from medchain.node.consensus.chain import propose_block
+from medchain.node.consortium import OrgSpec, init_consortium
+from medchain.storage.block import make_certificate
+from medchain.storage.genesis import Genesis
+from medchain.storage.keyfile import load_key
+from medchain.storage.ledger import Ledger
+from medchain.storage.tx import Transaction, decode_verified
 
 
 class LocalChain:

@@ -1,7 +1,7 @@
 """A load generator process: signs transactions with its own key and submits
 them over RPC at a steady rate (open loop), in JSON-RPC batches.
 
-    python -m benchmarks.loadgen --sockets A.sock,B.sock --workload W.json --rate 500
+    python -m medchain.localnet.bench.loadgen --sockets A.sock,B.sock --workload W.json --rate 500
         --duration 20 --out results.jsonl
 
 Transactions are signed before the clock starts, so the generator's own CPU
@@ -18,15 +18,18 @@ import json
 import time
 from pathlib import Path
 
-from benchmarks.workload import Maker
-from client.rpc import RpcClient
+from medchain.client.rpc import RpcClient
+from medchain.localnet.bench.workload import Maker
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sockets", required=True)
     ap.add_argument(
-        "--workload", type=Path, required=True, help="JSON written by benchmarks.workload.setup"
+        "--workload",
+        type=Path,
+        required=True,
+        help="JSON written by medchain.localnet.bench.workload.setup",
     )
     ap.add_argument(
         "--rate", type=float, required=True, help="transactions per second from this process"

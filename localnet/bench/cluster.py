@@ -22,13 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.workload import save, setup
-from client.rpc import RpcClient
-from localnet.processes import DEFAULT_ORGS, free_ports, local_nodes, spawn, stop, wait_ready
-from node.consortium import OrgSpec, init_consortium
-from storage.genesis import ConsensusParams
-
-ROOT = Path(__file__).resolve().parents[1]
+from medchain.client.rpc import RpcClient
+from medchain.localnet.bench.workload import save, setup
+from medchain.localnet.processes import (
+    DEFAULT_ORGS,
+    free_ports,
+    local_nodes,
+    spawn,
+    stop,
+    wait_ready,
+)
+from medchain.node.consortium import OrgSpec, init_consortium
+from medchain.storage.genesis import ConsensusParams
 
 
 @dataclass
@@ -135,7 +140,7 @@ def run_bench(
                         [
                             sys.executable,
                             "-m",
-                            "benchmarks.loadgen",
+                            "medchain.localnet.bench.loadgen",
                             "--sockets",
                             mine,
                             "--workload",
@@ -149,7 +154,7 @@ def run_bench(
                             "--start-at",
                             str(start_at),
                         ],
-                        cwd=ROOT,
+                        cwd=root,
                     ),
                 )
             )

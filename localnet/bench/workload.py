@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from client.rpc import RpcClient, TxBuilder
-from storage.crypto import Signer
-from storage.tx import Transaction
+from medchain.client.rpc import RpcClient, TxBuilder
+from medchain.storage.crypto import Signer
+from medchain.storage.tx import Transaction
 
 LOCAL = "urn:medchain:items"
 KINDS = ("kv", "anchor", "mix")
