@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from medchain.client.importer import ProviderMap, latest_date, plan_import, run_import
+from medchain.client.custodian import ProviderMap
+from medchain.client.importer import latest_date, plan_import, run_import
 from medchain.client.records import fetch_records
 from medchain.client.rpc import RpcClient, TxBuilder
 from medchain.contracts.sdk import anchor_sign_bytes

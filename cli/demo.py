@@ -102,7 +102,8 @@ def demo(data: Path | None, directory: Path | None, keep: bool) -> None:
 
 
 def run(cdir: Path, data: Path, keep: bool) -> None:
-    from medchain.client.importer import ProviderMap, latest_date, plan_import, run_import
+    from medchain.client.custodian import ProviderMap
+    from medchain.client.importer import latest_date, plan_import, run_import
     from medchain.client.records import fetch_records
     from medchain.client.rpc import RpcClient, TxBuilder
     from medchain.localnet.processes import free_ports, local_nodes, net_up, spawn, stop, wait_ready

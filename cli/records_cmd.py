@@ -204,7 +204,8 @@ def records_import(
     stored encrypted in that node's vault and anchored on chain in bulk."""
     import datetime
 
-    from medchain.client.importer import ProviderMap, latest_date, plan_import, run_import
+    from medchain.client.custodian import ProviderMap
+    from medchain.client.importer import latest_date, plan_import, run_import
     from medchain.client.rpc import RpcClient
     from medchain.localnet.processes import local_nodes
 

@@ -1,31 +1,37 @@
 """Bulk import of FHIR NDJSON (e.g. Synthea bulk exports) into a consortium.
 
-Each record goes to the custodian named by its encounter's ``serviceProvider``
-(mapped to consortium organizations by a table), is stored in that
+Each record goes to the custodian its own references name (client/custodian.py:
+encounter, performer, location, organization, ...; mapped to member
+organizations by a provider map or a default custodian), is stored in that
 custodian's vault through its node, and is anchored on chain in bulk, signed
 by the custodian's import system (a practitioner of role "system"). Import is
 idempotent: re-running it anchors nothing twice. Everything skipped is
-reported with its reason.
+counted by reason, with the first file:line of each.
 """
 
 from __future__ import annotations
 
 import datetime
 import re
-import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medchain.client.custodian import (
+    DIRECTORY_TYPES,
+    NO_INSTITUTION,
+    Directory,
+    ProviderMap,
+    custodian_of,
+)
 from medchain.client.rpc import RpcClient, TxBuilder
 from medchain.node.rpc.jsonval import from_json
 from medchain.storage.fhirdoc import (
     FhirError,
     canonical_json,
     clinical_date,
-    encounter_id,
     load_json,
     subject_id,
 )
@@ -40,8 +46,11 @@ REFERENCE_TYPES = {
 }
 SKIP_INVALID = "invalid JSON"
 SKIP_UNKNOWN_PATIENT = "unknown patient"
-SKIP_UNMAPPED = "unmapped institution"
-SKIP_NO_ENCOUNTER = "no encounter, so no custodian"
+SKIP_UNMAPPED = "institution not in the provider map (give --map or --default-custodian)"
+SKIP_NO_CUSTODIAN = (
+    "names no institution, and the patient has no other records here (give --default-custodian)"
+)
+SKIP_CONFLICT = "resource id already used for another patient"
 SKIP_REFERENCE = "reference data, not a patient record"
 SKIP_NO_DATE = "no clinical date"
 SKIP_NOT_CANONICAL = "not representable as canonical JSON (RFC 8785)"
@@ -49,30 +58,23 @@ DATE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})(.*)$")
 
 
 @dataclass
-class ProviderMap:
-    """serviceProvider display name (or identifier value) -> organization id."""
-
-    table: dict[str, str]
-
-    @classmethod
-    def load(cls, path: Path) -> ProviderMap:
-        doc = tomllib.loads(Path(path).read_text())
-        return cls({str(k): str(v) for k, v in doc.get("providers", {}).items()})
-
-    def org_for(self, provider: dict[str, Any]) -> str | None:
-        display = provider.get("display")
-        if isinstance(display, str) and display in self.table:
-            return self.table[display]
-        ref = str(provider.get("reference", ""))
-        key = ref.rsplit("|", 1)[-1] if "|" in ref else ref.rsplit("/", 1)[-1]
-        return self.table.get(key)
-
-
-@dataclass
 class Plan:
     by_org: dict[str, list[tuple[dict[str, Any], str]]] = field(default_factory=dict)
     skipped: Counter[str] = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)  # reason -> first file:line
+
+    by_patient: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def add(self, org: str, resource: dict[str, Any], pseudonym: str) -> None:
+        self.by_org.setdefault(org, []).append((resource, pseudonym))
+        self.by_patient.setdefault(pseudonym, Counter())[org] += 1
+
+    def main_custodian(self, pseudonym: str) -> str | None:
+        """The member holding most of the patient's records (ties: the first by id)."""
+        counts = self.by_patient.get(pseudonym)
+        if not counts:
+            return None
+        return min(counts, key=lambda org: (-counts[org], org))
 
     def skip(self, reason: str, where: str) -> None:
         self.skipped[reason] += 1
@@ -118,10 +120,16 @@ def read_resource(line: str) -> dict[str, Any]:
 
 
 def classify_line(
-    line: str, patients: dict[str, str], encounters: dict[str, str | None], shift_days: int = 0
+    line: str,
+    patients: dict[str, str],
+    directory: Directory,
+    providers: ProviderMap,
+    shift_days: int = 0,
 ) -> tuple[str, dict[str, Any], str] | str:
     """One NDJSON line: (custodian, resource with dates shifted, patient pseudonym), or
-    the reason it is skipped. Total: any text gives one or the other."""
+    the reason it is skipped. The custodian is NO_INSTITUTION when the resource names
+    none (the plan then places it with the patient's other records). Total: any text
+    gives one or the other."""
     try:
         r = read_resource(line)
     except FhirError:
@@ -131,10 +139,10 @@ def classify_line(
     pseudonym = patients.get(subject_id(r) or "")
     if pseudonym is None:
         return SKIP_UNKNOWN_PATIENT
-    enc = encounter_id(r)
-    if enc is None or enc not in encounters:
-        return SKIP_NO_ENCOUNTER
-    org = encounters[enc]
+    try:
+        org = custodian_of(r, directory, providers)
+    except RecursionError:
+        return SKIP_INVALID
     if org is None:
         return SKIP_UNMAPPED
     try:
@@ -172,31 +180,51 @@ def latest_date(source: Path) -> datetime.date | None:
     return best
 
 
+def read_directory(files: list[Path]) -> Directory:
+    """First pass: what the reference data and encounters say about institutions."""
+    directory = Directory()
+    for path in files:
+        if not path.name.startswith(DIRECTORY_TYPES):
+            continue
+        for _, line in _lines(path):
+            try:
+                directory.learn(read_resource(line))
+            except (FhirError, RecursionError):
+                continue
+    return directory
+
+
 def plan_import(
     source: Path, providers: ProviderMap, patients: dict[str, str], shift_days: int = 0
 ) -> Plan:
     """Read NDJSON files, decide each record's custodian and patient, or why it is skipped."""
     plan = Plan()
-    encounters: dict[str, str | None] = {}
     files = sorted(p for p in Path(source).glob("*.ndjson") if not p.name.startswith("log"))
-    for path in files:
-        if not path.name.startswith("Encounter"):
-            continue
-        for _, line in _lines(path):
-            try:
-                e = read_resource(line)
-                encounters[str(e["id"])] = providers.org_for(e.get("serviceProvider") or {})
-            except (FhirError, KeyError, TypeError, AttributeError):
-                continue
+    directory = read_directory(files)
+    owner: dict[tuple[str, str], str] = {}  # (type, id) -> the patient it was planned for
+    unplaced: list[tuple[dict[str, Any], str, str]] = []
     for path in files:
         for n, line in _lines(path):
             where = f"{path.name}:{n}"
-            out = classify_line(line, patients, encounters, shift_days)
+            out = classify_line(line, patients, directory, providers, shift_days)
             if isinstance(out, str):
                 plan.skip(out, where)
+                continue
+            org, resource, pseudonym = out
+            key = (str(resource["resourceType"]), str(resource.get("id")))
+            if owner.setdefault(key, pseudonym) != pseudonym:
+                plan.skip(SKIP_CONFLICT, where)
+                continue
+            if org == NO_INSTITUTION:
+                unplaced.append((resource, pseudonym, where))
             else:
-                org, resource, pseudonym = out
-                plan.by_org.setdefault(org, []).append((resource, pseudonym))
+                plan.add(org, resource, pseudonym)
+    for resource, pseudonym, where in unplaced:
+        main = plan.main_custodian(pseudonym) or providers.default
+        if main is None:
+            plan.skip(SKIP_NO_CUSTODIAN, where)
+        else:
+            plan.add(main, resource, pseudonym)
     return plan
 
 

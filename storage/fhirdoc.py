@@ -16,6 +16,7 @@ selective-disclosure proofs.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import json
@@ -180,6 +181,10 @@ def disclose(
 
 # -- what a resource says about itself -----------------------------------------------
 
+# The date a record is about, by FHIR R4 element, most telling first: onset,
+# recording, ordering, performing, occurrence, effective time, then what each
+# remaining resource type dates itself by (dispensing, claims, imaging, goals,
+# communications, questionnaires, specimens, devices' manufacture).
 DATE_FIELDS = (
     "onsetDateTime",
     "recordedDate",
@@ -189,26 +194,74 @@ DATE_FIELDS = (
     "effectiveDateTime",
     "issued",
     "date",
+    "effectiveInstant",
+    "lastOccurrence",
+    "dateAsserted",
+    "whenHandedOver",
+    "whenPrepared",
+    "created",
+    "started",
+    "startDate",
+    "sent",
+    "authored",
+    "dateTime",
+    "recorded",
+    "recordedOn",
+    "receivedTime",
+    "statusDate",
+    "manufactureDate",
+)
+PERIOD_FIELDS = (
+    "performedPeriod",
+    "period",
+    "effectivePeriod",
+    "occurrencePeriod",
+    "onsetPeriod",
+    "billablePeriod",
+    "timingPeriod",
 )
 
 
+def _day(value: Any) -> str | None:
+    """yyyy-mm-dd of a FHIR date/dateTime/instant; a partial date (yyyy or yyyy-mm)
+    counts from its first day."""
+    if not isinstance(value, str):
+        return None
+    head = value[:10]
+    if len(head) == 4:
+        head += "-01-01"
+    elif len(head) == 7:
+        head += "-01"
+    try:
+        return datetime.date.fromisoformat(head).isoformat() if len(head) == 10 else None
+    except ValueError:
+        return None
+
+
 def clinical_date(resource: dict[str, Any]) -> str:
-    """The date the record is about (ISO yyyy-mm-dd)."""
+    """The date the record is about (ISO yyyy-mm-dd); when a resource carries none of
+    the clinical elements, the time it was recorded (meta.lastUpdated)."""
     for k in DATE_FIELDS:
+        day = _day(resource.get(k))
+        if day:
+            return day
+    for k in PERIOD_FIELDS:
         v = resource.get(k)
-        if isinstance(v, str) and len(v) >= 10:
-            return v[:10]
-    for k in ("performedPeriod", "period", "effectivePeriod"):
-        v = resource.get(k)
-        if isinstance(v, dict) and isinstance(v.get("start"), str):
-            return str(v["start"][:10])
-    ctx = resource.get("context")
-    if (
-        isinstance(ctx, dict)
-        and isinstance(ctx.get("period"), dict)
-        and isinstance(ctx["period"].get("start"), str)
-    ):
-        return str(ctx["period"]["start"][:10])
+        day = _day(v.get("start")) if isinstance(v, dict) else None
+        if day:
+            return day
+    for outer, inner in (("context", "period"), ("collection", "collectedPeriod")):
+        v = resource.get(outer)
+        v = v.get(inner) if isinstance(v, dict) else None
+        day = _day(v.get("start")) if isinstance(v, dict) else None
+        if day:
+            return day
+    collection = resource.get("collection")
+    if isinstance(collection, dict) and (day := _day(collection.get("collectedDateTime"))):
+        return day
+    meta = resource.get("meta")
+    if isinstance(meta, dict) and (day := _day(meta.get("lastUpdated"))):
+        return day
     raise FhirError(f"{resource.get('resourceType')}/{resource.get('id')} has no clinical date")
 
 
