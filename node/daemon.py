@@ -24,7 +24,8 @@ from medchain.contracts.bundle import make_executor
 from medchain.contracts.runtime import Executor
 from medchain.node.config import NodeConfig
 from medchain.node.consensus.driver import Driver, DriverConfig
-from medchain.node.net.p2p import Libp2pTransport, P2PConfig, PeerAddress
+from medchain.node.net.p2p import Libp2pTransport
+from medchain.node.net.p2p_state import P2PConfig, PeerAddress
 from medchain.node.net.transport import Transport
 from medchain.node.ops import memory
 from medchain.node.records.release import ReleasePolicy, StoredRedemptions

@@ -12,7 +12,7 @@ import logging
 import os
 from typing import Any
 
-from medchain.node.net.p2p import FaultSwitch
+from medchain.node.net.p2p_state import FaultSwitch
 from medchain.node.rpc.server import INVALID_PARAMS, Connection, RpcError, RpcServer, param_int
 
 log = logging.getLogger("medchain.faults")
