@@ -9,16 +9,11 @@ import trio
 
 from medchain.contracts.runtime import ChaincodeError
 from medchain.node.records.service import PutItem, RecordService
+from medchain.node.rpc.connection import Connection
+from medchain.node.rpc.errors import INVALID_PARAMS, NOT_FOUND, RpcError
 from medchain.node.rpc.jsonval import to_json
-from medchain.node.rpc.server import (
-    INVALID_PARAMS,
-    NOT_FOUND,
-    Connection,
-    RpcError,
-    RpcServer,
-    param_b64,
-    param_str,
-)
+from medchain.node.rpc.params import param_b64, param_str
+from medchain.node.rpc.server import RpcServer
 from medchain.storage.evidence import EvidenceUnavailable, build_evidence
 from medchain.storage.fhirdoc import FhirError, disclose
 

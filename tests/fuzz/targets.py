@@ -56,7 +56,8 @@ from medchain.node.records.wire import (
     open_payload,
 )
 from medchain.node.records.wire import sealed_payload as make_sealed
-from medchain.node.rpc.server import Connection, RpcServer
+from medchain.node.rpc.connection import Connection
+from medchain.node.rpc.server import RpcServer
 from medchain.storage.block import Block, BlockHeader, CommitCertificate
 from medchain.storage.codec import DecodeError
 from medchain.storage.crypto import seal_to
