@@ -8,7 +8,8 @@ from typing import Any
 import trio
 
 from medchain.contracts.runtime import ChaincodeError
-from medchain.node.records.service import PutItem, RecordService
+from medchain.node.records.service import RecordService
+from medchain.node.records.store import PutItem
 from medchain.node.rpc.connection import Connection
 from medchain.node.rpc.errors import INVALID_PARAMS, NOT_FOUND, RpcError
 from medchain.node.rpc.jsonval import to_json
@@ -56,7 +57,7 @@ def register_records(server: RpcServer, svc: RecordService) -> None:
             if ok
         ]
         # One synced batch, off the event loop; the reply waits for the sync.
-        done = iter(await svc.put_many_off_loop(todo))
+        done = iter(await svc.store.put_many_off_loop(todo))
         out: list[Any] = []
         for ok in valid:
             r = next(done) if ok else bad
@@ -132,7 +133,7 @@ def register_records(server: RpcServer, svc: RecordService) -> None:
                     "height",
                 )
             }
-            row["clinical_date"] = svc.local_date(a["record_id"])
+            row["clinical_date"] = svc.store.local_date(a["record_id"])
             if who is not None:
                 verdict = query(
                     "consent",

@@ -217,7 +217,7 @@ def _fhir_line(data: bytes) -> None:
 
 
 def _fhir_resource(data: bytes) -> None:
-    from medchain.node.records.service import describe_record
+    from medchain.node.records.store import describe_record
 
     try:
         resource = json.loads(data.decode("utf-8", "replace"))
