@@ -39,7 +39,7 @@ MAX_LINE = 1024 * 1024
 MAX_SUN_PATH = 107
 # Connections the kernel queues for accept (it caps this at net.core.somaxconn):
 # enough for hundreds of clients connecting at once; a client finding it full
-# retries (client/rpc.py).
+# retries (client/connect.py).
 BACKLOG = 1024
 # accept(2) errors that mean "out of descriptors or memory for now": wait, then retry.
 ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
