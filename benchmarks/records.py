@@ -25,7 +25,8 @@ from typing import Any
 from medchain.client.custodian import ProviderMap
 from medchain.client.importer import latest_date, plan_import, run_import
 from medchain.client.records import fetch_records
-from medchain.client.rpc import RpcClient, TxBuilder
+from medchain.client.rpc import RpcClient
+from medchain.client.signing import TxBuilder
 from medchain.contracts.sdk import anchor_sign_bytes
 from medchain.localnet.bench.cluster import machine
 from medchain.localnet.processes import DEFAULT_ORGS, free_ports, local_nodes, net_down, net_up

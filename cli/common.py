@@ -66,7 +66,8 @@ CONNECT_WAIT_ENV = "MEDCHAIN_CONNECT_WAIT"  # seconds to wait for a busy node to
 
 def connect(socket_path: Path | None, config: Path | None) -> Any:
     """An RPC client of the node; says whether no node is there or it is busy."""
-    from medchain.client.rpc import BUSY_WAIT_S, NodeUnreachable, RpcClient
+    from medchain.client.connect import BUSY_WAIT_S, NodeUnreachable
+    from medchain.client.rpc import RpcClient
 
     path = resolve_socket(socket_path, config)
     try:

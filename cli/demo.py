@@ -105,7 +105,8 @@ def run(cdir: Path, data: Path, keep: bool) -> None:
     from medchain.client.custodian import ProviderMap
     from medchain.client.importer import latest_date, plan_import, run_import
     from medchain.client.records import fetch_records
-    from medchain.client.rpc import RpcClient, TxBuilder
+    from medchain.client.rpc import RpcClient
+    from medchain.client.signing import TxBuilder
     from medchain.localnet.processes import free_ports, local_nodes, net_up, spawn, stop, wait_ready
     from medchain.node.consortium import OrgSpec, init_consortium
     from medchain.storage.crypto import Signer

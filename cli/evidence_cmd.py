@@ -180,7 +180,7 @@ def disclose(
 ) -> None:
     """Produce a proof revealing one field of a record."""
     from medchain.client.records import fetch_records
-    from medchain.client.rpc import TxBuilder
+    from medchain.client.signing import TxBuilder
     from medchain.storage.fhirdoc import FhirError
     from medchain.storage.fhirdoc import disclose as make_proof
 

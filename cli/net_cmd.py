@@ -61,7 +61,8 @@ def down(directory: Path) -> None:
 @json_option
 def status(directory: Path, as_json: bool) -> None:
     """Show each node's process, height, view and peers."""
-    from medchain.client.rpc import NodeBusy, RpcClient
+    from medchain.client.connect import NodeBusy
+    from medchain.client.rpc import RpcClient
     from medchain.localnet.processes import local_nodes
 
     rows = []

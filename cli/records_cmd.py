@@ -32,7 +32,7 @@ def _new_key(out: Path) -> Any:
 
 
 def _builder(key: Path, chain_id: str) -> Any:
-    from medchain.client.rpc import TxBuilder
+    from medchain.client.signing import TxBuilder
 
     return TxBuilder(load_signer(key), chain_id)
 
@@ -40,7 +40,7 @@ def _builder(key: Path, chain_id: str) -> Any:
 def _import_system(c: Any, org_dir: Path, name: str, quiet: bool) -> Any:
     """The organization's import system: its key file, or (for a consortium whose
     admin keys are at hand, as `consortium init` leaves them) one registered now."""
-    from medchain.client.rpc import TxBuilder
+    from medchain.client.signing import TxBuilder
 
     chain_id = c.status()["chain_id"]
     key = org_dir / name
@@ -109,7 +109,7 @@ def practitioner_add(
     as_json: bool,
 ) -> None:
     """Create a key for a practitioner and register it for the admin's organization."""
-    from medchain.client.rpc import TxBuilder
+    from medchain.client.signing import TxBuilder
 
     admin_signer = load_signer(admin_key)
     with connect(socket_path, config) as c:
@@ -158,7 +158,7 @@ def patient_register(
     out: Path, socket_path: Path | None, config: Path | None, as_json: bool
 ) -> None:
     """Create a patient key and register its pseudonym on chain."""
-    from medchain.client.rpc import TxBuilder
+    from medchain.client.signing import TxBuilder
 
     with connect(socket_path, config) as c:
         signer = _new_key(out)
@@ -390,7 +390,7 @@ def timeline(
     holds each record's year; exact dates come with the records fetched (and from
     this node's own vault), so records not readable sort last within their year."""
     from medchain.client.records import fetch_records
-    from medchain.client.rpc import TxBuilder
+    from medchain.client.signing import TxBuilder
     from medchain.storage.fhirdoc import FhirError, clinical_date, summary
 
     my_key = load_signer(key)

@@ -75,7 +75,7 @@ def send(
     as_json: bool,
 ) -> None:
     """Sign a transaction with KEY and submit it."""
-    from medchain.client.rpc import TxBuilder
+    from medchain.client.signing import TxBuilder
     from medchain.node.rpc.jsonval import JsonValueError, from_json
 
     try:

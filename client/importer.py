@@ -26,7 +26,8 @@ from medchain.client.custodian import (
     ProviderMap,
     custodian_of,
 )
-from medchain.client.rpc import RpcClient, TxBuilder
+from medchain.client.rpc import RpcClient
+from medchain.client.signing import TxBuilder
 from medchain.node.rpc.jsonval import from_json
 from medchain.storage.fhirdoc import (
     FhirError,

@@ -16,7 +16,8 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from medchain.client.rpc import RpcClient, TxBuilder
+from medchain.client.rpc import RpcClient
+from medchain.client.signing import TxBuilder
 from medchain.contracts.sdk import pseudonym_of
 from medchain.storage.crypto import Signer
 from medchain.storage.keyfile import load_key, save_key

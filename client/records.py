@@ -11,7 +11,8 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from medchain.client.rpc import RpcClient, TxBuilder
+from medchain.client.rpc import RpcClient
+from medchain.client.signing import TxBuilder
 from medchain.node.records.wire import open_payload
 from medchain.node.rpc.jsonval import from_json
 from medchain.storage.crypto import sha256

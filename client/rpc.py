@@ -1,10 +1,11 @@
-"""Python clients for a node's RPC socket, and a transaction builder.
+"""Python clients for a node's RPC socket.
 
 ``RpcClient`` is synchronous (scripts, the CLI); ``AsyncRpcClient`` is for
 asyncio applications (a patient app, an insurer's system). Both speak
 JSON-RPC 2.0, one object per line, and raise :class:`RpcError` with the
-server's code and message. ``TxBuilder`` signs transactions with a key file:
-the node never sees a member's private key.
+server's code and message. Connecting (and what a missing or busy node
+raises) is client.connect; signing transactions and queries with a member's
+key (``TxBuilder``) is client.signing.
 """
 
 from __future__ import annotations
@@ -12,22 +13,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import errno
 import itertools
 import json
-import os
-import random
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from medchain.storage.crypto import Signer
-from medchain.storage.keyfile import load_key
-from medchain.storage.signed_query import sign_query
-from medchain.storage.tx import Transaction, make_tx
+from medchain.client.connect import BUSY_WAIT_S, connect_unix, connect_unix_async
+from medchain.client.signing import TxBuilder, query_params
+from medchain.storage.tx import Transaction
 
 
 class RpcError(Exception):
@@ -36,121 +32,6 @@ class RpcError(Exception):
         self.code = code
         self.message = message
         self.data = data
-
-
-# -- connecting -------------------------------------------------------------------
-#
-# A Unix socket's connect either succeeds at once or fails at once: EAGAIN when
-# the node's listen backlog is full (it is there, just busy: worth waiting for),
-# ECONNREFUSED when the socket file exists but nothing listens (a node that died
-# without removing it, or one between bind and listen: worth a short wait).
-
-BUSY_WAIT_S = 10.0  # how long a connect waits for a busy node to accept
-REFUSED_WAIT_S = 1.0  # how long a socket file with no listener is given to come alive
-
-
-class NodeUnreachable(ConnectionError):
-    """No connection to the node's RPC socket; ``why`` says what was found there."""
-
-    def __init__(self, path: str, err: int, why: str) -> None:
-        super().__init__(err, why)
-        self.path = path
-        self.why = why
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.why}"
-
-
-class NoNode(NodeUnreachable):
-    """Nothing serves the socket: no such file, or a file nobody listens on."""
-
-
-class NodeBusy(NodeUnreachable):
-    """A node serves the socket but accepted no connection in time (backlog full)."""
-
-
-class _Connector:
-    """One connect to ``path`` with retries: what to try next, and when to give up."""
-
-    def __init__(self, path: str, busy_wait_s: float, refused_wait_s: float) -> None:
-        self.path = path
-        self.start = time.monotonic()
-        self.busy_wait_s = busy_wait_s
-        self.refused_wait_s = refused_wait_s
-        self.delay = 0.005
-
-    def attempt(self) -> socket.socket | float:
-        """A connected (non-blocking) socket, or how long to wait before the next try.
-        Raises :class:`NodeUnreachable` (or the OSError) once there is no point in waiting."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        try:
-            sock.connect(self.path)
-            return sock
-        except OSError as exc:
-            sock.close()
-            return self._retry_after(exc)
-
-    def _retry_after(self, exc: OSError) -> float:
-        waited = time.monotonic() - self.start
-        if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
-            if waited >= self.busy_wait_s:
-                raise NodeBusy(
-                    self.path,
-                    exc.errno,
-                    f"the node is busy: it accepted no connection within {self.busy_wait_s:g} s "
-                    "(try again shortly)",
-                ) from None
-            return self._backoff(self.busy_wait_s - waited)
-        if exc.errno == errno.ENOENT:
-            raise NoNode(
-                self.path, exc.errno, "no node at this socket (no such file; is it running?)"
-            ) from None
-        if exc.errno == errno.ECONNREFUSED:
-            if not os.path.exists(self.path):
-                raise NoNode(
-                    self.path, exc.errno, "no node at this socket (no such file; is it running?)"
-                ) from None
-            if waited >= self.refused_wait_s:
-                raise NoNode(
-                    self.path,
-                    exc.errno,
-                    "no node at this socket (the file exists but nothing listens: "
-                    "the node stopped or crashed)",
-                ) from None
-            return self._backoff(self.refused_wait_s - waited)
-        raise exc
-
-    def _backoff(self, left: float) -> float:
-        # Exponential with jitter, so hundreds of clients turned away together do not
-        # all come back in the same instant.
-        wait = min(self.delay * (0.5 + random.random()), max(left, 0.0) + 0.001)
-        self.delay = min(self.delay * 2, 0.2)
-        return wait
-
-
-def connect_unix(
-    path: str, busy_wait_s: float = BUSY_WAIT_S, refused_wait_s: float = REFUSED_WAIT_S
-) -> socket.socket:
-    """A connected socket to the node at ``path``, waiting out a busy or starting node."""
-    c = _Connector(path, busy_wait_s, refused_wait_s)
-    while True:
-        got = c.attempt()
-        if isinstance(got, socket.socket):
-            return got
-        time.sleep(got)
-
-
-async def connect_unix_async(
-    path: str, busy_wait_s: float = BUSY_WAIT_S, refused_wait_s: float = REFUSED_WAIT_S
-) -> socket.socket:
-    """:func:`connect_unix` for asyncio: waits without blocking the event loop."""
-    c = _Connector(path, busy_wait_s, refused_wait_s)
-    while True:
-        got = c.attempt()
-        if isinstance(got, socket.socket):
-            return got
-        await asyncio.sleep(got)
 
 
 def _raise_for(resp: dict[str, Any]) -> Any:
@@ -283,22 +164,6 @@ class RpcClient:
                 self._notes.append(msg)
 
 
-def query_params(contract: str, method: str, args: Any, signer: TxBuilder | None) -> dict[str, Any]:
-    from medchain.node.rpc.jsonval import from_json, to_json
-
-    params: dict[str, Any] = {"contract": contract, "method": method, "args": to_json(args)}
-    if signer is not None:
-        params["auth"] = sign_query(
-            signer.signer,
-            signer.chain_id,
-            contract,
-            method,
-            from_json(to_json(args)),
-            int(time.time() * 1000),
-        )
-    return params
-
-
 class AsyncRpcClient:
     """asyncio client: ``async with AsyncRpcClient(path) as c: await c.call(...)``."""
 
@@ -374,34 +239,3 @@ class AsyncRpcClient:
             params["wait"] = True
         result: dict[str, Any] = await self.call("tx.submit", params)
         return result
-
-
-class TxBuilder:
-    """Builds and signs transactions for one key. Nonces: microseconds since the
-    epoch, strictly increasing within the process, so restarts and several
-    builders on one key practically never collide (a collision is refused as
-    a replay, never executed twice)."""
-
-    def __init__(self, signer: Signer, chain_id: str) -> None:
-        self.signer = signer
-        self.chain_id = chain_id
-        self._last = 0
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_key_file(
-        cls, path: Path | str, chain_id: str, passphrase: str | None = None
-    ) -> TxBuilder:
-        return cls(load_key(Path(path), passphrase), chain_id)
-
-    @property
-    def public_key(self) -> bytes:
-        return self.signer.public_key
-
-    def next_nonce(self) -> int:
-        with self._lock:
-            self._last = max(self._last + 1, time.time_ns() // 1000)
-            return self._last
-
-    def build(self, contract: str, method: str, args: Any = None) -> Transaction:
-        return make_tx(self.signer, self.chain_id, self.next_nonce(), contract, method, args)

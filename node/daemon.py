@@ -24,14 +24,16 @@ from medchain.contracts.bundle import make_executor
 from medchain.contracts.runtime import Executor
 from medchain.node.config import NodeConfig
 from medchain.node.consensus.driver import Driver, DriverConfig
-from medchain.node.net.p2p import Libp2pTransport, P2PConfig, PeerAddress
+from medchain.node.net.p2p import Libp2pTransport
+from medchain.node.net.p2p_state import P2PConfig, PeerAddress
 from medchain.node.net.transport import Transport
 from medchain.node.ops import memory
 from medchain.node.records.release import ReleasePolicy, StoredRedemptions
 from medchain.node.records.service import RecordService
 from medchain.node.rpc.chain_api import register
+from medchain.node.rpc.errors import STORAGE_DAMAGED, STORAGE_FAILED, RpcError
 from medchain.node.rpc.records_api import register_records
-from medchain.node.rpc.server import STORAGE_DAMAGED, STORAGE_FAILED, RpcError, RpcServer
+from medchain.node.rpc.server import RpcServer
 from medchain.node.web.app import History, build_app
 from medchain.node.web.http import HttpServer
 from medchain.node.web.portal import Sessions

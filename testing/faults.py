@@ -12,8 +12,11 @@ import logging
 import os
 from typing import Any
 
-from medchain.node.net.p2p import FaultSwitch
-from medchain.node.rpc.server import INVALID_PARAMS, Connection, RpcError, RpcServer, param_int
+from medchain.node.net.p2p_state import FaultSwitch
+from medchain.node.rpc.connection import Connection
+from medchain.node.rpc.errors import INVALID_PARAMS, RpcError
+from medchain.node.rpc.params import param_int
+from medchain.node.rpc.server import RpcServer
 
 log = logging.getLogger("medchain.faults")
 

@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from medchain.client.rpc import RpcClient, TxBuilder
+from medchain.client.rpc import RpcClient
+from medchain.client.signing import TxBuilder
 from medchain.storage.crypto import Signer
 from medchain.storage.tx import Transaction
 

@@ -2,7 +2,7 @@
 and when to tell the operator that dials keep failing.
 
 Pure bookkeeping with an injected clock and random source, so it is tested without
-sockets. ``node.net.p2p`` owns one ``Redial`` per peer.
+sockets. ``node.net.p2p_links`` owns one ``Redial`` per peer.
 """
 
 from __future__ import annotations

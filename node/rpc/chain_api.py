@@ -9,21 +9,11 @@ import trio
 from medchain.contracts.runtime import ChaincodeError
 from medchain.node.consensus.driver import Driver
 from medchain.node.mempool.pool import PoolReject
+from medchain.node.rpc.connection import Connection
+from medchain.node.rpc.errors import INVALID_PARAMS, NOT_FOUND, RpcError, pool_error, query_error
 from medchain.node.rpc.jsonval import from_json, to_json
-from medchain.node.rpc.server import (
-    INVALID_PARAMS,
-    NOT_FOUND,
-    Connection,
-    RpcError,
-    RpcServer,
-    event_filter,
-    param_b64,
-    param_hex,
-    param_int,
-    param_str,
-    pool_error,
-    query_error,
-)
+from medchain.node.rpc.params import event_filter, param_b64, param_hex, param_int, param_str
+from medchain.node.rpc.server import RpcServer
 from medchain.storage.block import Block
 from medchain.storage.crypto import sha256
 from medchain.storage.signed_query import verify_query

@@ -8,17 +8,13 @@ from typing import Any
 import trio
 
 from medchain.contracts.runtime import ChaincodeError
-from medchain.node.records.service import PutItem, RecordService
+from medchain.node.records.service import RecordService
+from medchain.node.records.store import PutItem
+from medchain.node.rpc.connection import Connection
+from medchain.node.rpc.errors import INVALID_PARAMS, NOT_FOUND, RpcError
 from medchain.node.rpc.jsonval import to_json
-from medchain.node.rpc.server import (
-    INVALID_PARAMS,
-    NOT_FOUND,
-    Connection,
-    RpcError,
-    RpcServer,
-    param_b64,
-    param_str,
-)
+from medchain.node.rpc.params import param_b64, param_str
+from medchain.node.rpc.server import RpcServer
 from medchain.storage.evidence import EvidenceUnavailable, build_evidence
 from medchain.storage.fhirdoc import FhirError, disclose
 
@@ -61,7 +57,7 @@ def register_records(server: RpcServer, svc: RecordService) -> None:
             if ok
         ]
         # One synced batch, off the event loop; the reply waits for the sync.
-        done = iter(await svc.put_many_off_loop(todo))
+        done = iter(await svc.store.put_many_off_loop(todo))
         out: list[Any] = []
         for ok in valid:
             r = next(done) if ok else bad
@@ -137,7 +133,7 @@ def register_records(server: RpcServer, svc: RecordService) -> None:
                     "height",
                 )
             }
-            row["clinical_date"] = svc.local_date(a["record_id"])
+            row["clinical_date"] = svc.store.local_date(a["record_id"])
             if who is not None:
                 verdict = query(
                     "consent",

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medchain.client.rpc import RpcClient, RpcError, TxBuilder
+from medchain.client.rpc import RpcClient, RpcError
+from medchain.client.signing import TxBuilder
 from medchain.localnet.processes import (
     DEFAULT_ORGS,
     LocalNode,

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medchain.client.rpc import RpcClient, TxBuilder
+from medchain.client.rpc import RpcClient
+from medchain.client.signing import TxBuilder
 from medchain.storage.crypto import Signer
 from tests.helpers import signed_anchor_args
 

@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from medchain.client.rpc import RpcClient, TxBuilder
+from medchain.client.rpc import RpcClient
+from medchain.client.signing import TxBuilder
 from medchain.node.rpc.jsonval import from_json
 from medchain.storage.crypto import Signer
 from medchain.storage.tx import Transaction

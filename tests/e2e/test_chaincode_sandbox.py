@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from medchain.client.rpc import TxBuilder
+from medchain.client.signing import TxBuilder
 from tests.e2e.harness import E2ECluster, cluster
 
 pytestmark = pytest.mark.e2e

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from medchain.client.rpc import TxBuilder
+from medchain.client.signing import TxBuilder
 from medchain.storage.codec import pack, unpack
 from medchain.storage.crypto import Signer
 from medchain.storage.evidence import OLD_MAGIC, Evidence

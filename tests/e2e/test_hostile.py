@@ -12,7 +12,8 @@ import pytest
 import trio
 
 from medchain.consensus.messages import Commit, Prepare
-from medchain.node.net.p2p import Libp2pTransport, P2PConfig, PeerAddress
+from medchain.node.net.p2p import Libp2pTransport
+from medchain.node.net.p2p_state import P2PConfig, PeerAddress
 from medchain.node.net.transport import CHANNEL_CONSENSUS, CHANNEL_SYNC, CHANNEL_TXS
 from medchain.storage.crypto import Signer
 from medchain.storage.keyfile import load_key

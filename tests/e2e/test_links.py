@@ -19,7 +19,8 @@ import multiaddr
 import pytest
 import trio
 
-from medchain.node.net.p2p import Libp2pTransport, P2PConfig, PeerAddress
+from medchain.node.net.p2p import Libp2pTransport
+from medchain.node.net.p2p_state import P2PConfig, PeerAddress
 from medchain.storage.keyfile import load_key
 from tests.e2e.harness import TEST_PARAMS, E2ECluster, cluster
 

@@ -27,7 +27,7 @@ import plyvel
 import pytest
 
 from medchain.client.records import fetch_records
-from medchain.client.rpc import TxBuilder
+from medchain.client.signing import TxBuilder
 from medchain.storage.crypto import Signer
 from medchain.storage.keyfile import save_key
 from tests.e2e import scenario

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from medchain.client.records import fetch_records
-from medchain.client.rpc import TxBuilder
+from medchain.client.signing import TxBuilder
 from medchain.localnet.processes import spawn, wait_ready
 from medchain.storage.crypto import Signer
 from medchain.storage.keyfile import save_key

@@ -21,7 +21,7 @@ import plyvel
 import pytest
 
 from medchain.client.rpc import RpcError
-from medchain.node.rpc.server import STORAGE_DAMAGED
+from medchain.node.rpc.errors import STORAGE_DAMAGED
 from tests.e2e.harness import E2ECluster, cluster
 
 pytestmark = pytest.mark.e2e

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from medchain.client.rpc import TxBuilder
+from medchain.client.signing import TxBuilder
 from medchain.node.rpc.jsonval import from_json
 from medchain.storage.crypto import Signer
 from medchain.storage.keyfile import save_key

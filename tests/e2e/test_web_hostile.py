@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from medchain.client.rpc import TxBuilder
+from medchain.client.signing import TxBuilder
 from medchain.node.web.portal import login_sign_bytes
 from medchain.storage.crypto import Signer
 from tests.e2e.harness import E2ECluster, Load, cluster

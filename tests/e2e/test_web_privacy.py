@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from medchain.client.rpc import TxBuilder
+from medchain.client.signing import TxBuilder
 from medchain.contracts.sdk import rotation_sign_bytes
 from medchain.node.web.portal import login_sign_bytes
 from medchain.storage.crypto import Signer

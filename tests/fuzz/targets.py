@@ -56,7 +56,8 @@ from medchain.node.records.wire import (
     open_payload,
 )
 from medchain.node.records.wire import sealed_payload as make_sealed
-from medchain.node.rpc.server import Connection, RpcServer
+from medchain.node.rpc.connection import Connection
+from medchain.node.rpc.server import RpcServer
 from medchain.storage.block import Block, BlockHeader, CommitCertificate
 from medchain.storage.codec import DecodeError
 from medchain.storage.crypto import seal_to
@@ -216,7 +217,7 @@ def _fhir_line(data: bytes) -> None:
 
 
 def _fhir_resource(data: bytes) -> None:
-    from medchain.node.records.service import describe_record
+    from medchain.node.records.store import describe_record
 
     try:
         resource = json.loads(data.decode("utf-8", "replace"))

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from medchain.client.rpc import AsyncRpcClient, RpcError, TxBuilder
+from medchain.client.rpc import AsyncRpcClient, RpcError
+from medchain.client.signing import TxBuilder
 from tests.rpcnode import ThreadedNode, node_in_thread
 
 

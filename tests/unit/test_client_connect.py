@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from medchain.client.rpc import NodeBusy, NoNode, connect_unix, connect_unix_async
+from medchain.client.connect import NodeBusy, NoNode, connect_unix, connect_unix_async
 
 
 @contextlib.contextmanager

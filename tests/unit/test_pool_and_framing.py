@@ -78,7 +78,7 @@ def test_oversized_frame_refused_from_its_header() -> None:
 
 
 def test_token_bucket_limits_rate() -> None:
-    from medchain.node.net.p2p import TokenBucket
+    from medchain.node.net.p2p_state import TokenBucket
 
     now = [1000.0]  # an injected clock; steps of 1/16 s and 1/32 s are exact in binary
     b = TokenBucket(rate=80, burst=10, clock=lambda: now[0])

@@ -208,7 +208,8 @@ async def test_rpc_bad_input_never_disturbs_the_node(tmp_path: Path) -> None:
 
 def test_sync_and_async_clients(tmp_path: Path) -> None:
     """The sync client (threads) against a node in a trio thread; the asyncio one is tested in test_aioclient."""
-    from medchain.client.rpc import RpcClient, RpcError, TxBuilder
+    from medchain.client.rpc import RpcClient, RpcError
+    from medchain.client.signing import TxBuilder
 
     with node_in_thread(tmp_path) as node:
         c = node.c

@@ -12,7 +12,9 @@ import pytest
 import trio
 
 from medchain.node.rpc import server as rpc
-from medchain.node.rpc.server import INTERNAL_ERROR, Connection, RpcError, RpcServer
+from medchain.node.rpc.connection import Connection
+from medchain.node.rpc.errors import INTERNAL_ERROR, RpcError
+from medchain.node.rpc.server import RpcServer
 from tests.unit.test_rpc import LineClient, connect
 
 

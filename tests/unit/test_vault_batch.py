@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import trio
 
-from medchain.node.records.service import PutItem, RecordService
+from medchain.node.records.service import RecordService
+from medchain.node.records.store import PutItem, RecordStore
 from medchain.storage.fhirdoc import FhirError
 from medchain.storage.kv import MemoryKV
 from medchain.storage.vault import Vault, VaultPut
@@ -38,8 +39,8 @@ def observation(i: int, date: str = "2024-05-01") -> dict[str, Any]:
     return {"resourceType": "Observation", "id": f"obs-{i}", "effectiveDateTime": date}
 
 
-def service(store: RecordingKV) -> RecordService:
-    return RecordService(one_node_driver(Consortium.make(n=1)), Vault(store, bytes(32)))
+def service(store: RecordingKV) -> RecordStore:
+    return RecordService(one_node_driver(Consortium.make(n=1)), Vault(store, bytes(32))).store
 
 
 def test_vault_put_many_is_one_synced_batch() -> None:
