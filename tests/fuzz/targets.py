@@ -23,6 +23,7 @@ import trio
 from nacl.exceptions import CryptoError
 from trio.testing import MockClock
 
+from medchain.client.custodian import Directory, ProviderMap
 from medchain.client.importer import classify_line
 from medchain.consensus.messages import (
     Checkpoint,
@@ -207,9 +208,13 @@ def _genesis(data: bytes) -> None:
 # -- text: FHIR import lines, resources over RPC, JSON-RPC lines ----------------------------
 
 
+FHIR_DIR = Directory(encounter_org={"e1": {"display": "A"}, "e2": {"display": "B"}})
+FHIR_MAP = ProviderMap({"A": "org-0"})
+
+
 def _fhir_line(data: bytes) -> None:
     out = classify_line(
-        data.decode("utf-8", "replace"), {"p1": "pseudo-1"}, {"e1": "org-0", "e2": None}, 365
+        data.decode("utf-8", "replace"), {"p1": "pseudo-1"}, FHIR_DIR, FHIR_MAP, 365
     )
     if not isinstance(out, str):
         org, resource, pseudonym = out

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from medchain.client.custodian import ProviderMap
 from medchain.client.importer import (
     SKIP_INVALID,
-    SKIP_NO_ENCOUNTER,
     SKIP_REFERENCE,
     SKIP_UNKNOWN_PATIENT,
     SKIP_UNMAPPED,
-    ProviderMap,
     plan_import,
     shift_dates,
 )
@@ -149,11 +148,11 @@ def test_importer_plans_custodians_and_reports_skips(tmp_path: Path) -> None:
     plan = plan_import(
         tmp_path, ProviderMap({"GENERAL HOSPITAL": "hospital-a"}), {"p1": "pseudo-1"}
     )
-    assert [r["id"] for r, _ in plan.by_org["hospital-a"]] == ["c1", "e1"]
+    # c4 names no institution: it goes with the patient's other records.
+    assert [r["id"] for r, _ in plan.by_org["hospital-a"]] == ["c1", "e1", "c4"]
     assert plan.skipped == {
         SKIP_UNKNOWN_PATIENT: 1,
         SKIP_UNMAPPED: 2,
-        SKIP_NO_ENCOUNTER: 1,
         SKIP_INVALID: 1,
         SKIP_REFERENCE: 1,
     }
