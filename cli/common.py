@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 import click
 
+from medchain.cli.exits import Failed, Pending, Rejected, Unreachable
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -77,33 +79,51 @@ def connect(socket_path: Path | None, config: Path | None) -> Any:
     try:
         return RpcClient(path, busy_wait_s=wait)
     except NodeUnreachable as exc:
-        raise click.ClickException(f"cannot reach the node at {path}: {exc.why}") from None
+        raise Unreachable(f"cannot reach the node at {path}: {exc.why}") from None
     except OSError as exc:
-        raise click.ClickException(
-            f"cannot reach the node at {path}: {exc.strerror or exc}"
-        ) from None
+        raise Unreachable(f"cannot reach the node at {path}: {exc.strerror or exc}") from None
 
 
 def load_signer(path: Path) -> Any:
-    """The key in ``path`` (MEDCHAIN_KEY_PASSPHRASE for an encrypted one). Commands
-    load keys before they contact a node; a KeyFileError is reported by the
-    ``medchain`` group (cli/main.py) as one line."""
-    from medchain.storage.keyfile import load_key
+    """The key in ``path``. An encrypted one takes MEDCHAIN_KEY_PASSPHRASE, else the
+    passphrase is asked for (hidden) on a terminal. Commands load keys before they
+    contact a node; a KeyFileError is reported by the ``medchain`` group
+    (cli/main.py) as one line."""
+    import sys
 
-    return load_key(path)
+    from medchain.storage.keyfile import PASSPHRASE_ENV, KeyFileError, load_key
+
+    def ask() -> str:
+        if not sys.stdin.isatty():
+            raise KeyFileError(
+                f"key file {path} is encrypted: set {PASSPHRASE_ENV}, or run in a terminal "
+                "to be asked for the passphrase"
+            )
+        return str(click.prompt(f"passphrase for {path}", hide_input=True, err=True))
+
+    return load_key(path, ask=ask)
 
 
 def rpc_errors(fn: F) -> F:
+    """Errors from talking to a node as one line and their exit status (cli/exits.py)."""
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from medchain.client.rpc import RpcError
+        from medchain.client.workflows import TxFailed, TxPending, TxRejected
 
         try:
             return fn(*args, **kwargs)
         except RpcError as exc:
-            raise click.ClickException(f"node refused: {exc.message}") from None
+            raise Rejected(f"node refused: {exc.message}") from None
+        except TxFailed as exc:
+            raise Failed(f"failed: {exc}") from None
+        except TxRejected as exc:
+            raise Rejected(f"rejected: {exc}") from None
+        except TxPending as exc:
+            raise Pending(f"{exc} (tx {exc.tx_id}; look it up with medchain tx get)") from None
         except (ConnectionError, TimeoutError) as exc:
-            raise click.ClickException(f"lost the connection to the node: {exc}") from None
+            raise Unreachable(f"lost the connection to the node: {exc}") from None
 
     return wrapper  # type: ignore[return-value]
 

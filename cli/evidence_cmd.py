@@ -17,6 +17,7 @@ from medchain.cli.common import (
     rpc_errors,
     socket_options,
 )
+from medchain.cli.exits import NOT_VERIFIED, UNPINNED
 
 
 @click.group()
@@ -43,9 +44,6 @@ def export(
     click.echo(
         f"wrote {out} ({out.stat().st_size} bytes): record {record_id}, block {res['height']}, genesis {res['genesis_hash']}"
     )
-
-
-UNPINNED = 3  # exit status: consistent, but nothing says it is the consortium's chain
 
 
 def genesis_options(fn: Any) -> Any:
@@ -82,7 +80,7 @@ def pinned_hash(genesis_hash: str | None, genesis_file: Path | None) -> bytes | 
 
 def unpinned_note(genesis_hex: str) -> None:
     click.secho(
-        f"NOT PINNED: the certificate holds for the chain whose genesis hash is {genesis_hex}, "
+        f"  the certificate holds for the chain whose genesis hash is {genesis_hex}, "
         "but nothing here says that is your consortium's (anyone can make a chain of their "
         "own): compare it with the published hash, or pass --genesis or --genesis-hash",
         fg="yellow",
@@ -113,7 +111,7 @@ def verify(
 
     pinned = pinned_hash(genesis_hash, genesis_file)
     verdict = verify_evidence(file.read_bytes(), pinned, content.read_bytes() if content else None)
-    status = 1 if not verdict.ok else (0 if pinned is not None else UNPINNED)
+    status = NOT_VERIFIED if not verdict.ok else (0 if pinned is not None else UNPINNED)
     if as_json:
         echo_json(
             {
@@ -135,7 +133,7 @@ def verify(
             timespec="seconds"
         )
         click.secho(
-            f"{'VERIFIED' if pinned is not None else 'CONSISTENT'}: record {f['record_id']} "
+            f"{'VERIFIED' if pinned is not None else 'UNPINNED'}: record {f['record_id']} "
             f"v{f['version']} ({f['category']}, {f['clinical_year']}) held by {f['custodian']} "
             "was anchored by a transaction that succeeded, committed "
             + (
@@ -262,7 +260,7 @@ def verify_proof(
             )
         root = anchor["fields_root"]
     ok = d.verify(root)
-    status = 1 if not ok else (0 if pinned is not None else UNPINNED)
+    status = NOT_VERIFIED if not ok else (0 if pinned is not None else UNPINNED)
     if as_json:
         echo_json(
             {
@@ -276,7 +274,7 @@ def verify_proof(
         )
     elif ok:
         click.secho(
-            f"{'VERIFIED' if pinned is not None else 'CONSISTENT'}: {d.record_id} v{d.version} "
+            f"{'VERIFIED' if pinned is not None else 'UNPINNED'}: {d.record_id} v{d.version} "
             f"has {d.field} = {json.dumps(d.value)}",
             fg="green" if pinned is not None else "yellow",
         )

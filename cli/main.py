@@ -9,14 +9,17 @@ from typing import Any
 import click
 
 from medchain.cli.bench_cmd import bench
+from medchain.cli.care_cmd import claim, dictionary, query, referral
+from medchain.cli.consent_cmd import access, consent
 from medchain.cli.consortium import consortium
 from medchain.cli.demo import demo
 from medchain.cli.evidence_cmd import evidence, proof
 from medchain.cli.keys import keygen
 from medchain.cli.net_cmd import net
 from medchain.cli.node_cmd import node
+from medchain.cli.people_cmd import patient, practitioner, rotate_key
 from medchain.cli.portal_cmd import portal
-from medchain.cli.records_cmd import patient, practitioner, records
+from medchain.cli.records_cmd import records
 from medchain.cli.status_cmds import block, status, tx
 
 DEBUG_ENV = "MEDCHAIN_DEBUG"  # set: an unexpected error shows its traceback
@@ -63,6 +66,13 @@ cli.add_command(bench)
 cli.add_command(practitioner)
 cli.add_command(patient)
 cli.add_command(records)
+cli.add_command(consent)
+cli.add_command(access)
+cli.add_command(referral)
+cli.add_command(claim)
+cli.add_command(dictionary)
+cli.add_command(query)
+cli.add_command(rotate_key, "key-rotate")
 cli.add_command(evidence)
 cli.add_command(proof)
 cli.add_command(portal)

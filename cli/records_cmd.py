@@ -1,14 +1,16 @@
-"""Members and records: practitioners, patients, import, timeline."""
+"""Records: import, timeline, show and fetch."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 
+from medchain.cli import exits
 from medchain.cli.common import (
     connect,
     echo_json,
@@ -73,106 +75,6 @@ def _import_system(c: Any, org_dir: Path, name: str, quiet: bool) -> Any:
     if not quiet:
         click.echo(f"  registered an import system for {org_dir.name}; key in {key}")
     return TxBuilder(signer, chain_id)
-
-
-@click.group()
-def practitioner() -> None:
-    """Register practitioners (an organization admin's job)."""
-
-
-@practitioner.command("add")
-@click.option("--admin-key", type=click.Path(path_type=Path), required=True)
-@click.option("--license", "license_no", required=True)
-@click.option("--department", required=True)
-@click.option(
-    "--role",
-    type=click.Choice(["physician", "nurse", "pharmacist", "technician", "clerk", "system"]),
-    required=True,
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Key file to create for the practitioner (0600).",
-)
-@socket_options
-@json_option
-@rpc_errors
-def practitioner_add(
-    admin_key: Path,
-    license_no: str,
-    department: str,
-    role: str,
-    out: Path,
-    socket_path: Path | None,
-    config: Path | None,
-    as_json: bool,
-) -> None:
-    """Create a key for a practitioner and register it for the admin's organization."""
-    from medchain.client.signing import TxBuilder
-
-    admin_signer = load_signer(admin_key)
-    with connect(socket_path, config) as c:
-        admin = TxBuilder(admin_signer, c.status()["chain_id"])
-        signer = _new_key(out)
-        res = c.submit(
-            admin.build(
-                "registry",
-                "register_practitioner",
-                {
-                    "key": signer.public_key,
-                    "license": license_no,
-                    "department": department,
-                    "role": role,
-                },
-            ),
-            wait=True,
-        )
-    if res["status"] != "committed":
-        out.unlink()
-        raise click.ClickException(f"registration failed: {res.get('reason')}")
-    if as_json:
-        echo_json({"practitioner": res["result"]["practitioner"], "key_file": str(out)})
-    else:
-        click.echo(
-            f"practitioner {res['result']['practitioner']} registered ({role}, {department}); key in {out}"
-        )
-
-
-@click.group()
-def patient() -> None:
-    """Patients: a key and a pseudonym, never a name."""
-
-
-@patient.command("register")
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Key file to create (0600).",
-)
-@socket_options
-@json_option
-@rpc_errors
-def patient_register(
-    out: Path, socket_path: Path | None, config: Path | None, as_json: bool
-) -> None:
-    """Create a patient key and register its pseudonym on chain."""
-    from medchain.client.signing import TxBuilder
-
-    with connect(socket_path, config) as c:
-        signer = _new_key(out)
-        res = c.submit(
-            TxBuilder(signer, c.status()["chain_id"]).build("registry", "register_patient", {}),
-            wait=True,
-        )
-    if res["status"] != "committed":
-        raise click.ClickException(f"registration failed: {res.get('reason')}")
-    pseudonym = res["result"]["pseudonym"]
-    if as_json:
-        echo_json({"pseudonym": pseudonym, "key_file": str(out)})
-    else:
-        click.echo(f"patient pseudonym {pseudonym}; key in {out}")
 
 
 @click.group()
@@ -442,3 +344,101 @@ def timeline(
         )
         when = row.get("clinical_date") or f"{row['clinical_year']}      "
         click.echo(f"  {when:<10}  {row['custodian']:<12} {row['category']:<20} {mark} {what}")
+
+
+@records.command("fetch")
+@click.argument("record_ids", nargs=-1, required=True)
+@click.option("--key", type=click.Path(path_type=Path), required=True, help="The requester's key.")
+@click.option(
+    "--purpose",
+    default="treatment",
+    show_default=True,
+    type=click.Choice(["treatment", "payment", "research"]),
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the verified FHIR JSON here (a file for one record, else a directory; 0600).",
+)
+@socket_options
+@json_option
+@rpc_errors
+def fetch(
+    record_ids: tuple[str, ...],
+    key: Path,
+    purpose: str,
+    out: Path | None,
+    socket_path: Path | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    """Fetch records from their custodians (each access is logged on chain first) and
+    check each against its anchored SHA-256; print or save the verified contents."""
+    import os
+
+    from medchain.client.records import fetch_records
+    from medchain.client.signing import TxBuilder
+    from medchain.storage.fhirdoc import canonical_json, summary
+
+    signer = load_signer(key)
+    with connect(socket_path, config) as c:
+        got = fetch_records(c, TxBuilder(signer, c.status()["chain_id"]), list(record_ids), purpose)
+    written: dict[str, str] = {}
+    for f in got:
+        if f.status != "ok" or f.resource is None or out is None:
+            continue
+        target = (
+            out
+            if len(record_ids) == 1 and out.suffix == ".json"
+            else out / f"{f.record_id.replace(':', '_')}.json"
+        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(canonical_json(f.resource))
+        written[f.record_id] = str(target)
+    if as_json:
+        echo_json(
+            [
+                {
+                    "record_id": f.record_id,
+                    "status": f.status,
+                    "reason": f.reason,
+                    "file": written.get(f.record_id),
+                    "resource": f.resource if out is None else None,
+                }
+                for f in got
+            ]
+        )
+    else:
+        for f in got:
+            if f.status == "ok":
+                where = f" -> {written[f.record_id]}" if f.record_id in written else ""
+                click.echo(f"ok      {f.record_id}  {summary(f.resource or {})} (verified){where}")
+                if out is None and len(got) == 1:
+                    click.echo(json.dumps(f.resource, indent=2, sort_keys=True))
+            else:
+                click.echo(f"{f.status:<7} {f.record_id}  {f.reason}")
+    if not any(f.status == "ok" for f in got):
+        raise SystemExit(exits.REJECTED if any(f.status == "denied" for f in got) else exits.ERROR)
+
+
+@records.command("show")
+@click.argument("record_id")
+@socket_options
+@json_option
+@rpc_errors
+def show(record_id: str, socket_path: Path | None, config: Path | None, as_json: bool) -> None:
+    """A record's anchor: type, clinical year, custodian, fingerprints, versions (the
+    contents stay at the custodian: `records fetch` asks for them)."""
+    from medchain.client.records import anchor_of
+
+    with connect(socket_path, config) as c:
+        a = anchor_of(c, record_id)
+    view = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in a.items()}
+    if as_json:
+        echo_json(view)
+        return
+    for k in sorted(view):
+        click.echo(f"  {k:<14} {view[k]}")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from medchain.cli import exits
 from medchain.cli.common import (
     connect,
     echo_json,
@@ -88,14 +90,21 @@ def send(
         res = c.submit(builder.build(contract, method, args), wait=wait)
     if as_json:
         echo_json(res)
-        return
-    click.echo(f"tx {res['tx_id']}: {res.get('status', 'pending')}")
-    if res.get("height"):
-        click.echo(f"  block {res['height']}, index {res['index']}")
-    if res.get("reason"):
-        click.echo(f"  reason: {res['reason']}")
-    if res.get("result") is not None:
-        click.echo(f"  result: {json.dumps(res['result'])}")
+    else:
+        click.echo(f"tx {res['tx_id']}: {res.get('status', 'pending')}")
+        if res.get("height"):
+            click.echo(f"  block {res['height']}, index {res['index']}")
+        if res.get("reason"):
+            click.echo(f"  reason: {res['reason']}")
+        if res.get("result") is not None:
+            click.echo(f"  result: {json.dumps(res['result'])}")
+    status = res.get("status", "pending")
+    if status == "failed":
+        sys.exit(exits.FAILED)
+    if status in ("rejected", "unknown"):
+        sys.exit(exits.REJECTED)
+    if status == "pending" and wait:
+        sys.exit(exits.PENDING)
 
 
 @tx.command("get")

@@ -142,7 +142,7 @@ def test_certificates_of_rejected_transactions_are_refused(tmp_path: Path) -> No
         ok = medchain("evidence", "verify", str(honest), "--genesis", genesis_file)
         assert ok.returncode == 0 and "VERIFIED" in ok.stdout, ok.stdout + ok.stderr
         unpinned = medchain("evidence", "verify", str(honest))
-        assert unpinned.returncode == 3 and "NOT PINNED" in unpinned.stdout
+        assert unpinned.returncode == 3 and "UNPINNED" in unpinned.stdout
         assert "VERIFIED" not in unpinned.stdout
         # finding 2: the version (or any other field) of the anchor changed in the file
         ev = Evidence.decode(honest.read_bytes())
@@ -152,7 +152,7 @@ def test_certificates_of_rejected_transactions_are_refused(tmp_path: Path) -> No
             event = pack([contract, name, dict(attrs, **{field: value})])
             edited.write_bytes(replace(ev, event=event).encode())
             r = medchain("evidence", "verify", str(edited), "--genesis", genesis_file)
-            assert r.returncode == 1 and "NOT VERIFIED" in r.stdout, r.stdout
+            assert r.returncode == 7 and "NOT VERIFIED" in r.stdout, r.stdout
         c.sync()
         c.signal(3, 15)  # the attacker holds the regulator's whole ledger
         led = Ledger.open(
@@ -195,7 +195,7 @@ def test_certificates_of_rejected_transactions_are_refused(tmp_path: Path) -> No
             path = tmp_path / f"{name}.mcev"
             path.write_bytes(data)
             r = medchain("evidence", "verify", str(path), "--genesis", genesis_file)
-            assert r.returncode == 1, f"{name} verified:\n{r.stdout}"
+            assert r.returncode == 7, f"{name} verified:\n{r.stdout}"
             assert why in r.stdout and "NOT VERIFIED" in r.stdout, f"{name}:\n{r.stdout}"
             assert "Traceback" not in r.stdout + r.stderr
             ok_, lines, _ = independent.verify(data, Genesis.load(c.dir / "genesis.toml").hash())

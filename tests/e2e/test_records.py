@@ -151,7 +151,7 @@ def test_import_fetch_consent_tamper_evidence_disclosure(tmp_path: Path) -> None
         data[-40] ^= 0x20
         (tmp_path / "bad.mcev").write_bytes(bytes(data))
         bad = medchain("evidence", "verify", str(tmp_path / "bad.mcev"), check=False)
-        assert bad.returncode == 1 and "FAIL" in bad.stdout and "NOT VERIFIED" in bad.stdout
+        assert bad.returncode == 7 and "FAIL" in bad.stdout and "NOT VERIFIED" in bad.stdout
         # selective disclosure by the patient, verified online and offline; a changed value fails
         proof = tmp_path / "code.json"
         medchain(
@@ -188,7 +188,7 @@ def test_import_fetch_consent_tamper_evidence_disclosure(tmp_path: Path) -> None
         forged = medchain(
             "proof", "verify", str(tmp_path / "forged.json"), "--evidence", str(ev), check=False
         )
-        assert forged.returncode == 1 and "NOT VERIFIED" in forged.stdout
+        assert forged.returncode == 7 and "NOT VERIFIED" in forged.stdout
         # tamper with Hospital A's vault on disk: the fetch names the record as an integrity error
         c.signal(0, signal.SIGTERM)
         import plyvel

@@ -1,0 +1,490 @@
+"""Referrals, claims and the shared dictionary; `query` for any chaincode read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from medchain.cli.common import json_option, rpc_errors, socket_options
+from medchain.cli.present import Names, key_option, output, session, when
+
+
+def json_file(path: Path, what: str) -> Any:
+    """A JSON document from a file, or a one-line error naming the file."""
+    from medchain.storage.fhirdoc import FhirError, load_json
+
+    try:
+        return load_json(path.read_bytes())
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except (FhirError, RecursionError, ValueError) as exc:
+        raise click.ClickException(f"{what} {path} is not valid JSON: {str(exc)[:120]}") from None
+
+
+def json_arg(text: str, option: str) -> Any:
+    from medchain.node.rpc.jsonval import JsonValueError, from_json
+
+    try:
+        return from_json(json.loads(text))
+    except (ValueError, RecursionError, JsonValueError) as exc:
+        raise click.BadParameter(f"not valid JSON: {str(exc)[:120]}", param_hint=option) from None
+
+
+JSON_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+# -- referral -------------------------------------------------------------------------
+
+
+@click.group()
+def referral() -> None:
+    """Referrals between organizations: request, issue, agree, accept, complete, cancel."""
+
+
+def _referral_lines(r: dict[str, Any], names: Names) -> list[str]:
+    return [
+        f"referral {r.get('id')}  {r.get('status')}",
+        f"  from {names.org(r.get('source'))} to {names.org(r.get('target')) if r.get('target') else 'any'}",
+        f"  records {len(r.get('records') or [])}, valid until {when(r.get('expires_ms'))}",
+        f"  reason  {(r.get('reason') or {}).get('display', '-') if isinstance(r.get('reason'), dict) else '-'}",
+    ] + ([f"  cancelled: {r['cancel_reason']}"] if r.get("cancel_reason") else [])
+
+
+def _referral_step(name: str, doc: str) -> None:
+    @referral.command(name)
+    @key_option("The signer's key file.")
+    @click.argument("referral_id")
+    @socket_options
+    @json_option
+    @rpc_errors
+    def command(
+        key: Path, referral_id: str, socket_path: Path | None, config: Path | None, as_json: bool
+    ) -> None:
+        with session(key, socket_path, config) as mc:
+            res = getattr(mc, f"referral_{name}")(referral_id)
+        output(
+            res, as_json, lambda: click.echo(f"referral {referral_id}: {res.get('status', name)}")
+        )
+
+    command.__doc__ = doc
+
+
+_referral_step("agree", "The referred patient agrees.")
+_referral_step("accept", "The target organization accepts: a permission for the records opens.")
+_referral_step("complete", "The target organization completes the referral.")
+
+
+@referral.command("request")
+@key_option("The patient's key file.")
+@click.option("--from", "source", required=True, help="The organization asked for a referral.")
+@click.option("--to", "target", default=None, help="The organization wanted (default: any).")
+@socket_options
+@json_option
+@rpc_errors
+def request(
+    key: Path,
+    source: str,
+    target: str | None,
+    socket_path: Path | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    """The patient asks an organization for a referral."""
+    with session(key, socket_path, config) as mc:
+        res = mc.referral_request(source, target)
+    output(
+        res, as_json, lambda: click.echo(f"referral request {res['referral_id']}: {res['status']}")
+    )
+
+
+@referral.command("issue")
+@key_option("The issuing practitioner's key file.")
+@click.option("--patient", required=True, help="The patient's pseudonym.")
+@click.option("--to", "target", required=True, help="Target organization id.")
+@click.option("--record", "records", multiple=True, required=True, help="A record id (repeat).")
+@click.option("--valid-days", type=click.IntRange(1, 365), default=14, show_default=True)
+@click.option("--reason-code", default=None, help="SNOMED CT code of the reason.")
+@click.option("--reason-text", default=None, help="Its display text.")
+@click.option("--request", "request_id", default=None, help="The patient's request it answers.")
+@socket_options
+@json_option
+@rpc_errors
+def issue(
+    key: Path,
+    patient: str,
+    target: str,
+    records: tuple[str, ...],
+    valid_days: int,
+    reason_code: str | None,
+    reason_text: str | None,
+    request_id: str | None,
+    socket_path: Path | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    """Refer a patient, with the records the target may read once it accepts."""
+    reason = None
+    if reason_code:
+        reason = {"system": "http://snomed.info/sct", "code": reason_code}
+        reason |= {"display": reason_text} if reason_text else {}
+    with session(key, socket_path, config) as mc:
+        res = mc.referral_issue(patient, target, records, valid_days, reason, request_id)
+    output(res, as_json, lambda: click.echo(f"referral {res['referral_id']}: {res['status']}"))
+
+
+@referral.command("cancel")
+@key_option("The patient's or an involved organization's key file.")
+@click.argument("referral_id")
+@click.option("--reason", default="", help="Why (stored on chain: no clinical detail).")
+@socket_options
+@json_option
+@rpc_errors
+def cancel(
+    key: Path,
+    referral_id: str,
+    reason: str,
+    socket_path: Path | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    """Cancel a referral not yet completed."""
+    with session(key, socket_path, config) as mc:
+        res = mc.referral_cancel(referral_id, reason)
+    output(res, as_json, lambda: click.echo(f"referral {referral_id}: {res.get('status')}"))
+
+
+@referral.command("show")
+@key_option("The patient's or an involved organization's key file.")
+@click.argument("referral_id")
+@socket_options
+@json_option
+@rpc_errors
+def show(
+    key: Path, referral_id: str, socket_path: Path | None, config: Path | None, as_json: bool
+) -> None:
+    """One referral and its state."""
+    with session(key, socket_path, config) as mc:
+        r = mc.referral_show(referral_id)
+        names = Names(mc)
+        output(r, as_json, lambda: click.echo("\n".join(_referral_lines(r, names))))
+
+
+@referral.command("list")
+@key_option("The patient's key file, or a regulator admin's.")
+@click.option("--patient", default=None, help="Pseudonym (default: the key's own).")
+@socket_options
+@json_option
+@rpc_errors
+def list_(
+    key: Path, patient: str | None, socket_path: Path | None, config: Path | None, as_json: bool
+) -> None:
+    """A patient's referrals."""
+    from medchain.contracts.sdk import pseudonym_of
+
+    with session(key, socket_path, config) as mc:
+        rows = mc.referral_list(patient or pseudonym_of(mc.signer.public_key, "patient"))
+        names = Names(mc)
+        if as_json:
+            output(rows, True, lambda: None)
+            return
+        for r in rows:
+            click.echo("\n".join(_referral_lines(r, names)))
+        if not rows:
+            click.echo("no referrals")
+
+
+# -- claims ---------------------------------------------------------------------------
+
+
+@click.group()
+def claim() -> None:
+    """Insurance: products, enrolment, claims adjudicated by the contract, payment."""
+
+
+@claim.command("product-add")
+@key_option("The insurer admin's key file.")
+@click.option("--id", "product_id", required=True)
+@click.option("--name", required=True)
+@click.option("--catalog", type=JSON_FILE, required=True, help="JSON list of covered items.")
+@click.option("--deductible-cents", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--annual-limit-cents", type=click.IntRange(0), default=0, show_default=True)
+@socket_options
+@json_option
+@rpc_errors
+def product_add(
+    key: Path,
+    product_id: str,
+    name: str,
+    catalog: Path,
+    deductible_cents: int,
+    annual_limit_cents: int,
+    socket_path: Path | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    """Register (or version) an insurance product and its catalog."""
+    items = json_file(catalog, "catalog")
+    if not isinstance(items, list):
+        raise click.ClickException(f"catalog {catalog}: a JSON list of items")
+    with session(key, socket_path, config) as mc:
+        res = mc.product_add(product_id, name, items, deductible_cents, annual_limit_cents)
+    output(res, as_json, lambda: click.echo(f"product {product_id} v{res['version']} registered"))
+
+
+@claim.command("enroll")
+@key_option("The insurer admin's key file.")
+@click.option("--product", "product_id", required=True)
+@click.option("--patient", required=True, help="The patient's pseudonym.")
+@click.option("--from", "start", required=True, help="First month covered (YYYY-MM).")
+@click.option("--to", "end", required=True, help="Last month covered (YYYY-MM).")
+@socket_options
+@json_option
+@rpc_errors
+def enroll(
+    key: Path,
+    product_id: str,
+    patient: str,
+    start: str,
+    end: str,
+    socket_path: Path | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    """Enrol a patient in a product for a span of months."""
+    from medchain.client.workflows import parse_month
+
+    try:
+        start, end = parse_month(start), parse_month(end)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    with session(key, socket_path, config) as mc:
+        res = mc.enroll(product_id, patient, start, end)
+    output(
+        res,
+        as_json,
+        lambda: click.echo(f"patient {patient} enrolled in {product_id}, {start} .. {end}"),
+    )
+
+
+@claim.command("submit")
+@key_option("The care provider's key file (practitioner or admin).")
+@click.option(
+    "--claim",
+    "claim_file",
+    type=JSON_FILE,
+    required=True,
+    help="JSON: claim_id, product_id, patient, encounter_id, encounter_month, items, diagnoses, records.",
+)
+@socket_options
+@json_option
+@rpc_errors
+def submit(
+    key: Path, claim_file: Path, socket_path: Path | None, config: Path | None, as_json: bool
+) -> None:
+    """Submit a claim; the contract adjudicates it against the product at once."""
+    doc = json_file(claim_file, "claim")
+    if not isinstance(doc, dict):
+        raise click.ClickException(f"claim {claim_file}: a JSON object")
+    with session(key, socket_path, config) as mc:
+        res = mc.send("settlement", "submit_claim", doc)
+    output(
+        res,
+        as_json,
+        lambda: click.echo(
+            f"claim {res.get('claim_id')}: {res.get('status')}, payable {res.get('payable_cents', 0) / 100:.2f}"
+        ),
+    )
+
+
+@claim.command("pay")
+@key_option("The insurer admin's key file.")
+@click.argument("claim_id")
+@click.option("--amount-cents", type=click.IntRange(1), required=True)
+@click.option("--reference", required=True, help="The payment's reference (bank transfer id).")
+@socket_options
+@json_option
+@rpc_errors
+def pay(
+    key: Path,
+    claim_id: str,
+    amount_cents: int,
+    reference: str,
+    socket_path: Path | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    """Record a payment of a claim."""
+    with session(key, socket_path, config) as mc:
+        res = mc.claim_pay(claim_id, amount_cents, reference)
+    output(res, as_json, lambda: click.echo(f"claim {claim_id}: {res.get('status')}"))
+
+
+@claim.command("show")
+@key_option("The claimant's, the insurer's or a regulator's key file.")
+@click.argument("claim_id")
+@socket_options
+@json_option
+@rpc_errors
+def claim_show(
+    key: Path, claim_id: str, socket_path: Path | None, config: Path | None, as_json: bool
+) -> None:
+    """One claim: items, adjudication, payments."""
+    with session(key, socket_path, config) as mc:
+        c = mc.claim_show(claim_id)
+        names = Names(mc)
+
+    def human() -> None:
+        click.echo(f"claim {claim_id}  {c.get('status')}")
+        click.echo(
+            f"  by {names.org(c.get('claimant_org') or c.get('org'))} to {names.org(c.get('insurer'))}, product {c.get('product_id')}, {c.get('encounter_month')}"
+        )
+        for k in ("claimed_cents", "payable_cents", "paid_cents"):
+            if k in c:
+                click.echo(f"  {k[:-6]:<8} {c[k] / 100:.2f}")
+
+    output(c, as_json, human)
+
+
+# -- dictionary -----------------------------------------------------------------------
+
+
+@click.group()
+def dictionary() -> None:
+    """The shared terminology: code systems, codes and mappings (e.g. SNOMED CT -> ICD-10)."""
+
+
+@dictionary.command("add-system")
+@key_option("An organization admin's key file.")
+@click.option("--system", required=True, help="The system URI (http://hl7.org/fhir/sid/icd-10).")
+@click.option("--name", required=True)
+@click.option("--version", "version", required=True, help="The release (e.g. 2026).")
+@socket_options
+@json_option
+@rpc_errors
+def add_system(
+    key: Path,
+    system: str,
+    name: str,
+    version: str,
+    socket_path: Path | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    """Register a code system."""
+    with session(key, socket_path, config) as mc:
+        res = mc.dictionary_add_system(system, name, version)
+    output(res, as_json, lambda: click.echo(f"code system {system} registered"))
+
+
+@dictionary.command("add-codes")
+@key_option("An organization admin's key file.")
+@click.option("--system", required=True)
+@click.option(
+    "--codes",
+    "codes_file",
+    type=JSON_FILE,
+    required=True,
+    help='JSON list: [{"code": ..., "display": ...}].',
+)
+@socket_options
+@json_option
+@rpc_errors
+def add_codes(
+    key: Path,
+    system: str,
+    codes_file: Path,
+    socket_path: Path | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    """Add codes to a system."""
+    codes = json_file(codes_file, "codes")
+    if not isinstance(codes, list):
+        raise click.ClickException(f"codes {codes_file}: a JSON list")
+    with session(key, socket_path, config) as mc:
+        res = mc.dictionary_add_codes(system, codes)
+    output(res, as_json, lambda: click.echo(f"{len(codes)} codes added to {system}"))
+
+
+@dictionary.command("map")
+@key_option("An organization admin's key file.")
+@click.option("--from", "source", required=True, help="Source system URI.")
+@click.option("--to", "target", required=True, help="Target system URI.")
+@click.option(
+    "--mappings",
+    "mappings_file",
+    type=JSON_FILE,
+    required=True,
+    help='JSON list: [{"source": code, "target": code, ...}].',
+)
+@socket_options
+@json_option
+@rpc_errors
+def map_(
+    key: Path,
+    source: str,
+    target: str,
+    mappings_file: Path,
+    socket_path: Path | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    """Add mappings between two systems."""
+    mappings = json_file(mappings_file, "mappings")
+    if not isinstance(mappings, list):
+        raise click.ClickException(f"mappings {mappings_file}: a JSON list")
+    with session(key, socket_path, config) as mc:
+        res = mc.dictionary_map(source, target, mappings)
+    output(res, as_json, lambda: click.echo(f"{len(mappings)} mappings {source} -> {target} added"))
+
+
+@dictionary.command("translate")
+@key_option("Any member's key file.")
+@click.option("--system", required=True)
+@click.option("--code", required=True)
+@click.option("--to", "target", required=True, help="Target system URI.")
+@socket_options
+@json_option
+@rpc_errors
+def translate(
+    key: Path,
+    system: str,
+    code: str,
+    target: str,
+    socket_path: Path | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    """Translate a code into another system."""
+    with session(key, socket_path, config) as mc:
+        res = mc.dictionary_translate(system, code, target)
+    output(res, as_json, lambda: click.echo(json.dumps(res, indent=2)))
+
+
+# -- any read -------------------------------------------------------------------------
+
+
+@click.command("query")
+@key_option("The key that signs the query (chaincode sees who asks).")
+@click.argument("contract")
+@click.argument("method")
+@click.option("--args", "args_json", default="{}", show_default=True, help="Arguments as JSON.")
+@socket_options
+@rpc_errors
+def query(
+    key: Path,
+    contract: str,
+    method: str,
+    args_json: str,
+    socket_path: Path | None,
+    config: Path | None,
+) -> None:
+    """A signed read-only chaincode call; prints its JSON result (always JSON)."""
+    args = json_arg(args_json, "--args")
+    if not isinstance(args, dict):
+        raise click.BadParameter("a JSON object", param_hint="--args")
+    with session(key, socket_path, config) as mc:
+        click.echo(json.dumps(mc.query(contract, method, args), indent=2, sort_keys=True))
