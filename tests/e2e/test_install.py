@@ -48,8 +48,10 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copytree(ROOT / name, src / name, symlinks=True, ignore=skip)
     out = tmp_path_factory.mktemp("dist")
     r = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
-        + ["--wheel-dir", str(out), str(src)],
+        [
+            *(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"),
+            *("--wheel-dir", str(out), str(src)),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -94,8 +96,10 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     paths = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (site / "zz-test-deps.pth").write_text("".join(f"{p}\n" for p in sorted(paths)))
     r = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python")]
-        + ["install", "-q", "--no-deps", "--no-index", str(wheel)],
+        [
+            *(sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python")),
+            *("install", "-q", "--no-deps", "--no-index", str(wheel)),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
