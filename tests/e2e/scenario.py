@@ -11,6 +11,7 @@ from typing import Any
 
 from medchain.client.rpc import RpcClient, TxBuilder
 from medchain.storage.crypto import Signer
+from tests.helpers import org_consent as org_consent  # a step of the scenarios too
 from tests.helpers import signed_anchor_args
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,24 +104,6 @@ def anchor_record(
         doctor.chain_id, doctor.signer, record_id, patient, custodian, category, date, ch, fr
     )
     return commit(cl, doctor, "records", "anchor", args)
-
-
-def org_consent(
-    grantee: str = "hospital-b",
-    categories: tuple[str, ...] = ("Condition",),
-    period: dict[str, Any] | None = None,
-    days: int = 30,
-) -> dict[str, Any]:
-    """`consent.grant` arguments: an organization may read, for treatment, for `days` days,
-    the records of these categories in the period (by default the last two years)."""
-    return {
-        "grantee_kind": "org",
-        "grantee": grantee,
-        "categories": list(categories),
-        "purpose": "treatment",
-        "period": period if period is not None else {"last_days": 730},
-        "days": days,
-    }
 
 
 def add_code_systems(cl: RpcClient, admin: TxBuilder) -> dict[str, str]:
