@@ -47,7 +47,7 @@ def verify(config: Path) -> None:
     """Check every byte of a stopped node's data: every block and certificate, the
     indexes, every store's checksums, every vault record against its anchor."""
     from medchain.node.config import NodeConfig
-    from medchain.node.daemon import next_step
+    from medchain.node.startup import next_step
     from medchain.storage import integrity
     from medchain.storage.genesis import Genesis
     from medchain.storage.keyfile import load_key
