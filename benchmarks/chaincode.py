@@ -22,6 +22,7 @@ from medchain.storage.block import make_certificate
 from medchain.storage.crypto import Signer
 from medchain.storage.tx import make_tx
 from tests.chain import Chain
+from tests.helpers import org_consent
 
 LOCAL = "urn:medchain:items"
 
@@ -90,22 +91,7 @@ def scenario(n: int) -> dict[str, float]:
     )
     out["consent.grant"] = timed_block(
         c,
-        [
-            (
-                k,
-                "consent",
-                "grant",
-                {
-                    "grantee_kind": "org",
-                    "grantee": "hospital-b",
-                    "categories": ["Condition"],
-                    "purpose": "treatment",
-                    "period": {"last_days": 365},
-                    "days": 30,
-                },
-            )
-            for k in keys
-        ],
+        [(k, "consent", "grant", org_consent(period={"last_days": 365})) for k in keys],
     )
     out["access.request (permit)"] = timed_block(
         c,

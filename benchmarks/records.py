@@ -34,6 +34,7 @@ from medchain.node.consortium import OrgSpec, init_consortium
 from medchain.node.rpc.jsonval import from_json
 from medchain.storage.crypto import Signer
 from medchain.storage.evidence import verify_evidence
+from tests.e2e.scenario import register_doctor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,25 +58,8 @@ def one_run(data: Path, fetches: int) -> dict[str, Any]:
         importer = {o: TxBuilder(Signer.generate(), chain) for o in ("hospital-a", "hospital-b")}
         doc_b = TxBuilder(Signer.generate(), chain)
         for o, who in importer.items():
-            send(
-                o,
-                admin[o],
-                "registry",
-                "register_practitioner",
-                {
-                    "key": who.public_key,
-                    "license": "IMP",
-                    "department": "records",
-                    "role": "system",
-                },
-            )
-        send(
-            "hospital-b",
-            admin["hospital-b"],
-            "registry",
-            "register_practitioner",
-            {"key": doc_b.public_key, "license": "D", "department": "x", "role": "physician"},
-        )
+            register_doctor(rpc[o], admin[o], who, "IMP", department="records", role="system")
+        register_doctor(rpc["hospital-b"], admin["hospital-b"], doc_b, "D", department="x")
         pseudonyms = {}
         patient = None
         for line in (data / "Patient.000.ndjson").read_text().splitlines():

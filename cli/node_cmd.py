@@ -28,7 +28,8 @@ def start(config: Path) -> None:
     if env is not None:  # same process id, now on jemalloc (node/ops/memory.py says why)
         os.execve(sys.executable, sys.orig_argv, env)
     from medchain.node.config import ConfigError
-    from medchain.node.daemon import NodeError, run_node
+    from medchain.node.daemon import run_node
+    from medchain.node.startup import NodeError
     from medchain.storage.genesis import GenesisError
     from medchain.storage.keyfile import KeyFileError
     from medchain.storage.kv import StoreError

@@ -1,44 +1,47 @@
-"""``medchain node verify`` and ``medchain node resync``: an operator's tools for a
-node's data, run while the node is stopped (RELIABILITY.md has the procedures)."""
+"""``medchain node verify``, ``node resync`` and ``node vault-restored``: an operator's
+tools for a node's data, run while the node is stopped (RELIABILITY.md has the
+procedures)."""
 
 from __future__ import annotations
 
-import fcntl
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
 from medchain.cli.common import node_config_option
 
-T = TypeVar("T")
-STORES = ("ledger", "ledger/blocks", "node-state", "vault")
-
-
-def _running(data_dir: Path) -> str | None:
-    """The store whose LevelDB lock another process holds (a node running on it)."""
-    for name in STORES:
-        lock = data_dir / name / "LOCK"
-        if not lock.exists():
-            continue
-        with open(lock, "a") as fh:
-            try:
-                fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                fcntl.lockf(fh, fcntl.LOCK_UN)
-            except OSError:
-                return name
-    return None
+if TYPE_CHECKING:
+    from medchain.node.config import NodeConfig
+    from medchain.storage.datadir import NodeData
 
 
 def _refuse_if_running(data_dir: Path) -> None:
-    busy = _running(data_dir)
+    from medchain.storage.datadir import held_store
+
+    busy = held_store(data_dir)
     if busy is not None:
         raise click.ClickException(
             f"a node is running on {data_dir} (it holds {busy}/LOCK): stop it first"
         )
+
+
+def _open_stopped(config: Path, writable: tuple[str, ...] = ()) -> tuple[NodeConfig, NodeData]:
+    """The node's config, and its stores (a stopped node's: refused if one is running),
+    read-only but for ``writable`` (storage.datadir)."""
+    from medchain.node.config import NodeConfig
+    from medchain.storage.datadir import open_node_data
+    from medchain.storage.genesis import Genesis
+    from medchain.storage.keyfile import load_key
+    from medchain.storage.vault import master_key_from_seed
+
+    cfg = NodeConfig.load(config)
+    genesis = Genesis.load(cfg.genesis_file)
+    master = master_key_from_seed(load_key(cfg.key_file).seed)
+    _refuse_if_running(cfg.data_dir)
+    return cfg, open_node_data(cfg.data_dir, genesis, master, writable)
 
 
 @click.command("verify")
@@ -46,46 +49,18 @@ def _refuse_if_running(data_dir: Path) -> None:
 def verify(config: Path) -> None:
     """Check every byte of a stopped node's data: every block and certificate, the
     indexes, every store's checksums, every vault record against its anchor."""
-    from medchain.node.config import NodeConfig
-    from medchain.node.daemon import next_step
+    from medchain.node.startup import next_step
     from medchain.storage import integrity
-    from medchain.storage.genesis import Genesis
-    from medchain.storage.keyfile import load_key
-    from medchain.storage.kv import LevelDBKV, StoreError, StoreUnwritable
-    from medchain.storage.ledger import Ledger
-    from medchain.storage.vault import Vault, master_key_from_seed
+    from medchain.storage.kv import StoreUnwritable
 
-    cfg = NodeConfig.load(config)
-    genesis = Genesis.load(cfg.genesis_file)
-    signer = load_key(cfg.key_file)
-    data = cfg.data_dir
-    _refuse_if_running(data)
-    findings: list[integrity.Finding] = []
+    cfg, stores = _open_stopped(config)  # all read-only
     t = time.monotonic()
-    unwritable = False
-
-    def opening(store: str, fn: Callable[[], T]) -> T | None:
-        nonlocal unwritable
-        try:
-            return fn()
-        except StoreError as exc:  # say so, and go on with the other stores
-            unwritable = unwritable or isinstance(exc, StoreUnwritable)
-            findings.append(integrity.Finding(store, str(exc)))
-            return None
-
-    ledger = opening("ledger", lambda: Ledger.open(data / "ledger", genesis, create=False))
-    local = opening(
-        "node-state", lambda: LevelDBKV(data / "node-state", create=False, name="node-state")
-    )
-    master = master_key_from_seed(signer.seed)
-    mirrors = [m for m in (local, None if ledger is None else ledger.store) if m is not None]
-    vault = opening(
-        "vault", lambda: Vault.open(data / "vault", master, create=False, mirror=mirrors)
-    )
+    ledger, local, vault = stores.ledger, stores.node_state, stores.vault
+    findings = [integrity.Finding(store, str(exc)) for store, exc in stores.failures]
+    unwritable = any(isinstance(exc, StoreUnwritable) for _, exc in stores.failures)
     anchored = 0
     try:
         if ledger is not None:
-            ledger.mirror = local
             with click.progressbar(
                 length=max(ledger.height, 1), label="blocks and certificates", file=sys.stderr
             ) as bar:
@@ -104,9 +79,7 @@ def verify(config: Path) -> None:
         elif vault is not None:
             findings += integrity.full_store("vault", vault.store)
     finally:
-        for o in (vault, local, ledger):
-            if o is not None:
-                o.close()
+        stores.close()
     damage = [f for f in findings if f.damage]
     for f in findings:
         click.echo(("DAMAGED " if f.damage else "note    ") + str(f))
@@ -163,23 +136,14 @@ def vault_restored(config: Path) -> None:
     """Accept a vault restored from a backup: the node starts again with what the copy
     holds. Records stored since the copy was made are not in it — re-import them from
     the source system (records import is idempotent)."""
-    from medchain.node.config import NodeConfig
     from medchain.storage import integrity
-    from medchain.storage.genesis import Genesis
-    from medchain.storage.keyfile import load_key
-    from medchain.storage.kv import LevelDBKV, StoreError
-    from medchain.storage.ledger import Ledger
-    from medchain.storage.vault import K_MIRROR, Vault, master_key_from_seed
+    from medchain.storage.kv import StoreError
+    from medchain.storage.vault import K_MIRROR
 
-    cfg = NodeConfig.load(config)
-    genesis = Genesis.load(cfg.genesis_file)
-    signer = load_key(cfg.key_file)
-    data = cfg.data_dir
-    _refuse_if_running(data)
+    # the vault is only read; its count is written where the node keeps its mirrors
+    cfg, stores = _open_stopped(config, writable=("ledger", "node-state"))
     try:
-        ledger = Ledger.open(data / "ledger", genesis, create=False)
-        local = LevelDBKV(data / "node-state", create=False, name="node-state")
-        vault = Vault.open(data / "vault", master_key_from_seed(signer.seed), create=False)
+        ledger, local, vault = stores.all()
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     try:
@@ -191,9 +155,7 @@ def vault_restored(config: Path) -> None:
         for m in (local, ledger.store):
             m.write({K_MIRROR: held.to_bytes(8, "big")}, sync=True)
     finally:
-        vault.close()
-        local.close()
-        ledger.close()
+        stores.close()
     was = "unknown" if before is None else str(int.from_bytes(before, "big"))
     click.echo(f"accepted the restored vault: {held} records (this node had stored {was})")
     if absent:

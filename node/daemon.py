@@ -34,13 +34,13 @@ from medchain.node.rpc.chain_api import register
 from medchain.node.rpc.errors import STORAGE_DAMAGED, STORAGE_FAILED, RpcError
 from medchain.node.rpc.records_api import register_records
 from medchain.node.rpc.server import RpcServer
+from medchain.node.startup import NodeError, check_stores, open_store
 from medchain.node.web.app import History, build_app
 from medchain.node.web.http import HttpServer
 from medchain.node.web.portal import Sessions
-from medchain.storage import integrity
 from medchain.storage.genesis import Genesis
 from medchain.storage.keyfile import load_key
-from medchain.storage.kv import LevelDBKV, StorageDamaged, StoreError, StoreLocked, StoreUnwritable
+from medchain.storage.kv import LevelDBKV, StorageDamaged, StoreError
 from medchain.storage.ledger import Ledger
 from medchain.storage.vault import Vault, master_key_from_seed
 
@@ -51,39 +51,6 @@ FAULTS_ENV = "MEDCHAIN_TEST_FAULTS"
 T = TypeVar("T")
 
 EXIT_HALTED = 3
-
-
-class NodeError(Exception):
-    """The node cannot start, with the reason."""
-
-
-RELIABILITY = "RELIABILITY.md"
-
-
-def next_step(store: str, config: Path, unwritable: bool = False, locked: bool = False) -> str:
-    """What an operator does about damage to ``store`` (RELIABILITY.md has the details)."""
-    if locked:
-        return "stop the node that runs on this data dir (medchain net down, or its service)"
-    if unwritable:
-        return (
-            "the data is not damaged: make the data dir writable again (mount it read-write, "
-            "fix its owner or permissions, free space), then start the node"
-        )
-    if store.startswith("ledger"):
-        return (
-            f"rebuild the ledger from the other members: medchain node resync --config {config} "
-            f"(see {RELIABILITY}, 'Damaged ledger')"
-        )
-    if store == "vault":
-        return (
-            "the vault holds this institution's records and cannot be rebuilt from peers: "
-            f"restore it from your backup, then run medchain node verify --config {config} "
-            f"(see {RELIABILITY}, 'Damaged vault')"
-        )
-    return (
-        f"medchain node resync --config {config} --reset-state "
-        f"(see {RELIABILITY}, 'Damaged node-state' for what that forgets)"
-    )
 
 
 def build_executor(genesis: Genesis) -> Executor:
@@ -192,7 +159,7 @@ class Node:
                 (self.local_store, self.ledger.store),
             ),
         )
-        self._check_data()
+        check_stores(self.ledger, self.vault, org.org_id, self.config_path, self._close_opened)
         self.records = RecordService(
             self.driver,
             self.vault,
@@ -222,52 +189,13 @@ class Node:
             )
 
     def _open(self, store: str, fn: Callable[[], T]) -> T:
-        try:
-            return fn()
-        except StoreError as exc:
-            self._close_opened()
-            step = next_step(
-                store,
-                self.config_path,
-                isinstance(exc, StoreUnwritable),
-                isinstance(exc, StoreLocked),
-            )
-            raise NodeError(f"{exc}\nnext step: {step}") from None
+        return open_store(store, fn, self.config_path, self._close_opened)
 
     def _close_opened(self) -> None:
         for name in ("vault", "local_store", "ledger"):
             opened = getattr(self, name, None)
             if opened is not None:
                 opened.close()
-
-    def _check_data(self) -> None:
-        """Refuse to start on damaged data (storage.integrity: a few hundred reads)."""
-        t = time.monotonic()
-        findings = (
-            integrity.quick_ledger(self.ledger)
-            + integrity.blocks_above_tip(self.ledger)
-            + integrity.check_node_state(self.ledger)
-            + integrity.check_vault(self.ledger, self.vault, self.org.org_id)
-        )
-        damage = [f for f in findings if f.damage]
-        for f in findings:
-            if not f.damage:
-                log.warning("%s", f, extra={"event": "storage-notice", "store": f.store})
-        if damage:
-            self._close_opened()
-            stores = sorted({f.store for f in damage})
-            raise NodeError(
-                "this node's data is damaged; refusing to start:\n  "
-                + "\n  ".join(str(f) for f in damage)
-                + "".join(f"\nnext step: {next_step(s, self.config_path)}" for s in stores)
-            )
-        log.info(
-            "storage checked in %.0f ms: ledger at height %d, vault of %d records",
-            (time.monotonic() - t) * 1000,
-            self.ledger.height,
-            self.vault.stored_count() or 0,
-            extra={"event": "storage-checked"},
-        )
 
     def _storage_error(self, exc: Exception) -> RpcError | None:
         """What a client is told when a store failed under its request."""

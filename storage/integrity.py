@@ -140,6 +140,17 @@ def _quick_ledger(ledger: Ledger, rng: random.Random) -> list[Finding]:
     return out
 
 
+def quick(ledger: Ledger, vault: Vault, org_id: str) -> list[Finding]:
+    """The checks at every start: the ledger (``quick_ledger``), blocks above its tip,
+    node-state against it, and the vault (a sample of ``org_id``'s records)."""
+    return (
+        quick_ledger(ledger)
+        + blocks_above_tip(ledger)
+        + check_node_state(ledger)
+        + check_vault(ledger, vault, org_id)
+    )
+
+
 def blocks_above_tip(ledger: Ledger) -> list[Finding]:
     """Block-store entries above the tip are normal after a crash; many of them mean
     the main store lost recent writes (its log truncated): worth saying."""

@@ -48,6 +48,11 @@ class StoreLocked(StoreError):
     """Another process (a node already running on this data dir) holds the store."""
 
 
+class StoreReadOnly(StoreError):
+    """A write to a store opened read-only (an offline check must leave the data as it
+    found it)."""
+
+
 UNWRITABLE = ("Read-only file system", "Permission denied", "No space left on device")
 
 FailureHook = Callable[[StoreError], None]
@@ -132,7 +137,11 @@ class LevelDBKV:
     table is refused at open instead of skipped. ``create=False`` refuses a store whose
     files are gone rather than starting an empty one in its place. A read or write
     error raises :class:`StorageDamaged` or :class:`StorageWriteFailed` naming the
-    store (``name``), and is passed to ``on_failure`` first (the daemon halts on it)."""
+    store (``name``), and is passed to ``on_failure`` first (the daemon halts on it).
+
+    ``read_only``: for a tool that only reads (``medchain node verify``): the store
+    must exist (as with ``create=False``) and every write raises StoreReadOnly. LevelDB
+    itself still takes the store's lock and may turn its log into a table at open."""
 
     def __init__(
         self,
@@ -146,6 +155,7 @@ class LevelDBKV:
         table_bytes: int = 2 << 20,
         name: str | None = None,
         on_failure: FailureHook | None = None,
+        read_only: bool = False,
     ) -> None:
         """``cache_bytes`` bounds LevelDB's block cache (uncompressed blocks read), and
         ``write_buffer_bytes`` its memtable (two exist while one is flushed).
@@ -161,6 +171,8 @@ class LevelDBKV:
         self.path = path
         self.name = name or path.name
         self._on_failure = on_failure
+        self.read_only = read_only
+        create = create and not read_only
         if not create and not (path / "CURRENT").exists():
             raise StoreError(
                 f"the {self.name} store at {path} is missing"
@@ -255,6 +267,8 @@ class LevelDBKV:
             raise self._damaged(exc) from None
 
     def write(self, puts: Mapping[bytes, bytes | None], sync: bool = True) -> None:
+        if self.read_only:
+            raise StoreReadOnly(f"the {self.name} store at {self.path} is open read-only")
         try:
             with self._db.write_batch(sync=sync) as wb:
                 for k, v in puts.items():

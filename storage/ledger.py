@@ -205,8 +205,10 @@ class Ledger:
         genesis: Genesis,
         create: bool = True,
         on_failure: FailureHook | None = None,
+        read_only: bool = False,
     ) -> Ledger:
-        """Open (``create``: or make) the ledger's two stores at ``path``."""
+        """Open (``create``: or make) the ledger's two stores at ``path``; ``read_only``
+        for a tool that only reads them (see LevelDBKV)."""
         # Block caches (decompressed blocks; they fill over minutes, then stay): small for
         # the main store — hot state is cached above it (storage.readcache) — and none for
         # the block store, read only by state transfer and explorers.
@@ -225,6 +227,7 @@ class Ledger:
             write_buffer_bytes=8 << 20,
             name="ledger",
             on_failure=on_failure,
+            read_only=read_only,
         )
         try:
             # 4 MiB memtable (seconds of writes at the target load): LevelDB flushes it
@@ -238,6 +241,7 @@ class Ledger:
                 write_buffer_bytes=4 << 20,
                 name="ledger block",
                 on_failure=on_failure,
+                read_only=read_only,
             )
             return cls(main, genesis, blocks)
         except BaseException:

@@ -123,8 +123,13 @@ class Vault:
         create: bool = True,
         on_failure: FailureHook | None = None,
         mirror: KVStore | Sequence[KVStore] = (),
+        read_only: bool = False,
     ) -> Vault:
-        store = LevelDBKV(path, create=create, name="vault", on_failure=on_failure)
+        """The vault at ``path`` (``create``: or a new one); ``read_only`` for a tool that
+        only reads it (see LevelDBKV)."""
+        store = LevelDBKV(
+            path, create=create, name="vault", on_failure=on_failure, read_only=read_only
+        )
         return cls(store, master_key, mirror)
 
     def mirrored_count(self) -> int | None:

@@ -125,3 +125,21 @@ def signed_anchor_args(
         "author": author.public_key,
         "author_sig": sig,
     }
+
+
+def org_consent(
+    grantee: str = "hospital-b",
+    categories: tuple[str, ...] = ("Condition",),
+    period: dict[str, Any] | None = None,
+    days: int = 30,
+) -> dict[str, Any]:
+    """`consent.grant` arguments: an organization may read, for treatment, for `days` days,
+    the records of these categories in the period (by default the last two years)."""
+    return {
+        "grantee_kind": "org",
+        "grantee": grantee,
+        "categories": list(categories),
+        "purpose": "treatment",
+        "period": period if period is not None else {"last_days": 730},
+        "days": days,
+    }

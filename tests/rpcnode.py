@@ -1,6 +1,6 @@
-"""A one-node consortium's driver, with its RPC server on a Unix socket: in the
-test's trio nursery, or in a thread of its own for the synchronous and asyncio
-clients."""
+"""Drivers of a test consortium's nodes; a one-node consortium's driver, with its
+RPC server on a Unix socket: in the test's trio nursery, or in a thread of its
+own for the synchronous and asyncio clients."""
 
 from __future__ import annotations
 
@@ -9,27 +9,37 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from medchain.node.consensus.driver import Driver, DriverConfig
-from medchain.node.net.transport import MemoryHub
+from medchain.node.net.transport import MemoryHub, Transport
 from medchain.node.rpc.chain_api import register
 from medchain.node.rpc.server import RpcServer
 from medchain.storage.ledger import Ledger
 from tests.helpers import Consortium
 
 
-def one_node_driver(c: Consortium, ledger: Ledger | None = None) -> Driver:
-    """The driver of node 0 of c, alone on its hub, executing in its own thread."""
+def node_driver(
+    c: Consortium, i: int, transport: Transport, ledger: Ledger | None = None, **config: Any
+) -> Driver:
+    """The driver of node i of c on ``transport``, over ``ledger`` (by default a new
+    in-memory one), with DriverConfig(**config): by default it executes and commits
+    on the event loop's thread (offload=False), not in worker threads."""
     return Driver(
         c.genesis,
         ledger if ledger is not None else Ledger.in_memory(c.genesis),
         c.executor(),
-        c.node_keys[0],
-        MemoryHub().transport(0),
-        DriverConfig(offload=False),
+        c.node_keys[i],
+        transport,
+        DriverConfig(**{"offload": False, **config}),
     )
+
+
+def one_node_driver(c: Consortium, ledger: Ledger | None = None) -> Driver:
+    """The driver of node 0 of c, alone on its hub."""
+    return node_driver(c, 0, MemoryHub().transport(0), ledger)
 
 
 async def start_node(nursery: trio.Nursery, tmp: Path) -> tuple[Consortium, Driver, Path]:

@@ -27,6 +27,7 @@ from medchain.localnet.processes import (
     wait_ready,
 )
 from medchain.node.consortium import OrgSpec, init_consortium
+from medchain.node.net.p2p import PeerAddress
 from medchain.storage.genesis import ConsensusParams, Genesis
 from medchain.storage.keyfile import load_key
 
@@ -104,6 +105,15 @@ class E2ECluster:
     def log_text(self, i: int) -> str:
         p = self.nodes[i].directory / "node.log"
         return p.read_text(errors="replace") if p.exists() else ""
+
+    def peer_addresses(self, skip: int) -> list[PeerAddress]:
+        """Every member's libp2p address but node ``skip``'s: what a transport of the
+        test's own, standing in for node ``skip``, dials."""
+        return [
+            PeerAddress(i, o.org_id, o.node_key, self.nodes[i].config.listen)
+            for i, o in enumerate(self.genesis.organizations)
+            if i != skip
+        ]
 
     # -- RPC ----------------------------------------------------------------------
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from medchain.client.rpc import RpcClient
 from medchain.client.signing import TxBuilder
 from medchain.storage.crypto import Signer
+from tests.helpers import org_consent as org_consent  # a step of the scenarios too
 from tests.helpers import signed_anchor_args
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,15 +22,20 @@ ICD10 = "http://hl7.org/fhir/sid/icd-10"
 
 
 def medchain(
-    *args: str, check: bool = True, timeout: float = 300
+    *args: str,
+    check: bool = True,
+    timeout: float = 300,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`medchain ARGS` in a subprocess; with check, a non-zero exit fails the test."""
+    """`medchain ARGS` in a subprocess (in ``env``: by default this one's); with check,
+    a non-zero exit fails the test."""
     r = subprocess.run(
         [sys.executable, "-m", "medchain.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=None if env is None else dict(env),
     )
     if check and r.returncode != 0:
         raise AssertionError(
@@ -42,9 +49,15 @@ def builder(chain: str, seed: bytes) -> TxBuilder:
     return TxBuilder(Signer(hashlib.sha256(seed).digest()), chain)
 
 
+def submit(cl: RpcClient, who: TxBuilder, contract: str, method: str, args: Any) -> dict[str, Any]:
+    """Submit and wait: the whole answer (status, tx_id, result or reason), committed or not."""
+    res: dict[str, Any] = cl.submit(who.build(contract, method, args), wait=True, timeout_ms=30_000)
+    return res
+
+
 def commit(cl: RpcClient, who: TxBuilder, contract: str, method: str, args: Any) -> dict[str, Any]:
     """Submit and wait: the whole answer (tx_id, result) of a transaction that committed."""
-    res: dict[str, Any] = cl.submit(who.build(contract, method, args), wait=True, timeout_ms=30_000)
+    res = submit(cl, who, contract, method, args)
     assert res["status"] == "committed", f"{contract}.{method}: {res}"
     return res
 
@@ -88,6 +101,23 @@ def add_importers(consortium: Path, orgs: tuple[str, ...] = ("hospital-a", "hosp
         )
 
 
+def anchor_args(
+    doctor: TxBuilder,
+    record_id: str,
+    patient: str,
+    custodian: str,
+    category: str = "Condition",
+    date: str = "2025-11-20",
+) -> dict[str, Any]:
+    """`records.anchor` arguments, signed by the doctor, of a record whose content is
+    `record RECORD_ID`."""
+    content = f"record {record_id}".encode()
+    ch, fr = hashlib.sha256(content).digest(), hashlib.sha256(b"f" + content).digest()
+    return signed_anchor_args(
+        doctor.chain_id, doctor.signer, record_id, patient, custodian, category, date, ch, fr
+    )
+
+
 def anchor_record(
     cl: RpcClient,
     doctor: TxBuilder,
@@ -98,30 +128,8 @@ def anchor_record(
     date: str = "2025-11-20",
 ) -> dict[str, Any]:
     """The doctor anchors a record whose content is `record RECORD_ID`."""
-    content = f"record {record_id}".encode()
-    ch, fr = hashlib.sha256(content).digest(), hashlib.sha256(b"f" + content).digest()
-    args = signed_anchor_args(
-        doctor.chain_id, doctor.signer, record_id, patient, custodian, category, date, ch, fr
-    )
+    args = anchor_args(doctor, record_id, patient, custodian, category, date)
     return commit(cl, doctor, "records", "anchor", args)
-
-
-def org_consent(
-    grantee: str = "hospital-b",
-    categories: tuple[str, ...] = ("Condition",),
-    period: dict[str, Any] | None = None,
-    days: int = 30,
-) -> dict[str, Any]:
-    """`consent.grant` arguments: an organization may read, for treatment, for `days` days,
-    the records of these categories in the period (by default the last two years)."""
-    return {
-        "grantee_kind": "org",
-        "grantee": grantee,
-        "categories": list(categories),
-        "purpose": "treatment",
-        "period": period if period is not None else {"last_days": 730},
-        "days": days,
-    }
 
 
 def add_code_systems(cl: RpcClient, admin: TxBuilder) -> dict[str, str]:

@@ -14,7 +14,6 @@ the stale-decision attack; hospital A keeps the default.
 from __future__ import annotations
 
 import base64
-import hashlib
 import signal
 import time
 from collections.abc import Iterator
@@ -26,8 +25,8 @@ import pytest
 from medchain.client.rpc import RpcClient
 from medchain.client.signing import TxBuilder
 from medchain.node.rpc.jsonval import from_json
-from medchain.storage.crypto import Signer
 from medchain.storage.tx import Transaction
+from tests.e2e import scenario
 from tests.e2e.harness import E2ECluster, cluster
 
 pytestmark = pytest.mark.e2e
@@ -44,17 +43,10 @@ class World:
     ids: dict[str, str] = field(default_factory=dict)  # name -> pseudonym / practitioner id
 
 
-def builder(c: E2ECluster, name: str) -> TxBuilder:
-    return TxBuilder(
-        Signer(hashlib.sha256(b"attack " + name.encode()).digest()), c.genesis.chain_id
-    )
-
-
 def send(c: E2ECluster, node: int, who: TxBuilder, contract: str, method: str, args: Any) -> Any:
+    """Through ``node``: the result of a transaction that committed."""
     with c.client(node) as cl:
-        res = cl.submit(who.build(contract, method, args), wait=True, timeout_ms=30_000)
-    assert res["status"] == "committed", f"{contract}.{method}: {res}"
-    return from_json(res["result"])
+        return from_json(scenario.send(cl, who, contract, method, args))
 
 
 def fetch(c: E2ECluster, node: int, tx: Transaction) -> dict[str, Any]:
@@ -133,15 +125,7 @@ def store_and_anchor(
 
 
 def grant(w: World, patient: str, **kw: Any) -> str:
-    args: dict[str, Any] = {
-        "grantee_kind": "org",
-        "grantee": "hospital-b",
-        "categories": ["Condition"],
-        "purpose": "treatment",
-        "period": WIDE,
-        "days": 30,
-    }
-    args.update(kw)
+    args = {**scenario.org_consent(period=WIDE), **kw}
     return str(send(w.c, A, w.people[patient], "consent", "grant", args)["consent_id"])
 
 
@@ -162,7 +146,7 @@ def world() -> Iterator[World]:
         c.start_all()
         w = World(c)
         for name in ("p1", "p2", "p3", "doc_a", "doc_bb", "doc_b", "doc_s", "doc_r", "doc_x"):
-            w.people[name] = builder(c, name)
+            w.people[name] = scenario.builder(c.genesis.chain_id, b"attack " + name.encode())
         w.people["insurer_admin"] = c.builders[INSURER]
         for p in ("p1", "p2", "p3"):
             w.ids[p] = send(c, A, w.people[p], "registry", "register_patient", {})["pseudonym"]
@@ -174,19 +158,9 @@ def world() -> Iterator[World]:
             ("doc_r", B),
             ("doc_x", B),
         ):
-            w.ids[name] = send(
-                c,
-                node,
-                c.builders[node],
-                "registry",
-                "register_practitioner",
-                {
-                    "key": w.people[name].public_key,
-                    "license": f"ATT-{name}",
-                    "department": "cardiology",
-                    "role": "physician",
-                },
-            )["practitioner"]
+            with c.client(node) as cl:
+                reg = scenario.register_doctor(cl, c.builders[node], w.people[name], f"ATT-{name}")
+            w.ids[name] = reg["result"]["practitioner"]
         for rid, rtype in (
             ("a-cond-1", "Condition"),
             ("a-cond-2", "Condition"),

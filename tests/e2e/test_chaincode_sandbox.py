@@ -9,12 +9,11 @@ into records fails."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 
-from medchain.client.signing import TxBuilder
-from tests.e2e.harness import E2ECluster, cluster
+from tests.e2e.harness import cluster
+from tests.e2e.scenario import submit
 
 pytestmark = pytest.mark.e2e
 
@@ -47,30 +46,25 @@ HEAVY = (
 )
 
 
-def send(c: E2ECluster, who: TxBuilder, contract: str, method: str, args: Any) -> Any:
-    with c.client(0) as cl:
-        return cl.submit(who.build(contract, method, args), wait=True, timeout_ms=30_000)
-
-
 def test_approved_chaincode_cannot_escape_or_stall_the_chain() -> None:
-    with cluster(4) as c:
+    with cluster(4) as c, c.client(0) as cl:
         proposer = c.builders[2]
         for what, source in ESCAPES.items():
-            r = send(
-                c, proposer, "lifecycle", "propose", {"name": "x", "source": source, "version": 1}
+            r = submit(
+                cl, proposer, "lifecycle", "propose", {"name": "x", "source": source, "version": 1}
             )
             assert r["status"] == "failed" and "not valid chaincode" in r["reason"], (what, r)
-        r = send(
-            c, proposer, "lifecycle", "propose", {"name": "_nonce", "source": HEAVY, "version": 1}
+        r = submit(
+            cl, proposer, "lifecycle", "propose", {"name": "_nonce", "source": HEAVY, "version": 1}
         )
         assert r["status"] == "failed" and "a chaincode name is" in r["reason"]
-        r = send(
-            c, proposer, "lifecycle", "propose", {"name": "heavy", "source": HEAVY, "version": 1}
+        r = submit(
+            cl, proposer, "lifecycle", "propose", {"name": "heavy", "source": HEAVY, "version": 1}
         )
         assert r["status"] == "committed", r
         pid = r["result"]["id"]
         for i in (1, 3):
-            r = send(c, c.builders[i], "lifecycle", "approve", {"id": pid})
+            r = submit(cl, c.builders[i], "lifecycle", "approve", {"id": pid})
             assert r["status"] == "committed", r
         assert r["result"]["status"] == "active"
         t = time.monotonic()
@@ -81,9 +75,9 @@ def test_approved_chaincode_cannot_escape_or_stall_the_chain() -> None:
             ("addr", "the reason given is not text"),
             ("idx", "index keys and values are bytes"),
         ):
-            r = send(c, proposer, "heavy", method, {})
+            r = submit(cl, proposer, "heavy", method, {})
             assert r["status"] == "failed" and why in r["reason"], (method, r)
         assert time.monotonic() - t < 20  # (the unguarded squaring took ~100 s)
-        r = send(c, proposer, "heavy", "fine", {})  # the chain goes on
+        r = submit(cl, proposer, "heavy", "fine", {})  # the chain goes on
         assert r["status"] == "committed" and r["result"] == 7, r
         c.assert_consistent()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -13,24 +11,9 @@ import pytest
 
 from medchain.localnet.processes import free_ports
 from medchain.node.ops import memory
+from tests.e2e.scenario import medchain
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def medchain(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(
-        [sys.executable, "-m", "medchain.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    if check and r.returncode != 0:
-        raise AssertionError(
-            f"medchain {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
-        )
-    return r
 
 
 def test_net_up_status_tx_block_down() -> None:
@@ -118,12 +101,7 @@ def test_net_up_status_tx_block_down() -> None:
         assert again["status"] == "committed"
         medchain("net", "down", "--dir", str(d))
     finally:
-        subprocess.run(
-            [sys.executable, "-m", "medchain.cli", "net", "down", "--dir", str(d)],
-            cwd=ROOT,
-            capture_output=True,
-            timeout=60,
-        )
+        medchain("net", "down", "--dir", str(d), check=False, timeout=60)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,23 +14,17 @@ import pytest
 from medchain.node.consortium import OrgSpec, init_consortium
 from medchain.storage.crypto import Signer
 from medchain.storage.keyfile import PASSPHRASE_ENV, save_key
+from tests.e2e import scenario
 from tests.unit.test_client_connect import full_listener
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 FAST = {"opslimit": 1, "memlimit": 8192}  # argon2id minimums keep the test quick
 
 
 def medchain(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI whatever its exit, with no passphrase in its environment but ``env``'s."""
     full = {k: v for k, v in os.environ.items() if k != PASSPHRASE_ENV} | (env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "medchain.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=full,
-    )
+    return scenario.medchain(*args, check=False, timeout=120, env=full)
 
 
 def one_line_error(r: subprocess.CompletedProcess[str], *expect: str) -> None:

@@ -7,9 +7,7 @@ reason. The honest certificate of the real anchor verifies."""
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,34 +23,15 @@ from medchain.storage.ledger import Ledger
 from medchain.storage.merkle import inclusion_proof, merkle_root
 from medchain.storage.receipts import Receipt, block_receipts, event_leaf
 from medchain.storage.state import Event
-from tests.e2e.harness import E2ECluster, cluster
-from tests.helpers import signed_anchor_args
+from tests.e2e.harness import cluster
+from tests.e2e.scenario import anchor_args, anchor_record, medchain, register_doctor, send, submit
 from tests.independent import verifier as independent
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def medchain(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "medchain.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def send(c: E2ECluster, who: TxBuilder, contract: str, method: str, args: Any) -> Any:
-    with c.client(0) as cl:
-        return cl.submit(who.build(contract, method, args), wait=True, timeout_ms=30_000)
-
-
-def anchor(chain: str, author: Signer, custodian: str, rid: str, patient: str) -> dict[str, Any]:
-    content = hashlib.sha256(rid.encode() + custodian.encode()).digest()
-    return signed_anchor_args(
-        chain, author, rid, patient, custodian, "Condition", "2025-06-01", content, content
-    )
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return medchain(*args, check=False, timeout=120)
 
 
 def forged_event(args: dict[str, Any]) -> Event:
@@ -108,40 +87,29 @@ def assemble(led: Ledger, tx_id: bytes, event: Event, claim_success: bool) -> Ev
 
 
 def test_certificates_of_rejected_transactions_are_refused(tmp_path: Path) -> None:
-    with cluster(4) as c:
+    with cluster(4) as c, c.client(0) as cl:
         chain = c.genesis.chain_id
         pat = TxBuilder(Signer.generate(), chain)
-        me = send(c, pat, "registry", "register_patient", {})["result"]["pseudonym"]
-        docs = {}
-        for i, org in ((0, "hospital-a"), (1, "hospital-b")):
-            docs[org] = TxBuilder(Signer.generate(), chain)
-            reg = {
-                "key": docs[org].public_key,
-                "license": f"L-{org}",
-                "department": "records",
-                "role": "physician",
-            }
-            r = send(c, c.builders[i], "registry", "register_practitioner", reg)
-            assert r["status"] == "committed", r
-        good = anchor(chain, docs["hospital-a"].signer, "hospital-a", "rec-1", me)
-        assert send(c, docs["hospital-a"], "records", "anchor", good)["status"] == "committed"
-        hijack = anchor(chain, docs["hospital-b"].signer, "hospital-b", "rec-1", me)
-        r1 = send(c, docs["hospital-b"], "records", "anchor", hijack)
+        me = send(cl, pat, "registry", "register_patient", {})["pseudonym"]
+        docs = {org: TxBuilder(Signer.generate(), chain) for org in ("hospital-a", "hospital-b")}
+        for i, (org, doc) in enumerate(docs.items()):
+            register_doctor(cl, c.builders[i], doc, f"L-{org}", department="records")
+        anchor_record(cl, docs["hospital-a"], "rec-1", me, "hospital-a", date="2025-06-01")
+        hijack = anchor_args(docs["hospital-b"], "rec-1", me, "hospital-b", date="2025-06-01")
+        r1 = submit(cl, docs["hospital-b"], "records", "anchor", hijack)
         assert r1["status"] == "failed" and "already anchored" in r1["reason"]
-        own = anchor(chain, pat.signer, "hospital-a", "rec-mine", me)
-        r2 = send(c, pat, "records", "anchor", own)
+        own = anchor_args(pat, "rec-mine", me, "hospital-a", date="2025-06-01")
+        r2 = submit(cl, pat, "records", "anchor", own)
         assert r2["status"] == "failed"
         # the honest certificate of the real anchor verifies
         genesis_file = str(c.dir / "genesis.toml")
         honest = tmp_path / "honest.mcev"
         cfg = str(c.dir / "insurer" / "node.toml")
-        exp = medchain(
-            "evidence", "export", "--record", "rec-1", "--out", str(honest), "--config", cfg
-        )
+        exp = cli("evidence", "export", "--record", "rec-1", "--out", str(honest), "--config", cfg)
         assert exp.returncode == 0, exp.stderr
-        ok = medchain("evidence", "verify", str(honest), "--genesis", genesis_file)
+        ok = cli("evidence", "verify", str(honest), "--genesis", genesis_file)
         assert ok.returncode == 0 and "VERIFIED" in ok.stdout, ok.stdout + ok.stderr
-        unpinned = medchain("evidence", "verify", str(honest))
+        unpinned = cli("evidence", "verify", str(honest))
         assert unpinned.returncode == 3 and "UNPINNED" in unpinned.stdout
         assert "VERIFIED" not in unpinned.stdout
         # finding 2: the version (or any other field) of the anchor changed in the file
@@ -151,7 +119,7 @@ def test_certificates_of_rejected_transactions_are_refused(tmp_path: Path) -> No
             edited = tmp_path / f"edited-{field}-{value}.mcev"
             event = pack([contract, name, dict(attrs, **{field: value})])
             edited.write_bytes(replace(ev, event=event).encode())
-            r = medchain("evidence", "verify", str(edited), "--genesis", genesis_file)
+            r = cli("evidence", "verify", str(edited), "--genesis", genesis_file)
             assert r.returncode == 7 and "NOT VERIFIED" in r.stdout, r.stdout
         c.sync()
         c.signal(3, 15)  # the attacker holds the regulator's whole ledger
@@ -194,7 +162,7 @@ def test_certificates_of_rejected_transactions_are_refused(tmp_path: Path) -> No
         for name, (data, why) in forgeries.items():
             path = tmp_path / f"{name}.mcev"
             path.write_bytes(data)
-            r = medchain("evidence", "verify", str(path), "--genesis", genesis_file)
+            r = cli("evidence", "verify", str(path), "--genesis", genesis_file)
             assert r.returncode == 7, f"{name} verified:\n{r.stdout}"
             assert why in r.stdout and "NOT VERIFIED" in r.stdout, f"{name}:\n{r.stdout}"
             assert "Traceback" not in r.stdout + r.stderr

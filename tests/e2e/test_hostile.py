@@ -13,22 +13,13 @@ import trio
 
 from medchain.consensus.messages import Commit, Prepare
 from medchain.node.net.p2p import Libp2pTransport
-from medchain.node.net.p2p_state import P2PConfig, PeerAddress
+from medchain.node.net.p2p_state import P2PConfig
 from medchain.node.net.transport import CHANNEL_CONSENSUS, CHANNEL_SYNC, CHANNEL_TXS
 from medchain.storage.crypto import Signer
 from medchain.storage.keyfile import load_key
-from tests.e2e.harness import E2ECluster, cluster, free_ports
+from tests.e2e.harness import cluster, free_ports
 
 pytestmark = pytest.mark.e2e
-
-
-def _peer_addresses(c: E2ECluster, skip: int) -> list[PeerAddress]:
-    out = []
-    for i, o in enumerate(c.genesis.organizations):
-        if i == skip:
-            continue
-        out.append(PeerAddress(i, o.org_id, o.node_key, c.nodes[i].config.listen))
-    return out
 
 
 def test_outsider_cannot_connect_or_inject() -> None:
@@ -42,7 +33,7 @@ def test_outsider_cannot_connect_or_inject() -> None:
                 outsider,
                 3,
                 f"/ip4/127.0.0.1/tcp/{free_ports(1)[0]}",
-                _peer_addresses(c, 3),
+                c.peer_addresses(3),
                 members,
                 P2PConfig(connect_timeout_s=2),
             )
@@ -81,7 +72,7 @@ def test_member_sending_garbage_and_forgeries_is_ignored_and_logged() -> None:
                 key,
                 3,
                 c.nodes[3].config.listen,
-                _peer_addresses(c, 3),
+                c.peer_addresses(3),
                 members,
                 P2PConfig(connect_timeout_s=2),
             )

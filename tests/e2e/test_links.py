@@ -20,21 +20,13 @@ import pytest
 import trio
 
 from medchain.node.net.p2p import Libp2pTransport
-from medchain.node.net.p2p_state import P2PConfig, PeerAddress
+from medchain.node.net.p2p_state import P2PConfig
 from medchain.storage.keyfile import load_key
 from tests.e2e.harness import TEST_PARAMS, E2ECluster, cluster
 
 pytestmark = pytest.mark.e2e
 
 CYCLES = 300  # inbound connections to each of nodes 0..2, past libp2p's 250 slots
-
-
-def _peer_addresses(c: E2ECluster, skip: int) -> list[PeerAddress]:
-    return [
-        PeerAddress(i, o.org_id, o.node_key, c.nodes[i].config.listen)
-        for i, o in enumerate(c.genesis.organizations)
-        if i != skip
-    ]
 
 
 def _events(c: E2ECluster, i: int, event: str) -> list[dict[str, Any]]:
@@ -74,7 +66,7 @@ async def _churn(c: E2ECluster, as_node: int, targets: list[int]) -> list[int]:
         key,
         as_node,
         c.nodes[as_node].config.listen,
-        _peer_addresses(c, as_node),
+        c.peer_addresses(as_node),
         members,
         P2PConfig(),
     )

@@ -3,21 +3,18 @@ records.put that must not stall the node's other calls."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from medchain.client.rpc import RpcClient
 from tests.e2e.harness import E2ECluster, cluster
+from tests.e2e.scenario import medchain
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -98,27 +95,20 @@ def test_tx_send_with_a_0644_admin_key_is_one_line(one: E2ECluster) -> None:
     key = one.dir / one.nodes[0].org_id / "admin.key"
     key.chmod(0o644)
     try:
-        r = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cli",
-                "tx",
-                "send",
-                "--config",
-                str(one.nodes[0].config_path),
-                "--key",
-                str(key),
-                "--contract",
-                "kv",
-                "--method",
-                "put",
-                "--args",
-                '{"key": "k", "value": "v"}',
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
+        r = medchain(
+            "tx",
+            "send",
+            "--config",
+            str(one.nodes[0].config_path),
+            "--key",
+            str(key),
+            "--contract",
+            "kv",
+            "--method",
+            "put",
+            "--args",
+            '{"key": "k", "value": "v"}',
+            check=False,
             timeout=60,
         )
     finally:

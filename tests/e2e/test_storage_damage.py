@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pytest
 from medchain.client.rpc import RpcError
 from medchain.node.rpc.errors import STORAGE_DAMAGED
 from tests.e2e.harness import E2ECluster, cluster
+from tests.e2e.scenario import medchain
 
 pytestmark = pytest.mark.e2e
 
@@ -30,13 +30,7 @@ NODE = 0  # hospital-a: custodian of the records stored below
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "medchain.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    return medchain(*args, check=False, timeout=timeout)
 
 
 def start_refused(c: E2ECluster) -> str:

@@ -35,6 +35,7 @@ from hypothesis import HealthCheck, given, settings
 from medchain.client.signing import TxBuilder
 from medchain.node.web.portal import login_sign_bytes
 from medchain.storage.crypto import Signer
+from tests.e2e.browser import browser_page
 from tests.e2e.harness import E2ECluster, Load, cluster
 from tests.fuzz import http_target
 
@@ -440,31 +441,20 @@ def test_explorer_load_on_the_primary_causes_no_view_change(
     os.environ.get("MEDCHAIN_SKIP_BROWSER") == "1", reason="MEDCHAIN_SKIP_BROWSER=1"
 )
 def test_the_page_shows_a_big_block_a_page_at_a_time(net: E2ECluster, big: tuple[int, int]) -> None:
-    from playwright.sync_api import expect, sync_playwright
-
-    from tests.e2e.test_web import CHROMIUM, FLAGS
+    from playwright.sync_api import expect
 
     primary, height = big
     base = f"http://127.0.0.1:{port(net, primary)}"
     _, b = http(port(net, primary), "GET", f"/api/blocks/{height}")
     count = b["tx_count"]
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{base}/#/block/{height}")
-            expect(page.locator("#tx-pages")).to_contain_text(f"transactions 1\u2013100 of {count}")
-            expect(page.locator("#txs tbody tr")).to_have_count(100)
-            expect(page.locator("main")).to_contain_text(f"RFC 6962 over {count} tx ids")
-            page.locator("#tx-pages a", has_text="next").click()
-            expect(page.locator("#tx-pages")).to_contain_text(
-                f"transactions 101\u2013200 of {count}"
-            )
-            expect(page.locator("#txs tbody tr td").first).to_have_text("100")
-            page.locator("#tx-pages a", has_text="previous").click()
-            expect(page.locator("#txs tbody tr td").first).to_have_text("0")
-            assert not errors, errors
-        finally:
-            browser.close()
+    with browser_page() as (_browser, page, errors):
+        page.goto(f"{base}/#/block/{height}")
+        expect(page.locator("#tx-pages")).to_contain_text(f"transactions 1\u2013100 of {count}")
+        expect(page.locator("#txs tbody tr")).to_have_count(100)
+        expect(page.locator("main")).to_contain_text(f"RFC 6962 over {count} tx ids")
+        page.locator("#tx-pages a", has_text="next").click()
+        expect(page.locator("#tx-pages")).to_contain_text(f"transactions 101\u2013200 of {count}")
+        expect(page.locator("#txs tbody tr td").first).to_have_text("100")
+        page.locator("#tx-pages a", has_text="previous").click()
+        expect(page.locator("#txs tbody tr td").first).to_have_text("0")
+        assert not errors, errors

@@ -33,6 +33,7 @@ from medchain.contracts.sdk import rotation_sign_bytes
 from medchain.node.web.portal import login_sign_bytes
 from medchain.storage.crypto import Signer
 from medchain.storage.keyfile import load_key
+from tests.e2e.browser import CHROMIUM, browser_page
 from tests.e2e.harness import E2ECluster, cluster
 from tests.e2e.scenario import (
     ICD10,
@@ -45,7 +46,6 @@ from tests.e2e.scenario import (
     org_consent,
     register_doctor,
 )
-from tests.e2e.test_web import CHROMIUM, FLAGS
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -518,7 +518,7 @@ def test_a_key_revoked_or_rotated_after_login_loses_its_view_at_once(world: Worl
     os.environ.get("MEDCHAIN_SKIP_BROWSER") == "1", reason="MEDCHAIN_SKIP_BROWSER=1"
 )
 def test_the_page_hides_details_until_an_admin_or_the_regulator_signs_in(world: World) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -527,71 +527,64 @@ def test_the_page_hides_details_until_an_admin_or_the_regulator_signs_in(world: 
     p1 = w.pseudonym["p1"]
     claim = w.txs["claim"]
     _, t = get(w, f"/api/tx/{claim}")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
+    with browser_page() as (_browser, page, errors):
 
-            def main_text() -> str:
-                return page.locator("main").inner_text()
+        def main_text() -> str:
+            return page.locator("main").inner_text()
 
-            # -- anonymous: the claim's page and its block show no detail
-            page.goto(f"{w.base}/#/tx/{claim}")
-            expect(page.locator("#tx-hidden")).to_contain_text("sign in to see details")
-            expect(page.locator("main")).to_contain_text("settlement.submit_claim")
-            expect(page.locator("#tx-args")).to_contain_text("sign in to see details")
-            for s in (p1, *DIAGNOSES, "hospital-a", "practitioner"):
-                assert s not in main_text(), s
-            page.screenshot(path=str(ARTIFACTS / "privacy-tx-anonymous.png"), full_page=True)
-            page.goto(f"{w.base}/#/block/{t['height']}")
-            row = page.locator("#txs tbody tr", has_text="settlement.submit_claim")
-            expect(row).to_contain_text("sign in to see details")
-            assert p1 not in main_text()
-            # a record: "sign in to see it", the same as for an id that does not exist
-            page.goto(f"{w.base}/#/record/pv-a-1")
-            expect(page.locator("#sign-in-hint")).to_contain_text("Sign in")
-            shown = main_text()
-            page.goto(f"{w.base}/#/record/{NO_SUCH_RECORD}")
-            expect(page.locator("#sign-in-hint")).to_be_visible()
-            assert main_text() == shown
-            page.fill("#search-q", "pv-a-1")
-            page.press("#search-q", "Enter")
-            expect(page.locator("#sign-in-hint")).to_be_visible()
-            assert p1 not in main_text()
-            # -- the regulator signs in with its key file (signed in the page)
-            page.goto(f"{w.base}/#/tx/{claim}")
-            expect(page.locator("#tx-hidden")).to_be_visible()
-            page.click("#nav-signin")
-            page.set_input_files("#keyfile", str(c.dir / "regulator" / "admin.key"))
-            page.click("#signin")
-            expect(page.locator("#signed-in-as")).to_contain_text("regulator")
-            # back where it was, now in full
-            expect(page.locator("#tx-args")).to_contain_text("E11.9")
-            expect(page.locator("#tx-args")).to_contain_text(p1)
-            expect(page.locator("#tx-sender")).to_contain_text("practitioner")
-            expect(page.locator("#tx-hidden")).to_have_count(0)
-            page.screenshot(path=str(ARTIFACTS / "privacy-tx-regulator.png"), full_page=True)
-            page.goto(f"{w.base}/#/record/pv-a-1")
-            expect(page.locator("#record-versions")).to_contain_text(p1[:10])
-            expect(page.locator("#record-versions")).not_to_contain_text("object Object")
-            page.click("#signout")
-            expect(page.locator("#nav-signin")).to_be_visible()
-            page.goto(f"{w.base}/#/tx/{claim}")
-            expect(page.locator("#tx-hidden")).to_contain_text("sign in to see details")
-            # -- hospital B's admin: not hospital A's claim, but its own access
-            page.goto(f"{w.base}/#/signin")
-            page.set_input_files("#keyfile", str(c.dir / "hospital-b" / "admin.key"))
-            page.click("#signin")
-            expect(page.locator("#signed-in-as")).to_contain_text("hospital-b admin")
-            page.goto(f"{w.base}/#/tx/{claim}")
-            expect(page.locator("#tx-hidden")).to_contain_text("not in your view")
-            assert "E11.9" not in main_text() and p1 not in main_text()
-            page.goto(f"{w.base}/#/tx/{w.txs['access-permit']}")
-            expect(page.locator("#tx-args")).to_contain_text("pv-a-1")
-            expect(page.locator("#tx-events")).to_contain_text("permit")
-            page.screenshot(path=str(ARTIFACTS / "privacy-tx-org-admin.png"), full_page=True)
-            assert not errors, errors
-        finally:
-            browser.close()
+        # -- anonymous: the claim's page and its block show no detail
+        page.goto(f"{w.base}/#/tx/{claim}")
+        expect(page.locator("#tx-hidden")).to_contain_text("sign in to see details")
+        expect(page.locator("main")).to_contain_text("settlement.submit_claim")
+        expect(page.locator("#tx-args")).to_contain_text("sign in to see details")
+        for s in (p1, *DIAGNOSES, "hospital-a", "practitioner"):
+            assert s not in main_text(), s
+        page.screenshot(path=str(ARTIFACTS / "privacy-tx-anonymous.png"), full_page=True)
+        page.goto(f"{w.base}/#/block/{t['height']}")
+        row = page.locator("#txs tbody tr", has_text="settlement.submit_claim")
+        expect(row).to_contain_text("sign in to see details")
+        assert p1 not in main_text()
+        # a record: "sign in to see it", the same as for an id that does not exist
+        page.goto(f"{w.base}/#/record/pv-a-1")
+        expect(page.locator("#sign-in-hint")).to_contain_text("Sign in")
+        shown = main_text()
+        page.goto(f"{w.base}/#/record/{NO_SUCH_RECORD}")
+        expect(page.locator("#sign-in-hint")).to_be_visible()
+        assert main_text() == shown
+        page.fill("#search-q", "pv-a-1")
+        page.press("#search-q", "Enter")
+        expect(page.locator("#sign-in-hint")).to_be_visible()
+        assert p1 not in main_text()
+        # -- the regulator signs in with its key file (signed in the page)
+        page.goto(f"{w.base}/#/tx/{claim}")
+        expect(page.locator("#tx-hidden")).to_be_visible()
+        page.click("#nav-signin")
+        page.set_input_files("#keyfile", str(c.dir / "regulator" / "admin.key"))
+        page.click("#signin")
+        expect(page.locator("#signed-in-as")).to_contain_text("regulator")
+        # back where it was, now in full
+        expect(page.locator("#tx-args")).to_contain_text("E11.9")
+        expect(page.locator("#tx-args")).to_contain_text(p1)
+        expect(page.locator("#tx-sender")).to_contain_text("practitioner")
+        expect(page.locator("#tx-hidden")).to_have_count(0)
+        page.screenshot(path=str(ARTIFACTS / "privacy-tx-regulator.png"), full_page=True)
+        page.goto(f"{w.base}/#/record/pv-a-1")
+        expect(page.locator("#record-versions")).to_contain_text(p1[:10])
+        expect(page.locator("#record-versions")).not_to_contain_text("object Object")
+        page.click("#signout")
+        expect(page.locator("#nav-signin")).to_be_visible()
+        page.goto(f"{w.base}/#/tx/{claim}")
+        expect(page.locator("#tx-hidden")).to_contain_text("sign in to see details")
+        # -- hospital B's admin: not hospital A's claim, but its own access
+        page.goto(f"{w.base}/#/signin")
+        page.set_input_files("#keyfile", str(c.dir / "hospital-b" / "admin.key"))
+        page.click("#signin")
+        expect(page.locator("#signed-in-as")).to_contain_text("hospital-b admin")
+        page.goto(f"{w.base}/#/tx/{claim}")
+        expect(page.locator("#tx-hidden")).to_contain_text("not in your view")
+        assert "E11.9" not in main_text() and p1 not in main_text()
+        page.goto(f"{w.base}/#/tx/{w.txs['access-permit']}")
+        expect(page.locator("#tx-args")).to_contain_text("pv-a-1")
+        expect(page.locator("#tx-events")).to_contain_text("permit")
+        page.screenshot(path=str(ARTIFACTS / "privacy-tx-org-admin.png"), full_page=True)
+        assert not errors, errors

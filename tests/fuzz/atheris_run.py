@@ -8,7 +8,6 @@ non-zero on any finding (the crashing inputs are kept in ``--work``)."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -17,13 +16,13 @@ from pathlib import Path
 
 import click
 
-from tests.fuzz.targets import TARGETS
+from tests.fuzz.campaign import Result, out_option, run_targets, target_option
 
 DONE = re.compile(r"Done (\d+) runs in (\d+) second")
 COV = re.compile(r"DONE\s+cov: (\d+) ft: (\d+) corp: (\d+)")
 
 
-def fuzz_one(name: str, runs: int, work: Path, max_len: int) -> dict[str, object]:
+def fuzz_one(name: str, runs: int, work: Path, max_len: int) -> Result:
     corpus = work / name / "corpus"
     artifacts = work / name / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -64,7 +63,7 @@ def fuzz_one(name: str, runs: int, work: Path, max_len: int) -> dict[str, object
 
 @click.command()
 @click.option("--runs", default=100_000, show_default=True, help="inputs per target")
-@click.option("--target", "names", multiple=True, help="only these targets")
+@target_option
 @click.option("--max-len", default=16384, show_default=True, help="longest input, bytes")
 @click.option(
     "--work",
@@ -73,20 +72,17 @@ def fuzz_one(name: str, runs: int, work: Path, max_len: int) -> dict[str, object
     show_default=True,
     help="corpora and crashing inputs",
 )
-@click.option("--out", type=click.Path(path_type=Path), default=None)
+@out_option
 def main(runs: int, names: tuple[str, ...], max_len: int, work: Path, out: Path | None) -> None:
-    results = []
-    for name in names or sorted(TARGETS):
-        r = fuzz_one(name, runs, work, max_len)
-        results.append(r)
-        status = "ok" if not r["findings"] else f"FINDINGS {r['findings']}"
-        click.echo(
-            f"{name:20} {r['inputs']:>8} inputs  {r['edges']!s:>5} edges  "
-            f"{r['corpus']!s:>5} corpus  {r['seconds']:>7}s  {status}",
-        )
-        if out:
-            out.write_text(json.dumps(results, indent=2) + "\n")
-    sys.exit(1 if any(r["findings"] for r in results) else 0)
+    run_targets(
+        names,
+        lambda name: fuzz_one(name, runs, work, max_len),
+        lambda r: (
+            f"{r['inputs']:>8} inputs  {r['edges']!s:>5} edges  "
+            f"{r['corpus']!s:>5} corpus  {r['seconds']:>7}s"
+        ),
+        out,
+    )
 
 
 if __name__ == "__main__":

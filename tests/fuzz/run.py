@@ -6,39 +6,32 @@ examples, prints inputs, rejections and findings per target, writes JSON
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from pathlib import Path
 
 import click
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
-from tests.fuzz.strategies import inputs
-from tests.fuzz.targets import TARGETS, Target
+from tests.fuzz.campaign import Result, out_option, run_targets, target_option
+from tests.fuzz.strategies import fuzz_settings, inputs
+from tests.fuzz.targets import TARGETS, Finding, accepts
 
 
-def fuzz_one(target: Target, n: int) -> dict[str, object]:
+def fuzz_one(name: str, n: int) -> Result:
+    target = TARGETS[name]
     counts = {"inputs": 0, "accepted": 0, "rejected": 0}
     findings: list[str] = []
 
-    @settings(
-        max_examples=n,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-        database=None,
-    )
+    @fuzz_settings(n)
     @given(inputs(target))
     def fuzz(data: bytes) -> None:
         counts["inputs"] += 1
         try:
-            target.run(data)
-            counts["accepted"] += 1
-        except target.typed:
-            counts["rejected"] += 1
-        except Exception as exc:
-            findings.append(f"{type(exc).__name__}: {str(exc)[:300]} on {data[:200]!r}")
+            accepted = accepts(target, data)
+        except Finding as finding:
+            findings.append(str(finding))
             raise
+        counts["accepted" if accepted else "rejected"] += 1
 
     t0 = time.monotonic()
     try:
@@ -46,7 +39,7 @@ def fuzz_one(target: Target, n: int) -> dict[str, object]:
     except Exception as exc:  # hypothesis re-raises the (shrunk) finding
         findings.append(f"minimal: {type(exc).__name__}: {str(exc)[:500]}")
     return {
-        "target": target.name,
+        "target": name,
         **counts,
         "findings": findings[-2:],
         "seconds": round(time.monotonic() - t0, 1),
@@ -55,21 +48,18 @@ def fuzz_one(target: Target, n: int) -> dict[str, object]:
 
 @click.command()
 @click.option("--inputs", "n", default=100_000, show_default=True)
-@click.option("--target", "names", multiple=True, help="only these targets")
-@click.option("--out", type=click.Path(path_type=Path), default=None)
+@target_option
+@out_option
 def main(n: int, names: tuple[str, ...], out: Path | None) -> None:
-    results = []
-    for name in names or sorted(TARGETS):
-        r = fuzz_one(TARGETS[name], n)
-        results.append(r)
-        status = "ok" if not r["findings"] else f"FINDINGS {r['findings']}"
-        click.echo(
-            f"{name:20} {r['inputs']:>8} inputs  {r['accepted']:>8} accepted  "
-            f"{r['rejected']:>8} rejected  {r['seconds']:>7}s  {status}"
-        )
-        if out:
-            out.write_text(json.dumps(results, indent=2) + "\n")
-    sys.exit(1 if any(r["findings"] for r in results) else 0)
+    run_targets(
+        names,
+        lambda name: fuzz_one(name, n),
+        lambda r: (
+            f"{r['inputs']:>8} inputs  {r['accepted']:>8} accepted  "
+            f"{r['rejected']:>8} rejected  {r['seconds']:>7}s"
+        ),
+        out,
+    )
 
 
 if __name__ == "__main__":

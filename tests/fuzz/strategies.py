@@ -1,7 +1,7 @@
 """Hypothesis strategies for fuzzing a target: random bytes, random msgpack
 values of every type (floats, ext, maps, deep nesting), valid samples with
 bytes flipped/inserted/deleted/cut or fields replaced; for text targets also
-random JSON documents and mutated JSON."""
+random JSON documents and mutated JSON; and the settings every run uses."""
 
 from __future__ import annotations
 
@@ -9,9 +9,23 @@ import json
 from typing import Any
 
 import msgpack
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from tests.fuzz.targets import Target
+
+
+def fuzz_settings(examples: int) -> settings:
+    """How every fuzz run and property of the harness runs: ``examples`` inputs, no
+    deadline, no health checks (the targets are slow on purpose), no example database
+    (each run starts afresh)."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
+
 
 msgpack_values = st.recursive(
     st.none()

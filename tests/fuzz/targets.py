@@ -467,13 +467,29 @@ TARGETS: dict[str, Target] = {
 }
 
 
+class Finding(AssertionError):
+    """An input a target did not handle: anything but a return or its typed rejection."""
+
+
+def accepts(target: Target, data: bytes) -> bool:
+    """True if the target took ``data``, False if it raised its typed rejection;
+    anything else raises a Finding that describes it (the error chained)."""
+    try:
+        target.run(data)
+    except target.typed:
+        return False
+    except Exception as exc:
+        raise Finding(
+            f"{target.name}: {type(exc).__name__}: {str(exc)[:300]} on {data[:200]!r}"
+        ) from exc
+    return True
+
+
 def check(target: Target, data: bytes) -> str | None:
     """None if the target handled ``data`` (returned or raised its typed error),
     else a description of the finding."""
     try:
-        target.run(data)
-    except target.typed:
-        return None
-    except Exception as exc:
-        return f"{target.name}: {type(exc).__name__}: {str(exc)[:300]} on {data[:200]!r}"
+        accepts(target, data)
+    except Finding as finding:
+        return str(finding)
     return None

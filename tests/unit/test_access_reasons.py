@@ -14,6 +14,7 @@ import pytest
 from medchain.contracts.sdk import Reject
 from medchain.storage.crypto import Signer
 from tests.chain import Chain
+from tests.helpers import org_consent
 
 WIDE = {"from": "2000-01-01", "to": "2099-12-31"}
 OLD = {"from": "2000-01-01", "to": "2000-12-31"}
@@ -71,14 +72,7 @@ def give(w: World, specs: list[dict[str, Any]]) -> list[str]:
     c, out = w.c, []
     c.advance(days=max([s.get("advance_days", 0) for s in specs], default=0))
     for spec in specs:
-        args: dict[str, Any] = {
-            "grantee_kind": "org",
-            "grantee": "hospital-b",
-            "categories": ["Condition"],
-            "purpose": "treatment",
-            "period": WIDE,
-            "days": 30,
-        }
+        args = org_consent(period=WIDE)
         args.update({k: v for k, v in spec.items() if k not in FLAGS})
         args["grantee"] = w.ids.get(args["grantee"], args["grantee"])
         if spec.get("expire"):

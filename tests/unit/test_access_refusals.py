@@ -7,6 +7,7 @@ from typing import Any
 
 from medchain.contracts.runtime import Context
 from tests.chain import Chain
+from tests.helpers import org_consent
 
 
 def setup() -> tuple[Chain, Any, str, Any, dict[str, Any]]:
@@ -17,19 +18,7 @@ def setup() -> tuple[Chain, Any, str, Any, dict[str, Any]]:
     doc_b, _ = c.practitioner("hospital-b")
     c.anchor(doc_a, "hospital-a", "r1", patient)
     c.anchor(doc_a, "hospital-a", "r2", patient)
-    c.ok(
-        pk,
-        "consent",
-        "grant",
-        {
-            "grantee_kind": "org",
-            "grantee": "hospital-b",
-            "categories": ["Condition"],
-            "purpose": "treatment",
-            "period": {"last_days": 365},
-            "days": 30,
-        },
-    )
+    c.ok(pk, "consent", "grant", org_consent(period={"last_days": 365}))
     c.ok(doc_b, "access", "request_many", {"records": ["r1", "r2"], "purpose": "treatment"})
     decision = c.q("access", "by_patient", {"patient": patient}, caller=pk)[-1]
     return c, pk, patient, doc_b, decision

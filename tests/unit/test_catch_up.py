@@ -7,10 +7,10 @@ import pytest
 import trio
 
 from medchain.node.consensus.catchup import CatchUp, CatchUpConfig
-from medchain.node.consensus.driver import Driver, DriverConfig
+from medchain.node.consensus.driver import Driver
 from medchain.node.net.transport import MemoryHub
-from medchain.storage.ledger import Ledger
 from tests.helpers import Consortium
+from tests.rpcnode import node_driver
 
 CFG = CatchUpConfig(poll_ms=500, idle_probe_ms=10_000)
 
@@ -35,14 +35,7 @@ def test_idle_node_probes_one_peer_per_period_and_a_busy_one_none() -> None:
 
 
 async def _driver(c: Consortium, hub: MemoryHub, i: int, nursery: trio.Nursery) -> Driver:
-    d = Driver(
-        c.genesis,
-        Ledger.in_memory(c.genesis),
-        c.executor(),
-        c.node_keys[i],
-        hub.transport(i),
-        DriverConfig(offload=False, catch_up=CatchUpConfig(poll_ms=50, idle_probe_ms=1000)),
-    )
+    d = node_driver(c, i, hub.transport(i), catch_up=CatchUpConfig(poll_ms=50, idle_probe_ms=1000))
     await nursery.start(d.run)
     return d
 

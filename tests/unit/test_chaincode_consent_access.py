@@ -8,6 +8,7 @@ import pytest
 
 from medchain.contracts.sdk import Reject
 from tests.chain import Chain
+from tests.helpers import org_consent
 
 
 def setup() -> tuple[Chain, Any, str, Any, str, Any, str]:
@@ -33,14 +34,9 @@ def check(c: Chain, who: Any, record: str, purpose: str = "treatment") -> dict[s
 
 def grant(c: Chain, pk: Any, **kw: Any) -> str:
     args = {
-        "grantee_kind": "org",
-        "grantee": "hospital-b",
-        "categories": ["Condition", "MedicationRequest"],
-        "purpose": "treatment",
-        "period": {"last_days": 365},
-        "days": 30,
+        **org_consent(categories=("Condition", "MedicationRequest"), period={"last_days": 365}),
+        **kw,
     }
-    args.update(kw)
     return str(c.ok(pk, "consent", "grant", args)["consent_id"])
 
 

@@ -13,6 +13,7 @@ from medchain.contracts.bundle import make_executor
 from medchain.contracts.loader import ChaincodeLoadError, check_source, load_module
 from medchain.node.consensus.chain import replay_ledger
 from tests.chain import Chain
+from tests.helpers import org_consent
 
 GOOD = """
 from medchain.contracts.sdk import transaction, query, Reject
@@ -242,19 +243,8 @@ def test_two_executors_fed_the_same_blocks_reach_the_same_root(
             )
             records.append(rid)
         elif op == "consent":
-            r = c.tx(
-                pk,
-                "consent",
-                "grant",
-                {
-                    "grantee_kind": "org",
-                    "grantee": "hospital-b",
-                    "categories": ["Condition"],
-                    "purpose": "treatment",
-                    "days": 1 + a,
-                    "period": {"last_days": 30 + 100 * b},
-                },
-            )  # type: ignore[arg-type]
+            grant = org_consent(period={"last_days": 30 + 100 * b}, days=1 + a)
+            r = c.tx(pk, "consent", "grant", grant)  # type: ignore[arg-type]
             if r.ok:
                 consents.append((pk, r.data["consent_id"]))
         elif op == "access" and records:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from medchain.node.consensus.driver import Driver, DriverConfig
+from medchain.node.consensus.driver import Driver
 from medchain.node.consensus.validation import encode_tx_batch
 from medchain.node.mempool.ingress import REBROADCAST_MAX
 from medchain.node.mempool.pool import PoolReject
@@ -13,20 +13,13 @@ from medchain.node.net.transport import CHANNEL_TXS, MemoryHub
 from medchain.storage.ledger import Ledger
 from medchain.storage.tx import Transaction
 from tests.helpers import Consortium
+from tests.rpcnode import node_driver
 
 
 async def start_cluster(nursery: trio.Nursery, c: Consortium, hub: MemoryHub) -> list[Driver]:
     drivers = []
     for i in range(c.genesis.validators.n):
-        ledger = Ledger.in_memory(c.genesis)
-        d = Driver(
-            c.genesis,
-            ledger,
-            c.executor(),
-            c.node_keys[i],
-            hub.transport(i),
-            DriverConfig(offload=False),
-        )
+        d = node_driver(c, i, hub.transport(i))
         await nursery.start(d.run)
         drivers.append(d)
     return drivers
@@ -115,7 +108,7 @@ async def test_acknowledged_transactions_survive_a_restart(tmp_path) -> None:  #
         hub.nodes[i].down = True  # no quorum: nothing can commit
     ledger = Ledger.open(tmp_path / "n0", c.genesis)
     async with trio.open_nursery() as nursery:
-        d = Driver(c.genesis, ledger, c.executor(), c.node_keys[0], hub.transport(0))
+        d = node_driver(c, 0, hub.transport(0), ledger, offload=True)
         await nursery.start(d.run)
         ids = [await d.submit(c.tx(c.admin_keys[k]).encode()) for k in range(3)]
         nursery.cancel_scope.cancel()
@@ -124,19 +117,12 @@ async def test_acknowledged_transactions_survive_a_restart(tmp_path) -> None:  #
     hub = MemoryHub()
     ledger = Ledger.open(tmp_path / "n0", c.genesis)
     async with trio.open_nursery() as nursery:
-        d = Driver(c.genesis, ledger, c.executor(), c.node_keys[0], hub.transport(0))
+        d = node_driver(c, 0, hub.transport(0), ledger, offload=True)
         await nursery.start(d.run)
         assert all(d.pool.get(t) is not None for t in ids)  # re-admitted from the log
         others = []
         for i in (1, 2, 3):
-            o = Driver(
-                c.genesis,
-                Ledger.in_memory(c.genesis),
-                c.executor(),
-                c.node_keys[i],
-                hub.transport(i),
-                DriverConfig(offload=False),
-            )
+            o = node_driver(c, i, hub.transport(i))
             await nursery.start(o.run)
             others.append(o)
         for t in ids:
@@ -171,14 +157,7 @@ async def test_byzantine_primary_is_survived_and_named() -> None:
                     flood_frames_per_s=300,
                     seed=1,
                 )
-            d = Driver(
-                c.genesis,
-                Ledger.in_memory(c.genesis),
-                c.executor(),
-                c.node_keys[i],
-                t,
-                DriverConfig(offload=False),
-            )
+            d = node_driver(c, i, t)
             await nursery.start(d.run)
             drivers.append(d)
         honest = drivers[1:]

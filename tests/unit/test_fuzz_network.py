@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
-from tests.fuzz.strategies import inputs
-from tests.fuzz.targets import TARGETS, check
+from tests.fuzz.strategies import fuzz_settings, inputs
+from tests.fuzz.targets import TARGETS, Finding, Target, accepts, check
 
 EXAMPLES = int(os.environ.get("MEDCHAIN_FUZZ_EXAMPLES", "300"))
 
@@ -21,12 +21,7 @@ EXAMPLES = int(os.environ.get("MEDCHAIN_FUZZ_EXAMPLES", "300"))
 def test_target_rejects_with_typed_errors_only(name: str) -> None:
     target = TARGETS[name]
 
-    @settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-        database=None,
-    )
+    @fuzz_settings(EXAMPLES)
     @given(inputs(target))
     def fuzz(data: bytes) -> None:
         finding = check(target, data)
@@ -49,3 +44,13 @@ def test_a_boolean_kind_is_not_taken_for_an_integer(name: str) -> None:
     from medchain.storage.codec import pack
 
     assert check(TARGETS[name], pack([True, bytes(16), b"\x00" * 134])) is None
+
+
+def test_the_harness_tells_taken_rejected_and_findings_apart() -> None:
+    """What the long runs count: taken, rejected with the typed error, or a finding."""
+    t = Target("int", lambda d: int(d) if d else d[0], (ValueError,), list)
+    assert accepts(t, b"12") is True
+    assert accepts(t, b"x") is False
+    with pytest.raises(Finding, match="int: IndexError"):
+        accepts(t, b"")
+    assert check(t, b"x") is None and "IndexError" in str(check(t, b""))

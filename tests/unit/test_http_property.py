@@ -15,21 +15,17 @@ from typing import Any
 
 import pytest
 import trio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from trio.testing import MockClock
 
 from medchain.node.web.protocol import HttpError, split_target
 from tests.fuzz import http_target
 from tests.fuzz.http_target import FakeStream, parse_responses, request_bytes, world
+from tests.fuzz.strategies import fuzz_settings
 
 EXAMPLES = int(os.environ.get("MEDCHAIN_HTTP_EXAMPLES", "200"))
-PROPS = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    database=None,
-)
+PROPS = fuzz_settings(EXAMPLES)
 
 
 @PROPS

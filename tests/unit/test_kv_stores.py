@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from medchain.storage.kv import KVStore, LevelDBKV, MemoryKV, StoreError
+from medchain.storage.kv import KVStore, LevelDBKV, MemoryKV, StoreError, StoreReadOnly
 
 
 @pytest.fixture(params=["memory", "leveldb"])
@@ -49,6 +49,23 @@ def test_leveldb_lock_gives_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="another node"):
         LevelDBKV(tmp_path / "db")
     db.close()
+
+
+def test_a_read_only_store_reads_refuses_writes_and_is_never_created(tmp_path: Path) -> None:
+    db = LevelDBKV(tmp_path / "db")
+    db.write({b"a": b"1"})
+    db.close()
+    ro = LevelDBKV(tmp_path / "db", read_only=True)
+    assert ro.get(b"a") == b"1" and dict(ro.scan(b"")) == {b"a": b"1"}
+    with pytest.raises(StoreReadOnly, match=r"the db store at .* is open read-only"):
+        ro.write({b"b": b"2"})
+    ro.close()
+    again = LevelDBKV(tmp_path / "db", create=False)
+    assert again.get(b"b") is None
+    again.close()
+    with pytest.raises(StoreError, match="is missing"):
+        LevelDBKV(tmp_path / "none", create=True, read_only=True)
+    assert not (tmp_path / "none").exists()
 
 
 def test_leveldb_keeps_a_bounded_number_of_tables_open(tmp_path: Path) -> None:
