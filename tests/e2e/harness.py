@@ -27,7 +27,7 @@ from medchain.localnet.processes import (
     wait_ready,
 )
 from medchain.node.consortium import OrgSpec, init_consortium
-from medchain.node.net.p2p import PeerAddress
+from medchain.node.net.p2p_state import PeerAddress
 from medchain.storage.genesis import ConsensusParams, Genesis
 from medchain.storage.keyfile import load_key
 
