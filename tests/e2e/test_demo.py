@@ -27,7 +27,7 @@ def test_demo_runs_to_the_end_and_keeps_the_explorer_up_on_request(tmp_path: Pat
         [
             sys.executable,
             "-m",
-            "cli",
+            "medchain.cli",
             "demo",
             "--data",
             str(DATA),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import atheris
 
-with atheris.instrument_imports(include=["storage", "node", "consensus", "contracts", "cli"]):
+with atheris.instrument_imports(include=["medchain"]):
     from tests.fuzz.targets import TARGETS, check
 
 
