@@ -219,3 +219,36 @@ def rotate_key(
 
 
 practitioner.add_command(rotate_key)
+
+
+@patient.command("list")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="Consortium directory an import registered patients in (DIR/patients.json).",
+)
+@click.option("--keystore", type=click.Path(file_okay=False, path_type=Path), default=None)
+@json_option
+def patient_list(directory: Path, keystore: Path | None, as_json: bool) -> None:
+    """The patients `records import` registered: pseudonym and key file, one per line
+    (the source system's ids stay in DIR/patients.json, at the institution)."""
+    from medchain.client.patients import key_path, load_map
+
+    try:
+        mapping = load_map(directory / "patients.json")
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    store = keystore or directory / "patients"
+    rows = [
+        {"pseudonym": p, "key_file": str(key_path(store, sid))}
+        for sid, p in sorted(mapping.items(), key=lambda x: x[1])
+    ]
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        raise click.ClickException(f"no patients registered in {directory / 'patients.json'}")
+    for r in rows:
+        click.echo(f"{r['pseudonym']} {r['key_file']}")
