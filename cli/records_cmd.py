@@ -240,6 +240,7 @@ def records_import(
         "anchored": report.anchored,
         "already_anchored": report.existing,
         "invalid": report.invalid,
+        "conflicts": report.conflicts,
         "per_org": dict(report.per_org),
         "skipped": dict(plan.skipped),
         "seconds": round(dt, 2),
@@ -253,6 +254,11 @@ def records_import(
     )
     for reason, n in sorted(plan.skipped.items(), key=lambda x: -x[1]):
         click.echo(f"  skipped {n:>5}: {reason} (e.g. {plan.examples[reason]})")
+    if report.conflicts:
+        click.echo(
+            f"  conflict {len(report.conflicts):>4}: already held for another patient, kept as "
+            f"it was (e.g. {report.conflicts[0]})"
+        )
 
 
 @records.command("timeline")

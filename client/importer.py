@@ -235,6 +235,7 @@ class ImportReport:
     anchored: int = 0
     existing: int = 0
     invalid: int = 0
+    conflicts: list[str] = field(default_factory=list)  # the custodian's reasons
     per_org: Counter[str] = field(default_factory=Counter)
     record_ids: dict[str, list[str]] = field(
         default_factory=dict
@@ -263,6 +264,9 @@ def run_import(
             for s in stored:
                 if s.get("status") == "invalid":
                     report.invalid += 1
+                    continue
+                if s.get("status") == "conflict":
+                    report.conflicts.append(f"{org}: {s.get('reason')}")
                     continue
                 s = from_json(s)
                 report.stored += s["status"] == "stored"

@@ -99,8 +99,12 @@ class RecordStore:
         if known is not None:
             if known["content_hash"] != h:
                 raise FhirError(f"{rid} is given twice with different content")
+            if known["patient"] != it.patient:
+                raise RecordConflict(f"{rid} is given twice, for two patients")
             return {**known, "status": "exists"}, None
         existing = self.vault.get(rid) if self.vault.has(rid) else None
+        if existing is not None and existing.meta.get("patient") != it.patient:
+            raise RecordConflict(f"{rid} is already stored for another patient")
         if existing is not None and existing.content_hash == h:
             meta = existing.meta
             return {
@@ -143,6 +147,11 @@ class RecordStore:
             return None
         date = None if rec is None else rec.meta.get("clinical_date")
         return date if isinstance(date, str) else None
+
+
+class RecordConflict(FhirError):
+    """A resource id this custodian already holds for another patient: kept as it
+    is, and reported (a source system that reuses ids, or a mistaken patient)."""
 
 
 def describe_record(

@@ -9,7 +9,7 @@ import trio
 
 from medchain.contracts.runtime import ChaincodeError
 from medchain.node.records.service import RecordService
-from medchain.node.records.store import PutItem
+from medchain.node.records.store import PutItem, RecordConflict
 from medchain.node.rpc.connection import Connection
 from medchain.node.rpc.errors import INVALID_PARAMS, NOT_FOUND, RpcError
 from medchain.node.rpc.jsonval import to_json
@@ -61,7 +61,9 @@ def register_records(server: RpcServer, svc: RecordService) -> None:
         out: list[Any] = []
         for ok in valid:
             r = next(done) if ok else bad
-            if isinstance(r, FhirError):
+            if isinstance(r, RecordConflict):
+                r = {"status": "conflict", "reason": str(r)}
+            elif isinstance(r, FhirError):
                 r = {"status": "invalid", "reason": str(r)}
             out.append(to_json(r))
         return out

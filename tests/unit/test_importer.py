@@ -152,3 +152,29 @@ def test_synthea_sample_without_its_encounter_file(tmp_path: Path) -> None:
     plan = plan_import(tmp_path, spread(names), patients)
     clinical = plan.total + sum(n for r, n in plan.skipped.items() if r != SKIP_REFERENCE)
     assert plan.total >= 0.99 * clinical, (plan.total, dict(plan.skipped), plan.examples)
+
+
+def test_the_custodian_reports_an_id_held_for_another_patient() -> None:
+    from medchain.node.records.store import PutItem, RecordConflict, RecordStore
+    from medchain.storage.vault import Vault
+
+    store = RecordStore(Vault.in_memory(bytes(32)), "hospital-a")
+    obs = {"resourceType": "Observation", "id": "o1", "effectiveDateTime": "2024-01-02"}
+    first = store.put_many([PutItem(obs, "patient-1")])[0]
+    assert isinstance(first, dict) and first["status"] == "stored"
+    again, other, twice = (
+        store.put_many(
+            [
+                PutItem(obs, "patient-1"),
+                PutItem(obs, "patient-2"),
+                PutItem(dict(obs, id="o2"), "p-3"),
+            ]
+        )[0:1]
+        + store.put_many([PutItem(obs, "patient-2")])
+        + store.put_many([PutItem(dict(obs, id="o3"), "p-4"), PutItem(dict(obs, id="o3"), "p-5")])[
+            1:
+        ]
+    )
+    assert isinstance(again, dict) and again["status"] == "exists"
+    assert isinstance(other, RecordConflict) and "another patient" in str(other)
+    assert isinstance(twice, RecordConflict) and "two patients" in str(twice)
