@@ -162,19 +162,10 @@ def test_the_custodian_reports_an_id_held_for_another_patient() -> None:
     obs = {"resourceType": "Observation", "id": "o1", "effectiveDateTime": "2024-01-02"}
     first = store.put_many([PutItem(obs, "patient-1")])[0]
     assert isinstance(first, dict) and first["status"] == "stored"
-    again, other, twice = (
-        store.put_many(
-            [
-                PutItem(obs, "patient-1"),
-                PutItem(obs, "patient-2"),
-                PutItem(dict(obs, id="o2"), "p-3"),
-            ]
-        )[0:1]
-        + store.put_many([PutItem(obs, "patient-2")])
-        + store.put_many([PutItem(dict(obs, id="o3"), "p-4"), PutItem(dict(obs, id="o3"), "p-5")])[
-            1:
-        ]
-    )
+    (again,) = store.put_many([PutItem(obs, "patient-1")])
+    (other,) = store.put_many([PutItem(obs, "patient-2")])
+    o3 = dict(obs, id="o3")
+    _, twice = store.put_many([PutItem(o3, "patient-4"), PutItem(o3, "patient-5")])
     assert isinstance(again, dict) and again["status"] == "exists"
     assert isinstance(other, RecordConflict) and "another patient" in str(other)
     assert isinstance(twice, RecordConflict) and "two patients" in str(twice)
