@@ -26,15 +26,18 @@ DEBUG_ENV = "MEDCHAIN_DEBUG"  # set: an unexpected error shows its traceback
 
 
 class MedchainGroup(click.Group):
-    """The root group: errors that are the user's to fix (a key file's) and any
+    """The root group: errors that are the user's to fix (a key file, a node config,
+    a genesis file) and any
     unexpected one end a command with one line on stderr and a non-zero exit."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from medchain.node.config import ConfigError
+        from medchain.storage.genesis import GenesisError
         from medchain.storage.keyfile import KeyFileError
 
         try:
             return super().invoke(ctx)
-        except KeyFileError as exc:
+        except (KeyFileError, ConfigError, GenesisError) as exc:
             raise click.ClickException(str(exc)) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise

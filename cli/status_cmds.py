@@ -82,8 +82,8 @@ def send(
 
     try:
         args = from_json(json.loads(args_json))
-    except (ValueError, JsonValueError) as exc:
-        raise click.BadParameter(f"--args is not valid: {exc}") from None
+    except (ValueError, RecursionError, JsonValueError) as exc:
+        raise click.BadParameter(f"--args is not valid JSON: {str(exc)[:120]}") from None
     signer = load_signer(key)
     with connect(socket_path, config) as c:
         builder = TxBuilder(signer, c.status()["chain_id"])
