@@ -511,3 +511,106 @@ def test_round3_refusals_are_the_same_on_every_node_and_nothing_escapes() -> Non
 def test_round3_sources_refused_at_load(source: str, why: str) -> None:
     with pytest.raises(ChaincodeLoadError, match=re.escape(why)):
         check_source("from medchain.contracts.sdk import transaction\n\n" + source)
+
+
+# -- the context chaincode holds ---------------------------------------------------
+
+# What sits behind the context: the executor (every chaincode, the genesis, the
+# natives), the transaction's overlay (every namespace's writes), the ledger, the
+# event list (events in any contract's name), the namespace and call bookkeeping.
+RUNTIME_INTERNALS = (
+    "executor",
+    "state",
+    "ledger",
+    "events",
+    "namespace",
+    "contract",
+    "read_only",
+    "depth",
+    "natives",
+    "writes",
+    "base",
+)
+
+
+@pytest.mark.parametrize("attr", RUNTIME_INTERNALS)
+def test_chaincode_naming_the_runtime_behind_its_context_is_refused(attr: str) -> None:
+    source = GOOD + f"\n@transaction\ndef peek(ctx, args):\n    return ctx.{attr}\n"
+    with pytest.raises(ChaincodeLoadError, match=f"attribute '{attr}' is not available"):
+        check_source(source, "peek")
+
+
+def test_chaincode_naming_the_context_behind_its_facade_is_refused() -> None:
+    source = GOOD + "\n@transaction\ndef peek(ctx, args):\n    return ctx._c.executor\n"
+    with pytest.raises(ChaincodeLoadError, match="'_c': private and special attributes"):
+        check_source(source, "peek")
+
+
+def test_no_attribute_chaincode_may_name_leads_from_its_context_to_the_runtime() -> None:
+    """At run time, through whatever the checker lets through: from the object a
+    loaded chaincode receives, every chain of allowed attribute names (values taken,
+    nothing called) stays clear of the executor, the overlay, the ledger and the
+    event list, and the object itself carries only the context's API."""
+    from medchain.contracts.identity import ANONYMOUS_IDENTITY
+    from medchain.contracts.runtime import Context, Executor, LoadedChaincode, Overlay
+    from medchain.contracts.sandbox import ALLOWED_ATTRIBUTES
+    from medchain.storage.ledger import Ledger
+
+    c = Chain()
+    events: list[object] = []
+    runtime_ctx = Context(
+        c.executor, "probe", Overlay(c.ledger), ANONYMOUS_IDENTITY, b"t" * 32, 1, 0, events
+    )
+    held: list[object] = []
+    module = load_module(GOOD, "probe")
+    module.transactions["put"] = lambda ctx, args: held.append(ctx)
+    LoadedChaincode(module).invoke(runtime_ctx, "put", {})
+    (ctx,) = held
+    public = {n for n in dir(ctx) if not n.startswith("_")}
+    assert public == {
+        "caller",
+        "sender",
+        "tx_id",
+        "height",
+        "timestamp_ms",
+        "origin",
+        "genesis",
+        "get",
+        "put",
+        "delete",
+        "scan",
+        "get_obj",
+        "put_obj",
+        "scan_obj",
+        "read",
+        "index_put",
+        "index_scan",
+        "identity",
+        "emit",
+        "call",
+        "query",
+    }
+    internal = (Context, Executor, Overlay, Ledger)
+    seen: set[int] = set()
+    kept: list[object] = []  # every value reached stays alive: its id is not reused
+    paths: set[str] = set()
+    frontier: list[tuple[str, object]] = [("ctx", ctx)]
+    for _ in range(4):
+        reached: list[tuple[str, object]] = []
+        for path, obj in frontier:
+            for name in sorted(ALLOWED_ATTRIBUTES):
+                try:
+                    value = getattr(obj, name)
+                except Exception:
+                    continue
+                where = f"{path}.{name}"
+                paths.add(where)
+                if id(value) in seen:
+                    continue
+                seen.add(id(value))
+                kept.append(value)
+                assert not isinstance(value, internal), where
+                assert value is not events and value is not runtime_ctx.state.writes, where
+                reached.append((where, value))
+        frontier = reached
+    assert {"ctx.caller.key", "ctx.genesis.organizations"} <= paths  # the walk went somewhere
