@@ -22,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgpack
 
+from medchain.contracts import sdk
 from medchain.contracts.identity import ANONYMOUS_IDENTITY, Identity, resolve
 from medchain.contracts.loader import (
     DEFAULT_STEP_BUDGET,
@@ -313,11 +314,11 @@ def _decode_value(raw: bytes) -> Any:
 
 
 class ChaincodeContext:
-    """What loaded chaincode holds as ``ctx``: the Context's public API and nothing
-    else. The Context itself (its namespace, overlay, executor, event list) stays
-    out of reach — the loader refuses underscore attributes and attribute
-    assignment — so a chaincode can write only its own namespace and emit events
-    only in its own name."""
+    """What loaded chaincode holds as ``ctx``: sdk.Context's members (``CONTEXT_API``)
+    and nothing else. The Context itself (its namespace, overlay, executor, event
+    list) sits in the one underscore slot — the loader refuses underscore attributes
+    and attribute assignment — so a chaincode can write only its own namespace and
+    emit events only in its own name."""
 
     __slots__ = ("_c",)
     _c: Context
@@ -401,6 +402,12 @@ class ChaincodeContext:
         return self._c.query(contract, method, args)
 
 
+def chaincode_context(ctx: Context) -> sdk.Context:
+    """The context a loaded chaincode function receives (the type checker holds
+    ChaincodeContext to sdk.Context here)."""
+    return ChaincodeContext(ctx)
+
+
 class LoadedChaincode:
     """A checked, instrumented chaincode module behind the Chaincode interface."""
 
@@ -416,13 +423,13 @@ class LoadedChaincode:
             raise Reject(
                 f"{self.name}.{method} runs only when its signer sends it, not from {ctx.origin}"
             )
-        return fn(ChaincodeContext(ctx), args)
+        return fn(chaincode_context(ctx), args)
 
     def query(self, ctx: Context, method: str, args: Any) -> Any:
         fn = self.module.queries.get(method)
         if fn is None:
             raise Reject(f"{self.name} has no query {method!r}")
-        return fn(ChaincodeContext(ctx), args)
+        return fn(chaincode_context(ctx), args)
 
 
 def nonce_key(sender: bytes, nonce: int) -> bytes:

@@ -102,7 +102,10 @@ def grant(ctx: Any, args: Any) -> Any:
     period = parse_period(a.get("period", {}))
     days = arg_int(a, "days", 1, MAX_DAYS, optional=True)
     expires = arg_int(a, "expires_ms", ctx.timestamp_ms + 1, optional=True)
-    require(days is not None or expires is not None, "give an expiry: days or expires_ms")
+    if expires is None:
+        if days is None:
+            raise Reject("give an expiry: days or expires_ms")
+        expires = ctx.timestamp_ms + days * DAY_MS
     consent = {
         "id": ctx.tx_id.hex()[:24],
         "patient": who.id,
@@ -113,7 +116,7 @@ def grant(ctx: Any, args: Any) -> Any:
         "period": period,
         "purpose": purpose,
         "created_ms": ctx.timestamp_ms,
-        "expires_ms": expires if expires is not None else ctx.timestamp_ms + days * DAY_MS,
+        "expires_ms": expires,
         "status": "active",
         "revoked_ms": 0,
         "source": "patient",

@@ -199,7 +199,7 @@ def adjudicate(ctx: Any, claim: Any, product: Any, diagnoses: Any, items: Any) -
         system, code = arg_str(it, "system", 200), arg_str(it, "code", 64)
         qty = arg_int(it, "quantity", 1, 10_000)
         entry = find_item(ctx, product, system, code)
-        line = {
+        line: dict[str, Any] = {
             "sequence": seq,
             "system": system,
             "code": code,

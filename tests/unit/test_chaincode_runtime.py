@@ -9,8 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from medchain.contracts import sdk
 from medchain.contracts.bundle import make_executor
+from medchain.contracts.identity import Identity
 from medchain.contracts.loader import ChaincodeLoadError, check_source, load_module
+from medchain.contracts.runtime import ChaincodeContext
+from medchain.contracts.sandbox import ALLOWED_ATTRIBUTES
 from medchain.node.consensus.chain import replay_ledger
 from tests.chain import Chain
 
@@ -553,7 +557,7 @@ def test_no_attribute_chaincode_may_name_leads_from_its_context_to_the_runtime()
     event list, and the object itself carries only the context's API."""
     from medchain.contracts.identity import ANONYMOUS_IDENTITY
     from medchain.contracts.runtime import Context, Executor, LoadedChaincode, Overlay
-    from medchain.contracts.sandbox import ALLOWED_ATTRIBUTES
+    from medchain.contracts.sdk import CONTEXT_API
     from medchain.storage.ledger import Ledger
 
     c = Chain()
@@ -566,30 +570,7 @@ def test_no_attribute_chaincode_may_name_leads_from_its_context_to_the_runtime()
     module.transactions["put"] = lambda ctx, args: held.append(ctx)
     LoadedChaincode(module).invoke(runtime_ctx, "put", {})
     (ctx,) = held
-    public = {n for n in dir(ctx) if not n.startswith("_")}
-    assert public == {
-        "caller",
-        "sender",
-        "tx_id",
-        "height",
-        "timestamp_ms",
-        "origin",
-        "genesis",
-        "get",
-        "put",
-        "delete",
-        "scan",
-        "get_obj",
-        "put_obj",
-        "scan_obj",
-        "read",
-        "index_put",
-        "index_scan",
-        "identity",
-        "emit",
-        "call",
-        "query",
-    }
+    assert {n for n in dir(ctx) if not n.startswith("_")} == set(CONTEXT_API)
     internal = (Context, Executor, Overlay, Ledger)
     seen: set[int] = set()
     kept: list[object] = []  # every value reached stays alive: its id is not reused
@@ -614,3 +595,68 @@ def test_no_attribute_chaincode_may_name_leads_from_its_context_to_the_runtime()
                 reached.append((where, value))
         frontier = reached
     assert {"ctx.caller.key", "ctx.genesis.organizations"} <= paths  # the walk went somewhere
+
+
+def public(cls: type) -> set[str]:
+    return {n for n in vars(cls) if not n.startswith("_")}
+
+
+def test_the_context_api_is_one_list() -> None:
+    """sdk.Context (what chaincode is typed against), runtime.ChaincodeContext (what
+    it receives) and the sandbox's allowed attributes name the same members."""
+    assert public(sdk.Context) == public(ChaincodeContext) == set(sdk.CONTEXT_API)
+    assert set(sdk.CONTEXT_API) <= ALLOWED_ATTRIBUTES
+    views = public(Identity) | public(sdk.GenesisView) | public(sdk.OrganizationView)
+    assert views <= ALLOWED_ATTRIBUTES
+    assert set(sdk.TYPES) <= set(sdk.CHAINCODE_API)
+
+
+TYPED = """
+from medchain.contracts.sdk import Args, Context, Identity, Record, Result, Value
+from medchain.contracts.sdk import arg_int, args_dict, query, transaction
+
+
+def who(ctx: Context) -> Identity:
+    return ctx.caller
+
+
+@transaction
+def put(ctx: Context, args: Args) -> Result:
+    a = args_dict(args)
+    rec: Record = {"v": arg_int(a, "v"), "by": who(ctx).kind}
+    ctx.put_obj(b"v", rec)
+    return rec
+
+
+@query
+def get(ctx: Context, args: Args) -> Result:
+    rec: Value = ctx.get_obj(b"v")
+    return rec
+"""
+
+
+@pytest.mark.parametrize("future", ["", "from __future__ import annotations\n"])
+def test_typed_chaincode_loads_and_runs(future: str) -> None:
+    c = Chain()
+    install(c, "typed", future + TYPED)
+    assert c.ok(c.admins["insurer"], "typed", "put", {"v": 3}) == {"v": 3, "by": "org-admin"}
+    assert c.q("typed", "get") == {"v": 3, "by": "org-admin"}
+    assert "v must be an integer" in c.fails(c.admins["insurer"], "typed", "put", {"v": "3"})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "def f(ctx, a):\n    return Record(a)\n",
+        "def f(ctx, a):\n    return Args()\n",
+        "def f(ctx: Context, a: Args) -> Result:\n    return Context.get(ctx, b'k')\n",
+        "KIND = Identity\n",
+        "def f(ctx, a=Value):\n    return 1\n",
+        "def f(ctx, a: Record(zip(range(9), range(9)))):\n    return 1\n",
+        "def f(ctx, a):\n    return isinstance(a, Record)\n",
+    ],
+)
+def test_types_are_named_in_annotations_only(body: str) -> None:
+    head = "from medchain.contracts.sdk import Args, Context, Identity, Record, Result, Value\n"
+    with pytest.raises(ChaincodeLoadError, match="is a type: chaincode names it in annotations"):
+        check_source(head + "\n" + body)
