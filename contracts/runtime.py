@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Container, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -23,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 import msgpack
 
 from medchain.contracts import sdk
+from medchain.contracts.app import StateReader
 from medchain.contracts.identity import ANONYMOUS_IDENTITY, Identity, resolve
 from medchain.contracts.loader import (
     DEFAULT_STEP_BUDGET,
@@ -65,14 +66,6 @@ def reject_reason(exc: Reject) -> str:
     if type(why) is not str:
         why = "refused (the reason given is not text)"
     return ADDRESS.sub("0x…", why)[:2000]
-
-
-class StateReader(Protocol):
-    def state_get(self, key: bytes) -> bytes | None: ...
-
-    def state_scan(
-        self, prefix: bytes, start: bytes | None = None, reverse: bool = False
-    ) -> Iterator[tuple[bytes, bytes]]: ...
 
 
 @runtime_checkable
@@ -437,10 +430,11 @@ def nonce_key(sender: bytes, nonce: int) -> bytes:
 
 
 class Executor:
-    """Runs blocks. ``natives``: trusted built-in chaincodes (kv, lifecycle);
-    ``bundled``: chaincode sources shipped with this release, accepted only if
-    their hashes are the ones in the genesis; upgrades come from the lifecycle
-    chaincode's state, so every node runs exactly the approved code."""
+    """Runs blocks (the node's contracts.app.Application). ``natives``: trusted
+    built-in chaincodes (kv, lifecycle); ``bundled``: chaincode sources shipped
+    with this release, accepted only if their hashes are the ones in the genesis;
+    upgrades come from the lifecycle chaincode's state, so every node runs exactly
+    the approved code."""
 
     def __init__(
         self,
@@ -491,6 +485,15 @@ class Executor:
             return mod
         h2 = self._bundled.get(name)
         return None if h2 is None else self._modules[h2]
+
+    def nonce_used(self, get: Callable[[bytes], bytes | None], sender: bytes, nonce: int) -> bool:
+        return get(nonce_key(sender, nonce)) is not None
+
+    def committed_nonces(self, writes: Iterable[bytes]) -> Iterator[tuple[bytes, int]]:
+        n = len(NONCE_NS)
+        for k in writes:
+            if k.startswith(NONCE_NS):
+                yield k[n : n + 32], int.from_bytes(k[n + 32 :], "big")
 
     def execute(
         self,

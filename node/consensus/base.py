@@ -16,7 +16,7 @@ from medchain.consensus.events import Event
 from medchain.consensus.messages import Message, PrePrepare
 from medchain.consensus.replica import Replica
 from medchain.consensus.verify import Ed25519Verifier
-from medchain.contracts.runtime import Executor
+from medchain.contracts.app import Application
 from medchain.node.consensus.catchup import CatchUpConfig
 from medchain.node.consensus.store import ConsensusStore
 from medchain.node.mempool.pool import TxPool
@@ -55,7 +55,7 @@ class DriverState:
     genesis: Genesis
     ledger: Ledger
     local: KVStore  # this node's scratch state: the pool's write-ahead log, Persist records
-    executor: Executor
+    executor: Application  # the chaincode executor (contracts.runtime.Executor)
     signer: Signer
     transport: Transport
     cfg: DriverConfig

@@ -43,7 +43,7 @@ from medchain.consensus.messages import (
 )
 from medchain.consensus.replica import Replica, Restored
 from medchain.consensus.verify import Ed25519Verifier
-from medchain.contracts.runtime import Executor, nonce_key
+from medchain.contracts.app import Application
 from medchain.node.consensus.base import DriverConfig, DriverState
 from medchain.node.consensus.delivery import DeliveryMixin, commits_from_certificate
 from medchain.node.consensus.inbound import InboundMixin
@@ -75,7 +75,7 @@ class Driver(DeliveryMixin, ProposerMixin, InboundMixin, IngressMixin, StateSync
         self,
         genesis: Genesis,
         ledger: Ledger,
-        executor: Executor,
+        executor: Application,
         signer: Signer,
         transport: Transport,
         config: DriverConfig | None = None,
@@ -165,7 +165,7 @@ class Driver(DeliveryMixin, ProposerMixin, InboundMixin, IngressMixin, StateSync
     def _nonce_used(self, sender: bytes, nonce: int) -> bool:
         # Not through the state read cache: each nonce is used once, so a cached
         # one is never asked for again (and replays would fill the cache).
-        return self.ledger.state_get_uncached(nonce_key(sender, nonce)) is not None
+        return self.executor.nonce_used(self.ledger.state_get_uncached, sender, nonce)
 
     # -- running ------------------------------------------------------------------
 

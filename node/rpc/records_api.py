@@ -7,7 +7,7 @@ from typing import Any
 
 import trio
 
-from medchain.contracts.runtime import ChaincodeError
+from medchain.contracts.app import ChaincodeError
 from medchain.node.records.service import PutItem, RecordService
 from medchain.node.rpc.jsonval import to_json
 from medchain.node.rpc.server import (

@@ -29,7 +29,7 @@ from typing import Any
 
 import trio
 
-from medchain.contracts.runtime import ChaincodeError
+from medchain.contracts.app import ChaincodeError
 from medchain.node.mempool.pool import REJECT_BUSY, PoolReject
 from medchain.node.rpc.events import EventFilter, Subscription
 from medchain.node.rpc.jsonval import JsonValueError, from_json, to_json
