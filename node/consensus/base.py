@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -18,6 +18,7 @@ from medchain.consensus.replica import Replica
 from medchain.consensus.verify import Ed25519Verifier
 from medchain.contracts.app import Application
 from medchain.node.consensus.catchup import CatchUpConfig
+from medchain.node.consensus.inbox import InboxItem
 from medchain.node.consensus.store import ConsensusStore
 from medchain.node.mempool.pool import TxPool
 from medchain.node.net.transport import Incoming, Transport
@@ -71,8 +72,8 @@ class DriverState:
     events: EventHub
     metrics: Metrics
     halted: str | None
-    _inbox_send: trio.MemorySendChannel[tuple[str, Any]]
-    _inbox: trio.MemoryReceiveChannel[tuple[str, Any]]
+    _inbox_send: trio.MemorySendChannel[InboxItem]
+    _inbox: trio.MemoryReceiveChannel[InboxItem]
     _timers: dict[str, float]  # name -> trio deadline
     _timers_changed: trio.Event
     _proposed: set[bytes]
@@ -97,7 +98,7 @@ class DriverState:
     channel_handlers: dict[str, Callable[[Incoming], Awaitable[None]]]
 
     # Defined by the Driver; its parts call them.
-    def post(self, kind: str, item: Any = None) -> None:
+    def post(self, item: InboxItem) -> None:
         raise NotImplementedError
 
     async def _apply(self, event: Event) -> None:

@@ -47,6 +47,13 @@ from medchain.contracts.app import Application
 from medchain.node.consensus.base import DriverConfig, DriverState
 from medchain.node.consensus.delivery import DeliveryMixin, commits_from_certificate
 from medchain.node.consensus.inbound import InboundMixin
+from medchain.node.consensus.inbox import (
+    POKE,
+    InboxItem,
+    ReplicaInput,
+    StateArrived,
+    ValidatedProposal,
+)
 from medchain.node.consensus.proposer import BATCH_TIMER, ProposerMixin
 from medchain.node.consensus.state_sync import StateSyncMixin
 from medchain.node.consensus.store import ConsensusStore
@@ -119,7 +126,7 @@ class Driver(DeliveryMixin, ProposerMixin, InboundMixin, IngressMixin, StateSync
         self.events = EventHub()
         self.metrics = Metrics()
         self.halted: str | None = None
-        self._inbox_send, self._inbox = trio.open_memory_channel[tuple[str, Any]](100_000)
+        self._inbox_send, self._inbox = trio.open_memory_channel[InboxItem](100_000)
         self._timers: dict[str, float] = {}  # name -> trio deadline
         self._timers_changed = trio.Event()
         self._proposed: set[bytes] = set()
@@ -182,11 +189,11 @@ class Driver(DeliveryMixin, ProposerMixin, InboundMixin, IngressMixin, StateSync
 
     async def _main(self) -> None:
         while True:
-            kind, item = await self._inbox.receive()
+            item = await self._inbox.receive()
             if self.halted:
                 continue
             try:
-                await self._process(kind, item)
+                await self._process(item)
             except LedgerError as exc:
                 # The ledger refused a write: never carry on with state we cannot keep.
                 self.halted = self.halted or f"ledger error: {exc}"
@@ -200,21 +207,23 @@ class Driver(DeliveryMixin, ProposerMixin, InboundMixin, IngressMixin, StateSync
             except Exception:
                 # A bug triggered by one input must not take the node down: drop it, say so.
                 log.exception(
-                    "driver failed on a %s input; dropped", kind, extra={"event": "driver-error"}
+                    "driver failed on a %s input; dropped",
+                    item.kind,
+                    extra={"event": "driver-error"},
                 )
 
-    async def _process(self, kind: str, item: Any) -> None:
-        if kind == "event":
-            await self._apply(item)
-        elif kind == "pp":
-            pp, block = item
+    async def _process(self, item: InboxItem) -> None:
+        if isinstance(item, ReplicaInput):
+            await self._apply(item.event)
+        elif isinstance(item, ValidatedProposal):
+            pp, block = item.pp, item.block
             self._pending_pp[pp.seq] = (pp, block)
             self._validated_blocks[pp.digest] = block
             while len(self._validated_blocks) > 64:
                 del self._validated_blocks[next(iter(self._validated_blocks))]
             await self._validate_pending()
-        elif kind == "state":
-            await self._consume_state(item)
+        elif isinstance(item, StateArrived):
+            await self._consume_state(item.reply)
         await self._after_input()
 
     async def _after_input(self) -> None:
@@ -224,11 +233,11 @@ class Driver(DeliveryMixin, ProposerMixin, InboundMixin, IngressMixin, StateSync
             await self._apply(PendingWork(pending))
         await self._maybe_propose()
 
-    def post(self, kind: str, item: Any = None) -> None:
+    def post(self, item: InboxItem) -> None:
         try:
-            self._inbox_send.send_nowait((kind, item))
+            self._inbox_send.send_nowait(item)
         except trio.WouldBlock:
-            log.warning("driver inbox full; dropping %s", kind)
+            log.warning("driver inbox full; dropping %s", item.kind)
 
     # -- replica actions ----------------------------------------------------------
 
@@ -283,9 +292,9 @@ class Driver(DeliveryMixin, ProposerMixin, InboundMixin, IngressMixin, StateSync
                 if at <= now:
                     del self._timers[name]
                     if name == BATCH_TIMER:
-                        self.post("poke")
+                        self.post(POKE)
                     else:
-                        self.post("event", ReplicaTimer(name))
+                        self.post(ReplicaInput(ReplicaTimer(name)))
 
     # -- delivery: execute and commit ---------------------------------------------
 
