@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import trio
 
 from medchain.consensus.config import ReplicaConfig
-from medchain.consensus.events import Event
-from medchain.consensus.messages import Message, PrePrepare
+from medchain.consensus.events import Deliver, Event
+from medchain.consensus.messages import Message, PrePrepare, StateReply
 from medchain.consensus.replica import Replica
 from medchain.consensus.verify import Ed25519Verifier
 from medchain.contracts.app import Application
@@ -97,7 +97,7 @@ class DriverState:
     _commit_waiters: dict[bytes, _Waiters]
     channel_handlers: dict[str, Callable[[Incoming], Awaitable[None]]]
 
-    # Defined by the Driver; its parts call them.
+    # Defined by the loop (node/consensus/loop.py); the other parts call them.
     def post(self, item: InboxItem) -> None:
         raise NotImplementedError
 
@@ -107,6 +107,7 @@ class DriverState:
     def _set_timer(self, name: str, delay_ms: int) -> None:
         raise NotImplementedError
 
+    # Defined by the Driver.
     def _nonce_used(self, sender: bytes, nonce: int) -> bool:
         raise NotImplementedError
 
@@ -127,4 +128,16 @@ class DriverState:
         raise NotImplementedError
 
     async def _validate_pending(self) -> None:
+        raise NotImplementedError
+
+    async def _maybe_propose(self) -> None:
+        raise NotImplementedError
+
+    async def _deliver(self, d: Deliver) -> None:
+        raise NotImplementedError
+
+    def _fetch(self, from_seq: int, to_seq: int) -> None:
+        raise NotImplementedError
+
+    async def _consume_state(self, reply: StateReply) -> None:
         raise NotImplementedError
