@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Container, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import msgpack
 
+from medchain.contracts import sdk
+from medchain.contracts.app import StateReader
 from medchain.contracts.identity import ANONYMOUS_IDENTITY, Identity, resolve
 from medchain.contracts.loader import (
     DEFAULT_STEP_BUDGET,
@@ -64,14 +66,6 @@ def reject_reason(exc: Reject) -> str:
     if type(why) is not str:
         why = "refused (the reason given is not text)"
     return ADDRESS.sub("0x…", why)[:2000]
-
-
-class StateReader(Protocol):
-    def state_get(self, key: bytes) -> bytes | None: ...
-
-    def state_scan(
-        self, prefix: bytes, start: bytes | None = None, reverse: bool = False
-    ) -> Iterator[tuple[bytes, bytes]]: ...
 
 
 @runtime_checkable
@@ -313,11 +307,11 @@ def _decode_value(raw: bytes) -> Any:
 
 
 class ChaincodeContext:
-    """What loaded chaincode holds as ``ctx``: the Context's public API and nothing
-    else. The Context itself (its namespace, overlay, executor, event list) stays
-    out of reach — the loader refuses underscore attributes and attribute
-    assignment — so a chaincode can write only its own namespace and emit events
-    only in its own name."""
+    """What loaded chaincode holds as ``ctx``: sdk.Context's members (``CONTEXT_API``)
+    and nothing else. The Context itself (its namespace, overlay, executor, event
+    list) sits in the one underscore slot — the loader refuses underscore attributes
+    and attribute assignment — so a chaincode can write only its own namespace and
+    emit events only in its own name."""
 
     __slots__ = ("_c",)
     _c: Context
@@ -401,6 +395,12 @@ class ChaincodeContext:
         return self._c.query(contract, method, args)
 
 
+def chaincode_context(ctx: Context) -> sdk.Context:
+    """The context a loaded chaincode function receives (the type checker holds
+    ChaincodeContext to sdk.Context here)."""
+    return ChaincodeContext(ctx)
+
+
 class LoadedChaincode:
     """A checked, instrumented chaincode module behind the Chaincode interface."""
 
@@ -416,13 +416,13 @@ class LoadedChaincode:
             raise Reject(
                 f"{self.name}.{method} runs only when its signer sends it, not from {ctx.origin}"
             )
-        return fn(ChaincodeContext(ctx), args)
+        return fn(chaincode_context(ctx), args)
 
     def query(self, ctx: Context, method: str, args: Any) -> Any:
         fn = self.module.queries.get(method)
         if fn is None:
             raise Reject(f"{self.name} has no query {method!r}")
-        return fn(ChaincodeContext(ctx), args)
+        return fn(chaincode_context(ctx), args)
 
 
 def nonce_key(sender: bytes, nonce: int) -> bytes:
@@ -430,10 +430,11 @@ def nonce_key(sender: bytes, nonce: int) -> bytes:
 
 
 class Executor:
-    """Runs blocks. ``natives``: trusted built-in chaincodes (kv, lifecycle);
-    ``bundled``: chaincode sources shipped with this release, accepted only if
-    their hashes are the ones in the genesis; upgrades come from the lifecycle
-    chaincode's state, so every node runs exactly the approved code."""
+    """Runs blocks (the node's contracts.app.Application). ``natives``: trusted
+    built-in chaincodes (kv, lifecycle); ``bundled``: chaincode sources shipped
+    with this release, accepted only if their hashes are the ones in the genesis;
+    upgrades come from the lifecycle chaincode's state, so every node runs exactly
+    the approved code."""
 
     def __init__(
         self,
@@ -484,6 +485,15 @@ class Executor:
             return mod
         h2 = self._bundled.get(name)
         return None if h2 is None else self._modules[h2]
+
+    def nonce_used(self, get: Callable[[bytes], bytes | None], sender: bytes, nonce: int) -> bool:
+        return get(nonce_key(sender, nonce)) is not None
+
+    def committed_nonces(self, writes: Iterable[bytes]) -> Iterator[tuple[bytes, int]]:
+        n = len(NONCE_NS)
+        for k in writes:
+            if k.startswith(NONCE_NS):
+                yield k[n : n + 32], int.from_bytes(k[n + 32 :], "big")
 
     def execute(
         self,

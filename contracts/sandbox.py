@@ -6,12 +6,12 @@ namespace, and finish in bounded time and memory. Python gives none of that
 by itself, so:
 
 - **Names and attributes are allow-listed.** Only the builtins below, only
-  the public API of medchain.contracts.sdk, and only attributes named in
-  ``ALLOWED_ATTRIBUTES`` (the chaincode context's API, identities, the
-  genesis's organizations, and plain methods of dicts, lists, text and
-  integers). No frames, code objects, tracebacks or ``format`` strings, so
-  no way from a value to the interpreter around it. No attribute is ever
-  assigned.
+  the public API of medchain.contracts.sdk (its types, ``sdk.TYPES``, in
+  annotations only), and only attributes named in ``ALLOWED_ATTRIBUTES``
+  (the chaincode context's API, identities, the genesis's organizations, and
+  plain methods of dicts, lists, text and integers). No frames, code objects,
+  tracebacks or ``format`` strings, so no way from a value to the interpreter
+  around it. No attribute is ever assigned.
 - **No state outlives a call.** Module-level names are bound to constants
   (text, numbers, bytes, tuples of them) and defaults are constants.
 - **No value differs between processes.** No sets (an operator that would make
@@ -42,7 +42,7 @@ import ast
 import re
 
 from medchain.contracts.guards import GUARD
-from medchain.contracts.sdk import CHAINCODE_API
+from medchain.contracts.sdk import CHAINCODE_API, CONTEXT_API, TYPES
 
 ALLOWED_IMPORTS = {"medchain.contracts.sdk", "__future__"}
 SAFE_BUILTINS = (
@@ -107,29 +107,8 @@ DECORATORS = ("transaction", "query")
 FORMAT_SPEC = re.compile(r"[<>^]?0?[0-9]{1,2}[dxXbs]?|[dxXbs]")
 ALLOWED_ATTRIBUTES = frozenset(
     (
-        # the chaincode context (runtime.ChaincodeContext)
-        "caller",
-        "sender",
-        "tx_id",
-        "height",
-        "timestamp_ms",
-        "origin",
-        "genesis",
-        "get",
-        "put",
-        "delete",
-        "scan",
-        "get_obj",
-        "put_obj",
-        "scan_obj",
-        "read",
-        "index_put",
-        "index_scan",
-        "identity",
-        "emit",
-        "call",
-        "query",
-        # identities and the genesis
+        *CONTEXT_API,  # the chaincode context (sdk.Context, runtime.ChaincodeContext)
+        # identities and the genesis (sdk.Identity, sdk.GenesisView, sdk.OrganizationView)
         "key",
         "kind",
         "id",
@@ -235,6 +214,7 @@ class Checker(ast.NodeVisitor):
     def __init__(self) -> None:
         self.errors: list[str] = []
         self._guarded_ok: set[int] = set()  # ids of Name nodes of GUARDED_CALLS in allowed places
+        self._annotations: set[int] = set()  # ids of Name nodes in annotations
 
     def fail(self, node: ast.AST, why: str) -> None:
         self.errors.append(f"line {getattr(node, 'lineno', '?')}: {why}")
@@ -273,17 +253,25 @@ class Checker(ast.NodeVisitor):
             self.fail(node, "'*args' and '**kwargs' parameters are not allowed")
         params = [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]
         notes = [p.annotation for p in params if p is not None] + [node.returns]
-        for note in notes:  # annotations name types; they are never evaluated
+        for note in notes:  # annotations name types
             if note is not None:
-                self._guarded_ok.update(id(n) for n in ast.walk(note) if isinstance(n, ast.Name))
+                self._annotation(note)
         for d in [*node.args.defaults, *node.args.kw_defaults]:
             if d is not None and not is_constant(d):
                 self.fail(d, "default values are constants (a mutable default outlives a call)")
         self.generic_visit(node)
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
-        self._guarded_ok.update(id(n) for n in ast.walk(node.annotation) if isinstance(n, ast.Name))
+        self._annotation(node.annotation)
         self.generic_visit(node)
+
+    def _annotation(self, note: ast.expr) -> None:
+        names = {id(n) for n in ast.walk(note) if isinstance(n, ast.Name)}
+        self._guarded_ok.update(names)
+        # Without ``from __future__ import annotations`` an annotation is evaluated:
+        # a type called there is a value like any other.
+        called = {id(n.func) for n in ast.walk(note) if isinstance(n, ast.Call)}
+        self._annotations.update(names - called)
 
     def visit_Import(self, node: ast.Import) -> None:
         self.fail(node, "only 'from medchain.contracts.sdk import ...' is allowed")
@@ -321,6 +309,8 @@ class Checker(ast.NodeVisitor):
             self.fail(node, f"name {node.id!r}: names may not start with an underscore")
         elif node.id in BANNED_NAMES:
             self.fail(node, f"{node.id!r} is not available to chaincode")
+        elif node.id in TYPES and id(node) not in self._annotations:
+            self.fail(node, f"{node.id!r} is a type: chaincode names it in annotations only")
         elif node.id in GUARDED_CALLS and id(node) not in self._guarded_ok:
             self.fail(node, f"{node.id!r} may only be called, or named in isinstance")
         self.generic_visit(node)

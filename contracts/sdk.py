@@ -9,10 +9,21 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any as Any  # re-exported for chaincode annotations
-from typing import TypeVar
+from typing import Literal, TypeVar, overload
 
+from medchain.contracts.sdk_types import (  # the chaincode API's types, re-exported
+    CONTEXT_API as CONTEXT_API,
+)
+from medchain.contracts.sdk_types import Args as Args
+from medchain.contracts.sdk_types import Context as Context
+from medchain.contracts.sdk_types import GenesisView as GenesisView
+from medchain.contracts.sdk_types import Identity as Identity
+from medchain.contracts.sdk_types import OrganizationView as OrganizationView
+from medchain.contracts.sdk_types import Record as Record
+from medchain.contracts.sdk_types import Result as Result
+from medchain.contracts.sdk_types import Value as Value
 from medchain.storage.anchor import (
     anchor_sign_bytes as anchor_sign_bytes,  # part of the chaincode API
 )
@@ -59,15 +70,27 @@ def require(condition: object, message: str) -> None:
 
 
 # -- arguments ---------------------------------------------------------------------
+# Each ``arg_*`` reads ``args[name]``, refuses it unless it is what is asked for, and
+# returns it; with ``optional=True`` a missing (None) value is returned as None.
 
 
-def args_dict(args: Any) -> dict[str, Any]:
+def args_dict(args: Args) -> dict[str, Value]:
     if not isinstance(args, dict):
         raise Reject("arguments must be a map")
     return args
 
 
-def arg_str(args: dict[str, Any], name: str, max_len: int = 256, optional: bool = False) -> Any:
+@overload
+def arg_str(
+    args: Mapping[str, object], name: str, max_len: int = 256, optional: Literal[False] = False
+) -> str: ...
+@overload
+def arg_str(
+    args: Mapping[str, object], name: str, max_len: int = 256, *, optional: bool
+) -> str | None: ...
+def arg_str(
+    args: Mapping[str, object], name: str, max_len: int = 256, optional: bool = False
+) -> str | None:
     v = args.get(name)
     if v is None and optional:
         return None
@@ -76,9 +99,21 @@ def arg_str(args: dict[str, Any], name: str, max_len: int = 256, optional: bool 
     return v
 
 
+@overload
 def arg_int(
-    args: dict[str, Any], name: str, lo: int = 0, hi: int = 2**62, optional: bool = False
-) -> Any:
+    args: Mapping[str, object],
+    name: str,
+    lo: int = 0,
+    hi: int = 2**62,
+    optional: Literal[False] = False,
+) -> int: ...
+@overload
+def arg_int(
+    args: Mapping[str, object], name: str, lo: int = 0, hi: int = 2**62, *, optional: bool
+) -> int | None: ...
+def arg_int(
+    args: Mapping[str, object], name: str, lo: int = 0, hi: int = 2**62, optional: bool = False
+) -> int | None:
     v = args.get(name)
     if v is None and optional:
         return None
@@ -87,9 +122,20 @@ def arg_int(
     return v
 
 
+@overload
 def arg_bytes(
-    args: dict[str, Any], name: str, size: int | None = None, optional: bool = False
-) -> Any:
+    args: Mapping[str, object],
+    name: str,
+    size: int | None = None,
+    optional: Literal[False] = False,
+) -> bytes: ...
+@overload
+def arg_bytes(
+    args: Mapping[str, object], name: str, size: int | None = None, *, optional: bool
+) -> bytes | None: ...
+def arg_bytes(
+    args: Mapping[str, object], name: str, size: int | None = None, optional: bool = False
+) -> bytes | None:
     v = args.get(name)
     if v is None and optional:
         return None
@@ -98,7 +144,10 @@ def arg_bytes(
     return v
 
 
-def arg_list(args: dict[str, Any], name: str, max_len: int = 10_000, optional: bool = False) -> Any:
+def arg_list(
+    args: Mapping[str, object], name: str, max_len: int = 10_000, optional: bool = False
+) -> list[Value]:
+    """The list ``args[name]`` (with ``optional=True``, a missing one is empty)."""
     v = args.get(name)
     if v is None and optional:
         return []
@@ -107,13 +156,24 @@ def arg_list(args: dict[str, Any], name: str, max_len: int = 10_000, optional: b
     return v
 
 
+@overload
 def arg_choice(
-    args: dict[str, Any], name: str, choices: tuple[str, ...], optional: bool = False
-) -> Any:
+    args: Mapping[str, object],
+    name: str,
+    choices: tuple[str, ...],
+    optional: Literal[False] = False,
+) -> str: ...
+@overload
+def arg_choice(
+    args: Mapping[str, object], name: str, choices: tuple[str, ...], *, optional: bool
+) -> str | None: ...
+def arg_choice(
+    args: Mapping[str, object], name: str, choices: tuple[str, ...], optional: bool = False
+) -> str | None:
     v = args.get(name)
     if v is None and optional:
         return None
-    if v not in choices:
+    if type(v) is not str or v not in choices:  # (only text equals text)
         raise Reject(f"{name} must be one of {', '.join(choices)}")
     return v
 
@@ -180,7 +240,11 @@ def apply_ratio(amount: int, basis_points: int) -> int:
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-")
 
 
-def arg_id(args: dict[str, Any], name: str, optional: bool = False) -> Any:
+@overload
+def arg_id(args: Mapping[str, object], name: str, optional: Literal[False] = False) -> str: ...
+@overload
+def arg_id(args: Mapping[str, object], name: str, *, optional: bool) -> str | None: ...
+def arg_id(args: Mapping[str, object], name: str, optional: bool = False) -> str | None:
     """An identifier: 1-128 of [A-Za-z0-9._:-] (no '/', which separates key parts)."""
     v = args.get(name)
     if v is None and optional:
@@ -205,8 +269,24 @@ def rotation_sign_bytes(chain_id: str, old_key: bytes, new_key: bytes) -> bytes:
     return sign_bytes("medchain/rotate-key/v1", chain_id, old_key, new_key)
 
 
+# Types chaincode may import to annotate with. The sandbox lets it name them in
+# annotations only: as values they are classes and aliases (``Record`` would make a
+# dict no guard charges for, ``Args`` is ``object``). ``Any`` is not among them:
+# importable from the start, it stays allowed anywhere, as installed chaincode may use it.
+TYPES = (
+    "Args",
+    "Context",
+    "GenesisView",
+    "Identity",
+    "OrganizationView",
+    "Record",
+    "Result",
+    "Value",
+)
+
 # What chaincode may import from this module (contracts/sandbox.py checks it).
 CHAINCODE_API = (
+    *TYPES,
     "Any",
     "BASIS_POINTS",
     "DAY_MS",

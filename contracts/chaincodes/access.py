@@ -15,8 +15,12 @@ State: log/<patient>/<time>/<tx id><record id> -> entry; all/<time>/<tx id><reco
 from __future__ import annotations
 
 from medchain.contracts.sdk import (
-    Any,
+    Args,
+    Context,
+    Record,
     Reject,
+    Result,
+    Value,
     arg_bytes,
     arg_choice,
     arg_id,
@@ -43,7 +47,7 @@ MAX_RECORDS = 500
 REFUSALS = ("stale", "no-longer-permitted", "redeemed")
 
 
-def standing_problem(ctx: Any) -> Any:
+def standing_problem(ctx: Context) -> str | None:
     """Why the caller may not request records at all, or None. A node key is its
     organization's and its attempt is logged as a denial; a key nobody registered
     is attributable to no one, so its transaction fails. (The runtime lets revoked
@@ -56,7 +60,7 @@ def standing_problem(ctx: Any) -> Any:
     return NOT_A_REQUESTER
 
 
-def request_problem(ctx: Any, a: Any) -> Any:
+def request_problem(ctx: Context, a: Record) -> str | None:
     """What makes a request to be denied whole (logged for each record it names)."""
     problem = standing_problem(ctx)
     if problem is None and a.get("purpose") not in PURPOSES:
@@ -71,12 +75,12 @@ def request_problem(ctx: Any, a: Any) -> Any:
     return problem
 
 
-def logged_purpose(a: Any) -> str:
+def logged_purpose(a: Record) -> str:
     p = a.get("purpose")
     return p if p in PURPOSES else "invalid"
 
 
-def addressed_to(a: Any) -> Any:
+def addressed_to(a: Record) -> str | None:
     """The custodian a request is addressed to (optional): its node releases
     only what the request names of its own records; records held elsewhere are
     denied as sent to the wrong custodian."""
@@ -85,7 +89,7 @@ def addressed_to(a: Any) -> Any:
 
 
 @transaction
-def request(ctx: Any, args: Any) -> Any:
+def request(ctx: Context, args: Args) -> Result:
     """Decide and log one access by the caller (a practitioner, an admin, or the patient)."""
     a = args_dict(args)
     problem = request_problem(ctx, a)
@@ -93,7 +97,7 @@ def request(ctx: Any, args: Any) -> Any:
 
 
 @transaction
-def request_many(ctx: Any, args: Any) -> Any:
+def request_many(ctx: Context, args: Args) -> Result:
     """Decide and log access to several records at once (one decision, one entry each).
 
     Total over what names a patient's records: a bad purpose or addressee, too
@@ -102,7 +106,7 @@ def request_many(ctx: Any, args: Any) -> Any:
     answered, unlogged (they name no patient)."""
     a = args_dict(args)
     problem = request_problem(ctx, a)
-    names: Any = a.get("records")
+    names: Value = a.get("records")
     if isinstance(names, str):
         names = [names]
         problem = problem or "records must be a list of record ids"
@@ -131,7 +135,7 @@ def is_id(v: str) -> bool:
     return True
 
 
-def unanchored(name: str) -> Any:
+def unanchored(name: str) -> Record:
     return {
         "record_id": name,
         "access_id": None,
@@ -149,7 +153,7 @@ def entry_key(patient: str, timestamp_ms: int, tx_id: bytes, record_id: str) -> 
     return b"log/" + patient.encode() + b"/" + be8(timestamp_ms) + b"/" + tx_id + record_id.encode()
 
 
-def write_entry(ctx: Any, entry: Any) -> None:
+def write_entry(ctx: Context, entry: Record) -> None:
     """Store a log entry under the patient and in the all-accesses index; tell subscribers."""
     key = entry_key(entry["patient"], ctx.timestamp_ms, ctx.tx_id, entry["record_id"])
     ctx.put_obj(key, entry)
@@ -171,8 +175,12 @@ def write_entry(ctx: Any, entry: Any) -> None:
 
 
 def decide(
-    ctx: Any, record_id: str, purpose: str, custodian: Any = None, problem: Any = None
-) -> Any:
+    ctx: Context,
+    record_id: str,
+    purpose: str,
+    custodian: str | None = None,
+    problem: str | None = None,
+) -> Record:
     who = ctx.caller
     h = ctx.read("records", b"head/" + record_id.encode())
     require(h is not None, f"record {record_id} is not anchored")
@@ -214,7 +222,7 @@ def decide(
 
 
 @transaction
-def refuse_release(ctx: Any, args: Any) -> Any:
+def refuse_release(ctx: Context, args: Args) -> Result:
     """A custodian's node logs that it refused to release records for a committed
     access decision that permitted them: stale, no longer permitted at release
     time, or already redeemed. Only the node of each record's custodian logs
@@ -276,12 +284,12 @@ def refuse_release(ctx: Any, args: Any) -> Any:
     return out
 
 
-def is_regulator(ctx: Any) -> Any:
+def is_regulator(ctx: Context) -> bool:
     return ctx.caller.is_admin_of() and ctx.caller.org_role == "regulator"
 
 
 @query
-def by_patient(ctx: Any, args: Any) -> Any:
+def by_patient(ctx: Context, args: Args) -> Result:
     """Who read what, when, under which consent (the patient, signed query, or a
     regulator): the newest entries (see ``window``)."""
     a = args_dict(args)
@@ -292,7 +300,7 @@ def by_patient(ctx: Any, args: Any) -> Any:
             "only the patient (signed query) or a regulator may read a patient's access log"
         )
     since, before = window(a)
-    out: list[Any] = []
+    out: list[Value] = []
     for k, _ in ctx.scan(b"log/" + patient.encode() + b"/", reverse=True):
         ts = int.from_bytes(k[len(patient) + 5 : len(patient) + 13], "big")
         if ts >= before:
@@ -304,7 +312,7 @@ def by_patient(ctx: Any, args: Any) -> Any:
     return out
 
 
-def window(a: Any) -> Any:
+def window(a: Record) -> tuple[int, int]:
     """(since_ms, before_ms) of a log query: the newest MAX_LIST entries in
     [since, before), oldest first; page back with before_ms = the first one's time."""
     since = arg_int(a, "since_ms", 0, optional=True) or 0
@@ -313,12 +321,12 @@ def window(a: Any) -> Any:
 
 
 @query
-def all_accesses(ctx: Any, args: Any) -> Any:
+def all_accesses(ctx: Context, args: Args) -> Result:
     """Every access decision, newest first as ``by_patient`` (regulators only)."""
     if not is_regulator(ctx):
         raise Reject("only a regulator may list all accesses")
     since, before = window(args_dict(args))
-    out: list[Any] = []
+    out: list[Value] = []
     for k, v in ctx.scan(b"all/", reverse=True):
         ts = int.from_bytes(k[4:12], "big")
         if ts >= before:

@@ -14,8 +14,13 @@ from __future__ import annotations
 
 from medchain.contracts.sdk import (
     DAY_MS,
-    Any,
+    Args,
+    Context,
+    Identity,
+    Record,
     Reject,
+    Result,
+    Value,
     arg_choice,
     arg_id,
     arg_int,
@@ -53,13 +58,13 @@ PURPOSE_CODES = (("treatment", "TREAT"), ("payment", "HPAYMT"), ("research", "HR
 MAX_DAYS = 36_500
 
 
-def load(ctx: Any, consent_id: str) -> Any:
+def load(ctx: Context, consent_id: str) -> Value:
     c = ctx.get_obj(b"c/" + consent_id.encode())
     require(c is not None, f"no consent {consent_id}")
     return c
 
 
-def parse_period(period: Any) -> Any:
+def parse_period(period: Value) -> Record:
     require(isinstance(period, dict), "period must be a map: {from, to} dates or {last_days}")
     if "last_days" in period:
         return {"last_days": arg_int(period, "last_days", 1, MAX_DAYS)}
@@ -69,13 +74,13 @@ def parse_period(period: Any) -> Any:
     return {"from_day": start, "to_day": end}
 
 
-def store(ctx: Any, consent: Any) -> None:
+def store(ctx: Context, consent: Record) -> None:
     ctx.put_obj(b"c/" + consent["id"].encode(), consent)
     ctx.put(b"pat/" + consent["patient"].encode() + b"/" + consent["id"].encode(), b"")
 
 
 @transaction
-def grant(ctx: Any, args: Any) -> Any:
+def grant(ctx: Context, args: Args) -> Result:
     a = args_dict(args)
     who = ctx.caller
     require(
@@ -102,7 +107,10 @@ def grant(ctx: Any, args: Any) -> Any:
     period = parse_period(a.get("period", {}))
     days = arg_int(a, "days", 1, MAX_DAYS, optional=True)
     expires = arg_int(a, "expires_ms", ctx.timestamp_ms + 1, optional=True)
-    require(days is not None or expires is not None, "give an expiry: days or expires_ms")
+    if expires is None:
+        if days is None:
+            raise Reject("give an expiry: days or expires_ms")
+        expires = ctx.timestamp_ms + days * DAY_MS
     consent = {
         "id": ctx.tx_id.hex()[:24],
         "patient": who.id,
@@ -113,7 +121,7 @@ def grant(ctx: Any, args: Any) -> Any:
         "period": period,
         "purpose": purpose,
         "created_ms": ctx.timestamp_ms,
-        "expires_ms": expires if expires is not None else ctx.timestamp_ms + days * DAY_MS,
+        "expires_ms": expires,
         "status": "active",
         "revoked_ms": 0,
         "source": "patient",
@@ -127,7 +135,7 @@ def grant(ctx: Any, args: Any) -> Any:
 
 
 @transaction
-def revoke(ctx: Any, args: Any) -> Any:
+def revoke(ctx: Context, args: Args) -> Result:
     a = args_dict(args)
     c = load(ctx, arg_id(a, "consent_id"))
     who = ctx.caller
@@ -145,7 +153,7 @@ def revoke(ctx: Any, args: Any) -> Any:
 
 @transaction
 @called_by("referral")
-def grant_for_referral(ctx: Any, args: Any) -> Any:
+def grant_for_referral(ctx: Context, args: Args) -> Result:
     """A time-limited grant for exactly the referred records (referral chaincode only)."""
     require(ctx.origin == "referral", "only the referral chaincode opens referral permissions")
     a = args_dict(args)
@@ -179,7 +187,7 @@ def grant_for_referral(ctx: Any, args: Any) -> Any:
 
 @transaction
 @called_by("referral")
-def close_for_referral(ctx: Any, args: Any) -> Any:
+def close_for_referral(ctx: Context, args: Args) -> Result:
     require(ctx.origin == "referral", "only the referral chaincode closes referral permissions")
     c = load(ctx, arg_id(args_dict(args), "consent_id"))
     if c["status"] == "active":
@@ -190,11 +198,13 @@ def close_for_referral(ctx: Any, args: Any) -> Any:
     return {"consent_id": c["id"], "status": c["status"]}
 
 
-def verdict(decision: str, reason: str, consent_id: Any = None) -> Any:
+def verdict(decision: str, reason: str, consent_id: str | None = None) -> Record:
     return {"decision": decision, "reason": reason, "consent_id": consent_id}
 
 
-def evaluate(ctx: Any, requester: Any, record: Any, purpose: str, exact_day: Any = None) -> Any:
+def evaluate(
+    ctx: Context, requester: Identity, record: Record, purpose: str, exact_day: int | None = None
+) -> Record:
     """permit/deny for one requester, record and purpose, with the reason and consent id.
 
     The requester's own standing comes first (a revoked key, a suspended
@@ -214,7 +224,7 @@ def evaluate(ctx: Any, requester: Any, record: Any, purpose: str, exact_day: Any
     return closest(ctx, requester, record, purpose, exact_day)
 
 
-def names_requester(c: Any, requester: Any) -> bool:
+def names_requester(c: Record, requester: Identity) -> bool:
     if c["grantee_kind"] == "org":
         return bool(c["grantee"] == requester.org)
     return bool(requester.kind == "practitioner" and c["grantee"] == requester.id)
@@ -225,7 +235,9 @@ def year_days(year: int) -> tuple[int, int]:
     return day_of(f"{year:04d}-01-01"), day_of(f"{year:04d}-12-31")
 
 
-def period_miss(period: Any, clinical_year: int, today: int, exact_day: Any = None) -> Any:
+def period_miss(
+    period: Record, clinical_year: int, today: int, exact_day: int | None = None
+) -> tuple[int, str] | None:
     """Why a record of ``clinical_year`` is outside a consent's data period, as
     (rank 2, reason), or None. The one place that compares a record's date with
     a period.
@@ -246,7 +258,9 @@ def period_miss(period: Any, clinical_year: int, today: int, exact_day: Any = No
     return None
 
 
-def misses(c: Any, record: Any, purpose: str, now_ms: int, exact_day: Any = None) -> Any:
+def misses(
+    c: Record, record: Record, purpose: str, now_ms: int, exact_day: int | None = None
+) -> list[tuple[int, str]]:
     """The conditions a consent naming the requester fails for this record, as
     (rank, reason), rank from least to most specific: 0 scope (records or
     categories), 1 purpose, 2 data period, 3 expired, 4 revoked."""
@@ -268,7 +282,9 @@ def misses(c: Any, record: Any, purpose: str, now_ms: int, exact_day: Any = None
     return out
 
 
-def closest(ctx: Any, requester: Any, record: Any, purpose: str, exact_day: Any = None) -> Any:
+def closest(
+    ctx: Context, requester: Identity, record: Record, purpose: str, exact_day: int | None = None
+) -> Record:
     """Judge the patient's consents for ``requester``.
 
     Permit if a consent naming the requester (its organization, or the
@@ -282,7 +298,7 @@ def closest(ctx: Any, requester: Any, record: Any, purpose: str, exact_day: Any 
     others), else NO_CONSENT."""
     now = ctx.timestamp_ms
     prefix = b"pat/" + record["patient"].encode() + b"/"
-    best: Any = None  # (sort key, reason)
+    best: tuple[Value, str] | None = None  # (sort key, reason)
     others = False
     for k, _ in ctx.scan(prefix):  # consent-id order: deterministic
         c = load(ctx, k[len(prefix) :].decode())
@@ -301,7 +317,7 @@ def closest(ctx: Any, requester: Any, record: Any, purpose: str, exact_day: Any 
     return verdict("deny", OTHER_GRANTEE if others else NO_CONSENT)
 
 
-def record_head(ctx: Any, record_id: str) -> Any:
+def record_head(ctx: Context, record_id: str) -> Value:
     h = ctx.read("records", b"head/" + record_id.encode())
     if h is None:
         return None
@@ -311,7 +327,7 @@ def record_head(ctx: Any, record_id: str) -> Any:
 
 
 @query
-def check(ctx: Any, args: Any) -> Any:
+def check(ctx: Context, args: Args) -> Result:
     """check(requester, record) -> {decision, reason, consent_id}. ``requester``: a
     public key (default: the caller). ``clinical_date``: the record's exact date
     (ISO), which only its custodian knows, to judge data periods by the day.
@@ -350,7 +366,7 @@ def check(ctx: Any, args: Any) -> Any:
     return verdict("permit", CONSENTED, c["id"])
 
 
-def visible_to(ctx: Any, patient: str) -> Any:
+def visible_to(ctx: Context, patient: str) -> bool:
     who = ctx.caller
     return (who.kind == "patient" and who.id == patient) or (
         who.is_admin_of() and who.org_role == "regulator"
@@ -358,7 +374,7 @@ def visible_to(ctx: Any, patient: str) -> Any:
 
 
 @query
-def list_for_patient(ctx: Any, args: Any) -> Any:
+def list_for_patient(ctx: Context, args: Args) -> Result:
     patient = arg_id(args_dict(args), "patient")
     if not visible_to(ctx, patient):
         raise Reject("only the patient (signed query) or a regulator may list a patient's consents")
@@ -367,7 +383,7 @@ def list_for_patient(ctx: Any, args: Any) -> Any:
 
 
 @query
-def get(ctx: Any, args: Any) -> Any:
+def get(ctx: Context, args: Args) -> Value:
     c = load(ctx, arg_id(args_dict(args), "consent_id"))
     if not visible_to(ctx, c["patient"]) and not (
         ctx.caller.active and ctx.caller.org == c["grantee"]
@@ -377,11 +393,11 @@ def get(ctx: Any, args: Any) -> Any:
 
 
 @query
-def fhir(ctx: Any, args: Any) -> Any:
+def fhir(ctx: Context, args: Args) -> Result:
     """The consent as a FHIR R4 Consent resource."""
     c = get(ctx, args)
     period = c["period"]
-    provision: dict[str, Any] = {
+    provision: Record = {
         "type": "permit",
         "period": {"start": ms_to_iso(c["created_ms"]), "end": ms_to_iso(c["expires_ms"])},
         "actor": [

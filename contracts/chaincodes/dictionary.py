@@ -8,8 +8,12 @@ map/<system>|<code>/<target system>|<target code> -> {equivalence}.
 from __future__ import annotations
 
 from medchain.contracts.sdk import (
-    Any,
+    Args,
+    Context,
+    Record,
     Reject,
+    Result,
+    Value,
     arg_choice,
     arg_list,
     arg_str,
@@ -24,7 +28,7 @@ SNOMED = "http://snomed.info/sct"
 EQUIVALENCES = ("equivalent", "equal", "wider", "narrower", "inexact")
 
 
-def require_regulator(ctx: Any) -> None:
+def require_regulator(ctx: Context) -> None:
     who = ctx.caller
     require(
         who.is_admin_of() and who.org_role == "regulator",
@@ -36,7 +40,7 @@ def code_key(system: str, code: str) -> bytes:
     return (system + "|" + code).encode()
 
 
-def check_code(code: Any) -> Any:
+def check_code(code: Value) -> Value:
     require(
         isinstance(code, str) and 0 < len(code) <= 64 and "|" not in code and "/" not in code,
         f"invalid code {code!r}",
@@ -44,12 +48,12 @@ def check_code(code: Any) -> Any:
     return code
 
 
-def check_system(ctx: Any, system: str) -> None:
+def check_system(ctx: Context, system: str) -> None:
     require(ctx.get_obj(b"sys/" + system.encode()) is not None, f"unknown code system {system}")
 
 
 @transaction
-def add_system(ctx: Any, args: Any) -> Any:
+def add_system(ctx: Context, args: Args) -> Result:
     a = args_dict(args)
     require_regulator(ctx)
     system = arg_str(a, "system", 200)
@@ -63,7 +67,7 @@ def add_system(ctx: Any, args: Any) -> Any:
 
 
 @transaction
-def add_codes(ctx: Any, args: Any) -> Any:
+def add_codes(ctx: Context, args: Args) -> Result:
     a = args_dict(args)
     require_regulator(ctx)
     system = arg_str(a, "system", 200)
@@ -79,7 +83,7 @@ def add_codes(ctx: Any, args: Any) -> Any:
 
 
 @transaction
-def add_mappings(ctx: Any, args: Any) -> Any:
+def add_mappings(ctx: Context, args: Args) -> Result:
     a = args_dict(args)
     require_regulator(ctx)
     source = arg_str(a, "source", 200)
@@ -112,7 +116,7 @@ def add_mappings(ctx: Any, args: Any) -> Any:
 
 
 @query
-def lookup(ctx: Any, args: Any) -> Any:
+def lookup(ctx: Context, args: Args) -> Result:
     a = args_dict(args)
     system = arg_str(a, "system", 200)
     code = check_code(a.get("code"))
@@ -123,7 +127,7 @@ def lookup(ctx: Any, args: Any) -> Any:
 
 
 @query
-def translate(ctx: Any, args: Any) -> Any:
+def translate(ctx: Context, args: Args) -> list[Record]:
     """Codes in ``target`` that map from (system, code), with their equivalence."""
     a = args_dict(args)
     system = arg_str(a, "system", 200)
@@ -137,7 +141,7 @@ def translate(ctx: Any, args: Any) -> Any:
 
 
 @query
-def matches(ctx: Any, args: Any) -> Any:
+def matches(ctx: Context, args: Args) -> Result:
     """True if code (system, code) is, or maps equivalently/narrower to, any of ``any_of``."""
     a = args_dict(args)
     system = arg_str(a, "system", 200)

@@ -24,8 +24,12 @@ version; pat/<patient>/<clinical year>/<record id> -> "" (the timeline).
 from __future__ import annotations
 
 from medchain.contracts.sdk import (
-    Any,
+    Args,
+    Context,
+    Record,
     Reject,
+    Result,
+    Value,
     anchor_sign_bytes,
     arg_bytes,
     arg_id,
@@ -55,13 +59,15 @@ ANCHOR_ARGS = (
 )
 
 
-def head(ctx: Any, record_id: str) -> Any:
+def head(ctx: Context, record_id: str) -> Value:
     return ctx.get_obj(b"head/" + record_id.encode())
 
 
-def write_anchor(ctx: Any, a: Any, version: int, supersedes: int) -> Any:
+def write_anchor(ctx: Context, a: Record, version: int, supersedes: int) -> Record:
     who = ctx.caller
     custodian = who.org
+    if custodian is None:  # (require_custodian_writer has let only a provider's members in)
+        raise Reject("only practitioners or admins of the custodian anchor records")
     extra = a.keys() - ANCHOR_ARGS
     if extra:
         raise Reject(
@@ -146,7 +152,7 @@ def write_anchor(ctx: Any, a: Any, version: int, supersedes: int) -> Any:
     return anchor
 
 
-def require_custodian_writer(ctx: Any) -> None:
+def require_custodian_writer(ctx: Context) -> None:
     who = ctx.caller
     require(
         who.kind in ("practitioner", "org-admin") and who.active,
@@ -159,7 +165,7 @@ def require_custodian_writer(ctx: Any) -> None:
 
 
 @transaction
-def anchor(ctx: Any, args: Any) -> Any:
+def anchor(ctx: Context, args: Args) -> Result:
     a = args_dict(args)
     require_custodian_writer(ctx)
     record_id = arg_id(a, "record_id")
@@ -171,7 +177,7 @@ def anchor(ctx: Any, args: Any) -> Any:
 
 
 @transaction
-def amend(ctx: Any, args: Any) -> Any:
+def amend(ctx: Context, args: Args) -> Result:
     a = args_dict(args)
     require_custodian_writer(ctx)
     record_id = arg_id(a, "record_id")
@@ -189,7 +195,7 @@ def amend(ctx: Any, args: Any) -> Any:
 
 
 @transaction
-def anchor_bulk(ctx: Any, args: Any) -> Any:
+def anchor_bulk(ctx: Context, args: Args) -> Result:
     """Many anchors in one transaction (imports). Idempotent: a record already
     anchored with the same content is reported as "exists", not anchored again."""
     a = args_dict(args)
@@ -220,7 +226,7 @@ def anchor_bulk(ctx: Any, args: Any) -> Any:
 
 
 @query
-def get(ctx: Any, args: Any) -> Any:
+def get(ctx: Context, args: Args) -> Result:
     a = args_dict(args)
     record_id = arg_id(a, "record_id")
     h = head(ctx, record_id)
@@ -235,13 +241,13 @@ def get(ctx: Any, args: Any) -> Any:
 
 
 @query
-def history(ctx: Any, args: Any) -> Any:
+def history(ctx: Context, args: Args) -> Result:
     record_id = arg_id(args_dict(args), "record_id")
     return [v for _, v in ctx.scan_obj(b"rec/" + record_id.encode() + b"/")]
 
 
 @query
-def by_patient(ctx: Any, args: Any) -> Any:
+def by_patient(ctx: Context, args: Args) -> Result:
     """Every record of a patient across custodians, by clinical year (latest versions);
     within a year the custodians order them by date for those allowed to know it."""
     patient = arg_id(args_dict(args), "patient")

@@ -16,8 +16,12 @@ from __future__ import annotations
 
 from medchain.contracts.sdk import (
     DAY_MS,
-    Any,
+    Args,
+    Context,
+    Record,
     Reject,
+    Result,
+    Value,
     arg_id,
     arg_int,
     arg_list,
@@ -31,13 +35,13 @@ from medchain.contracts.sdk import (
 ISSUER_ROLES = ("physician",)
 
 
-def load(ctx: Any, rid: str) -> Any:
+def load(ctx: Context, rid: str) -> Value:
     r = ctx.get_obj(b"r/" + rid.encode())
     require(r is not None, f"no referral {rid}")
     return r
 
 
-def save(ctx: Any, r: Any, step: str) -> None:
+def save(ctx: Context, r: Record, step: str) -> None:
     r["history"] = [
         *r["history"],
         {
@@ -60,12 +64,12 @@ def save(ctx: Any, r: Any, step: str) -> None:
     )
 
 
-def require_org(ctx: Any, org: str) -> None:
+def require_org(ctx: Context, org: str) -> None:
     require(org in [o.org_id for o in ctx.genesis.organizations], f"no organization {org}")
 
 
 @transaction
-def request_referral(ctx: Any, args: Any) -> Any:
+def request_referral(ctx: Context, args: Args) -> Result:
     """The patient asks for a referral (to a given target, or any)."""
     a = args_dict(args)
     who = ctx.caller
@@ -75,7 +79,7 @@ def request_referral(ctx: Any, args: Any) -> Any:
     target = arg_id(a, "target", optional=True) or ""
     if target:
         require_org(ctx, target)
-    r = {
+    r: Record = {
         "id": ctx.tx_id.hex()[:24],
         "patient": who.id,
         "source": source,
@@ -93,7 +97,7 @@ def request_referral(ctx: Any, args: Any) -> Any:
 
 
 @transaction
-def issue(ctx: Any, args: Any) -> Any:
+def issue(ctx: Context, args: Args) -> Result:
     """A physician of the source organization issues the referral."""
     a = args_dict(args)
     who = ctx.caller
@@ -147,7 +151,7 @@ def issue(ctx: Any, args: Any) -> Any:
 
 
 @transaction
-def agree(ctx: Any, args: Any) -> Any:
+def agree(ctx: Context, args: Args) -> Result:
     r = load(ctx, arg_id(args_dict(args), "referral_id"))
     who = ctx.caller
     require(who.kind == "patient" and who.id == r["patient"], "only the referred patient agrees")
@@ -158,7 +162,7 @@ def agree(ctx: Any, args: Any) -> Any:
 
 
 @transaction
-def accept(ctx: Any, args: Any) -> Any:
+def accept(ctx: Context, args: Args) -> Result:
     """The target organization accepts: a permission for exactly the referred records opens."""
     r = load(ctx, arg_id(args_dict(args), "referral_id"))
     who = ctx.caller
@@ -188,7 +192,7 @@ def accept(ctx: Any, args: Any) -> Any:
 
 
 @transaction
-def complete(ctx: Any, args: Any) -> Any:
+def complete(ctx: Context, args: Args) -> Result:
     r = load(ctx, arg_id(args_dict(args), "referral_id"))
     require(ctx.caller.acts_for(r["target"]), f"only {r['target']} completes this referral")
     require(r["status"] == "accepted", f"the referral is {r['status']}")
@@ -199,7 +203,7 @@ def complete(ctx: Any, args: Any) -> Any:
 
 
 @transaction
-def cancel(ctx: Any, args: Any) -> Any:
+def cancel(ctx: Context, args: Args) -> Result:
     a = args_dict(args)
     r = load(ctx, arg_id(a, "referral_id"))
     who = ctx.caller
@@ -218,7 +222,7 @@ def cancel(ctx: Any, args: Any) -> Any:
 
 
 @query
-def get(ctx: Any, args: Any) -> Any:
+def get(ctx: Context, args: Args) -> Result:
     r = load(ctx, arg_id(args_dict(args), "referral_id"))
     who = ctx.caller
     if not (
@@ -231,7 +235,7 @@ def get(ctx: Any, args: Any) -> Any:
 
 
 @query
-def by_patient(ctx: Any, args: Any) -> Any:
+def by_patient(ctx: Context, args: Args) -> Result:
     patient = arg_id(args_dict(args), "patient")
     who = ctx.caller
     if not (

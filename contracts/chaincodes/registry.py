@@ -11,8 +11,12 @@ lic/<org>/<license>, orgprac/<org>/<id>.
 from __future__ import annotations
 
 from medchain.contracts.sdk import (
-    Any,
+    Args,
+    Context,
+    Record,
     Reject,
+    Result,
+    Value,
     arg_bytes,
     arg_choice,
     arg_id,
@@ -29,18 +33,18 @@ from medchain.contracts.sdk import (
 PRACTITIONER_ROLES = ("physician", "nurse", "pharmacist", "technician", "clerk", "system")
 
 
-def key_record(ctx: Any, key: bytes) -> Any:
+def key_record(ctx: Context, key: bytes) -> Value:
     return ctx.get_obj(b"key/" + key)
 
 
-def require_new_key(ctx: Any, key: bytes) -> None:
+def require_new_key(ctx: Context, key: bytes) -> None:
     require(len(key) == 32, "keys are 32-byte Ed25519 public keys")
     who = ctx.identity(key)
     require(who.kind == "unknown", f"that key is already in use (as {who.kind})")
 
 
 @transaction
-def register_patient(ctx: Any, args: Any) -> Any:
+def register_patient(ctx: Context, args: Args) -> Result:
     who = ctx.caller
     require(who.kind == "unknown", f"this key is already registered (as {who.kind})")
     pseudonym = pseudonym_of(who.key, "patient")
@@ -63,10 +67,12 @@ def register_patient(ctx: Any, args: Any) -> Any:
 
 
 @transaction
-def register_practitioner(ctx: Any, args: Any) -> Any:
+def register_practitioner(ctx: Context, args: Args) -> Result:
     a = args_dict(args)
     admin = ctx.caller
     require(admin.is_admin_of(), "only an organization's admin may register practitioners")
+    if admin.org is None:  # (an admin acts for its organization)
+        raise Reject("only an organization's admin may register practitioners")
     key = arg_bytes(a, "key", 32)
     license_no = arg_id(a, "license")
     department = arg_str(a, "department", 128)
@@ -96,13 +102,13 @@ def register_practitioner(ctx: Any, args: Any) -> Any:
     return {"practitioner": pid}
 
 
-def load_practitioner(ctx: Any, pid: str) -> Any:
+def load_practitioner(ctx: Context, pid: str) -> Value:
     rec = ctx.get_obj(b"prac/" + pid.encode())
     require(rec is not None, f"no practitioner {pid}")
     return rec
 
 
-def set_practitioner_status(ctx: Any, rec: Any, status: str) -> None:
+def set_practitioner_status(ctx: Context, rec: Record, status: str) -> None:
     rec["status"] = status
     ctx.put_obj(b"prac/" + rec["id"].encode(), rec)
     for key in rec["keys"]:
@@ -113,7 +119,7 @@ def set_practitioner_status(ctx: Any, rec: Any, status: str) -> None:
 
 
 @transaction
-def suspend_practitioner(ctx: Any, args: Any) -> Any:
+def suspend_practitioner(ctx: Context, args: Args) -> Result:
     a = args_dict(args)
     rec = load_practitioner(ctx, arg_id(a, "practitioner"))
     who = ctx.caller
@@ -130,7 +136,7 @@ def suspend_practitioner(ctx: Any, args: Any) -> Any:
 
 
 @transaction
-def reinstate_practitioner(ctx: Any, args: Any) -> Any:
+def reinstate_practitioner(ctx: Context, args: Args) -> Result:
     a = args_dict(args)
     rec = load_practitioner(ctx, arg_id(a, "practitioner"))
     require(
@@ -143,7 +149,7 @@ def reinstate_practitioner(ctx: Any, args: Any) -> Any:
 
 
 @transaction
-def rotate_key(ctx: Any, args: Any) -> Any:
+def rotate_key(ctx: Context, args: Args) -> Result:
     """The caller replaces its own key; the new key proves possession by signing."""
     a = args_dict(args)
     who = ctx.caller
@@ -178,7 +184,7 @@ def rotate_key(ctx: Any, args: Any) -> Any:
 
 
 @transaction
-def revoke_key(ctx: Any, args: Any) -> Any:
+def revoke_key(ctx: Context, args: Args) -> Result:
     """Revoke a key: one's own, or (an admin) a practitioner's of one's organization."""
     a = args_dict(args)
     who = ctx.caller
@@ -207,7 +213,7 @@ def revoke_key(ctx: Any, args: Any) -> Any:
 
 
 @transaction
-def add_practitioner_key(ctx: Any, args: Any) -> Any:
+def add_practitioner_key(ctx: Context, args: Args) -> Result:
     """An admin gives a practitioner of its organization a new key (after a revocation)."""
     a = args_dict(args)
     rec = load_practitioner(ctx, arg_id(a, "practitioner"))
@@ -233,17 +239,17 @@ def add_practitioner_key(ctx: Any, args: Any) -> Any:
 
 
 @query
-def whoami(ctx: Any, args: Any) -> Any:
+def whoami(ctx: Context, args: Args) -> Result:
     return ctx.caller.to_value()
 
 
 @query
-def identity(ctx: Any, args: Any) -> Any:
+def identity(ctx: Context, args: Args) -> Result:
     return ctx.identity(arg_bytes(args_dict(args), "key", 32)).to_value()
 
 
 @query
-def practitioner(ctx: Any, args: Any) -> Any:
+def practitioner(ctx: Context, args: Args) -> Result:
     rec = ctx.get_obj(b"prac/" + arg_id(args_dict(args), "practitioner").encode())
     if rec is None:
         raise Reject("no such practitioner")
@@ -251,14 +257,14 @@ def practitioner(ctx: Any, args: Any) -> Any:
 
 
 @query
-def practitioners(ctx: Any, args: Any) -> Any:
+def practitioners(ctx: Context, args: Args) -> Result:
     org = arg_id(args_dict(args), "org")
     prefix = b"orgprac/" + org.encode() + b"/"
     return [ctx.get_obj(b"prac/" + k[len(prefix) :]) for k, _ in ctx.scan(prefix)]
 
 
 @query
-def patient(ctx: Any, args: Any) -> Any:
+def patient(ctx: Context, args: Args) -> Result:
     rec = ctx.get_obj(b"pat/" + arg_id(args_dict(args), "patient").encode())
     if rec is None:
         raise Reject("no such patient")
@@ -266,5 +272,5 @@ def patient(ctx: Any, args: Any) -> Any:
 
 
 @query
-def organizations(ctx: Any, args: Any) -> Any:
+def organizations(ctx: Context, args: Args) -> Result:
     return [{"id": o.org_id, "name": o.name, "role": o.role} for o in ctx.genesis.organizations]

@@ -30,8 +30,13 @@ from __future__ import annotations
 
 from medchain.contracts.sdk import (
     BASIS_POINTS,
-    Any,
+    Args,
+    Context,
+    Identity,
+    Record,
     Reject,
+    Result,
+    Value,
     apply_ratio,
     arg_id,
     arg_int,
@@ -47,15 +52,15 @@ MAX_CENTS = 1_000_000_000_000
 CLAIMANTS = ("hospital", "clinic", "exam-centre")
 
 
-def arg_month(args: Any, name: str) -> Any:
+def arg_month(args: Record, name: str) -> Value:
     """A month ``YYYY-MM`` (no day: see the module doc)."""
-    v = args.get(name)
+    v: Value = args.get(name)
     ok = isinstance(v, str) and len(v) == 7 and v[4] == "-" and v[:4].isdigit() and v[5:].isdigit()
     require(ok and 1 <= int(v[5:]) <= 12, f"{name} must be a month YYYY-MM (no day)")
     return v
 
 
-def require_insurer(ctx: Any) -> Any:
+def require_insurer(ctx: Context) -> Identity:
     who = ctx.caller
     require(
         who.is_admin_of() and who.org_role == "insurer",
@@ -64,19 +69,19 @@ def require_insurer(ctx: Any) -> Any:
     return who
 
 
-def load_product(ctx: Any, pid: str) -> Any:
+def load_product(ctx: Context, pid: str) -> Value:
     p = ctx.get_obj(b"prod/" + pid.encode())
     require(p is not None, f"no product {pid}")
     return p
 
 
-def parse_code(c: Any) -> Any:
+def parse_code(c: Value) -> Record:
     item = args_dict(c)
     return {"system": arg_str(item, "system", 200), "code": arg_str(item, "code", 64)}
 
 
 @transaction
-def register_product(ctx: Any, args: Any) -> Any:
+def register_product(ctx: Context, args: Args) -> Result:
     a = args_dict(args)
     who = require_insurer(ctx)
     pid = arg_id(a, "product_id")
@@ -118,7 +123,7 @@ def register_product(ctx: Any, args: Any) -> Any:
 
 
 @transaction
-def enroll(ctx: Any, args: Any) -> Any:
+def enroll(ctx: Context, args: Args) -> Result:
     a = args_dict(args)
     who = require_insurer(ctx)
     product = load_product(ctx, arg_id(a, "product_id"))
@@ -136,7 +141,7 @@ def enroll(ctx: Any, args: Any) -> Any:
     return {"patient": patient, "product_id": product["product_id"]}
 
 
-def find_item(ctx: Any, product: Any, system: str, code: str) -> Any:
+def find_item(ctx: Context, product: Record, system: str, code: str) -> Value:
     for entry in product["catalog"]:
         if entry["system"] == system and entry["code"] == code:
             return entry
@@ -154,7 +159,7 @@ def find_item(ctx: Any, product: Any, system: str, code: str) -> Any:
     return None
 
 
-def admitted(ctx: Any, entry: Any, diagnoses: Any) -> bool:
+def admitted(ctx: Context, entry: Record, diagnoses: list[Record]) -> bool:
     wanted = entry["requires_diagnosis"]
     if not wanted:
         return True
@@ -166,7 +171,7 @@ def admitted(ctx: Any, entry: Any, diagnoses: Any) -> bool:
     return False
 
 
-def error_response(ctx: Any, claim: Any, reason: str) -> Any:
+def error_response(ctx: Context, claim: Record, reason: str) -> Record:
     claim.update(
         {
             "outcome": "error",
@@ -180,7 +185,9 @@ def error_response(ctx: Any, claim: Any, reason: str) -> Any:
     return claim
 
 
-def adjudicate(ctx: Any, claim: Any, product: Any, diagnoses: Any, items: Any) -> Any:
+def adjudicate(
+    ctx: Context, claim: Record, product: Record, diagnoses: list[Record], items: list[Value]
+) -> Record:
     year = int(claim["encounter_month"][:4])
     use_key = (
         b"use/"
@@ -199,7 +206,7 @@ def adjudicate(ctx: Any, claim: Any, product: Any, diagnoses: Any, items: Any) -
         system, code = arg_str(it, "system", 200), arg_str(it, "code", 64)
         qty = arg_int(it, "quantity", 1, 10_000)
         entry = find_item(ctx, product, system, code)
-        line = {
+        line: Record = {
             "sequence": seq,
             "system": system,
             "code": code,
@@ -279,7 +286,7 @@ def adjudicate(ctx: Any, claim: Any, product: Any, diagnoses: Any, items: Any) -
 
 
 @transaction
-def submit_claim(ctx: Any, args: Any) -> Any:
+def submit_claim(ctx: Context, args: Args) -> Result:
     a = args_dict(args)
     who = ctx.caller
     require(
@@ -311,6 +318,8 @@ def submit_claim(ctx: Any, args: Any) -> Any:
         "paid_cents": 0,
         "payments": [],
     }
+    if who.org is None:  # (a care provider's member acts for it)
+        raise Reject("only a care provider submits claims")
     enc_key = b"enc/" + who.org.encode() + b"/" + encounter.encode()
     enrolment = ctx.get_obj(b"enr/" + patient.encode() + b"/" + product["product_id"].encode())
     anchored = bool(records)
@@ -318,11 +327,12 @@ def submit_claim(ctx: Any, args: Any) -> Any:
         h = ctx.read("records", b"head/" + str(r).encode())
         if h is None or h["patient"] != patient or h["custodian"] != who.org:
             anchored = False
-    if ctx.get(enc_key) is not None:
+    claimed = ctx.get(enc_key)
+    if claimed is not None:
         claim = error_response(
             ctx,
             claim,
-            f"duplicate claim: encounter {encounter} was already claimed as {ctx.get(enc_key).decode()}",
+            f"duplicate claim: encounter {encounter} was already claimed as {claimed.decode()}",
         )
     elif not anchored:
         claim = error_response(
@@ -362,7 +372,7 @@ def submit_claim(ctx: Any, args: Any) -> Any:
 
 
 @transaction
-def record_payment(ctx: Any, args: Any) -> Any:
+def record_payment(ctx: Context, args: Args) -> Result:
     a = args_dict(args)
     who = require_insurer(ctx)
     claim_id = arg_id(a, "claim_id")
@@ -402,7 +412,7 @@ def record_payment(ctx: Any, args: Any) -> Any:
 
 
 @query
-def claim(ctx: Any, args: Any) -> Any:
+def claim(ctx: Context, args: Args) -> Result:
     c = ctx.get_obj(b"claim/" + arg_id(args_dict(args), "claim_id").encode())
     if c is None:
         raise Reject("no such claim")
@@ -418,5 +428,5 @@ def claim(ctx: Any, args: Any) -> Any:
 
 
 @query
-def product(ctx: Any, args: Any) -> Any:
+def product(ctx: Context, args: Args) -> Result:
     return load_product(ctx, arg_id(args_dict(args), "product_id"))

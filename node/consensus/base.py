@@ -7,17 +7,18 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
 from medchain.consensus.config import ReplicaConfig
-from medchain.consensus.events import Event
-from medchain.consensus.messages import Message, PrePrepare
+from medchain.consensus.events import Deliver, Event
+from medchain.consensus.messages import Message, PrePrepare, StateReply
 from medchain.consensus.replica import Replica
 from medchain.consensus.verify import Ed25519Verifier
-from medchain.contracts.runtime import Executor
+from medchain.contracts.app import Application
 from medchain.node.consensus.catchup import CatchUpConfig
+from medchain.node.consensus.inbox import InboxItem
 from medchain.node.consensus.store import ConsensusStore
 from medchain.node.mempool.pool import TxPool
 from medchain.node.net.transport import Incoming, Transport
@@ -55,7 +56,7 @@ class DriverState:
     genesis: Genesis
     ledger: Ledger
     local: KVStore  # this node's scratch state: the pool's write-ahead log, Persist records
-    executor: Executor
+    executor: Application  # the chaincode executor (contracts.runtime.Executor)
     signer: Signer
     transport: Transport
     cfg: DriverConfig
@@ -71,8 +72,8 @@ class DriverState:
     events: EventHub
     metrics: Metrics
     halted: str | None
-    _inbox_send: trio.MemorySendChannel[tuple[str, Any]]
-    _inbox: trio.MemoryReceiveChannel[tuple[str, Any]]
+    _inbox_send: trio.MemorySendChannel[InboxItem]
+    _inbox: trio.MemoryReceiveChannel[InboxItem]
     _timers: dict[str, float]  # name -> trio deadline
     _timers_changed: trio.Event
     _proposed: set[bytes]
@@ -96,8 +97,8 @@ class DriverState:
     _commit_waiters: dict[bytes, _Waiters]
     channel_handlers: dict[str, Callable[[Incoming], Awaitable[None]]]
 
-    # Defined by the Driver; its parts call them.
-    def post(self, kind: str, item: Any = None) -> None:
+    # Defined by the loop (node/consensus/loop.py); the other parts call them.
+    def post(self, item: InboxItem) -> None:
         raise NotImplementedError
 
     async def _apply(self, event: Event) -> None:
@@ -106,6 +107,7 @@ class DriverState:
     def _set_timer(self, name: str, delay_ms: int) -> None:
         raise NotImplementedError
 
+    # Defined by the Driver.
     def _nonce_used(self, sender: bytes, nonce: int) -> bool:
         raise NotImplementedError
 
@@ -126,4 +128,16 @@ class DriverState:
         raise NotImplementedError
 
     async def _validate_pending(self) -> None:
+        raise NotImplementedError
+
+    async def _maybe_propose(self) -> None:
+        raise NotImplementedError
+
+    async def _deliver(self, d: Deliver) -> None:
+        raise NotImplementedError
+
+    def _fetch(self, from_seq: int, to_seq: int) -> None:
+        raise NotImplementedError
+
+    async def _consume_state(self, reply: StateReply) -> None:
         raise NotImplementedError

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from medchain.contracts.runtime import Executor
+from medchain.contracts.app import Application
 from medchain.storage.block import Block, BlockHeader, CommitCertificate, tx_root
 from medchain.storage.executed import ExecutedBlock
 from medchain.storage.ledger import Ledger, LedgerError
@@ -30,7 +30,7 @@ def propose_block(
 
 
 def apply_block(
-    ledger: Ledger, executor: Executor, block: Block, certificate: CommitCertificate
+    ledger: Ledger, executor: Application, block: Block, certificate: CommitCertificate
 ) -> ExecutedBlock:
     """Execute ``block`` on the committed state and commit it with its certificate."""
     ledger.check_next(block)
@@ -39,7 +39,7 @@ def apply_block(
     return executed
 
 
-def replay_ledger(ledger: Ledger, executor: Executor) -> list[str]:
+def replay_ledger(ledger: Ledger, executor: Application) -> list[str]:
     """Re-execute every block of ``ledger`` from genesis on a fresh in-memory
     ledger; report any height whose state root differs, and any state entry
     that differs at the end. Empty list: the stored state is exactly what the

@@ -19,7 +19,6 @@ from medchain.consensus.events import (
 from medchain.consensus.messages import (
     Commit,
 )
-from medchain.contracts.runtime import NONCE_NS
 from medchain.node.consensus.base import DriverState
 from medchain.node.mempool.ingress import P_WAL
 from medchain.storage.block import Block, CommitCertificate
@@ -74,12 +73,7 @@ class DeliveryMixin(DriverState):
         if done:
             self._wal.difference_update(done)
             self.local.write({P_WAL + t: None for t in done}, sync=False)
-        n = len(NONCE_NS)
-        self.pool.remove_committed_nonces(
-            (k[n : n + 32], int.from_bytes(k[n + 32 :], "big"))
-            for k in executed.writes
-            if k.startswith(NONCE_NS)
-        )
+        self.pool.remove_committed_nonces(self.executor.committed_nonces(executed.writes))
         self._proposed.difference_update(tx_ids)
         self._tip_unsealed = len(tx_ids) > 0
         self._last_commit_ms = now

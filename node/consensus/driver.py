@@ -1,16 +1,15 @@
 """The consensus driver: the replica's hands.
 
-One task (``_main``) owns the replica and the ledger and processes one input
-at a time: verified messages, timers, proposals, executed blocks. For every
-``replica.handle`` it carries out the returned actions in order — Persist
-before the sends after it, Deliver by executing and committing the block in
-one synced write batch, FetchState by asking a peer. Signature checks and
-block execution run in worker threads so the event loop stays responsive.
+One task owns the replica and the ledger and processes one input at a time,
+carrying out the actions each ``replica.handle`` returns (node/consensus/loop.py).
+Signature checks and block execution run in worker threads so the event loop
+stays responsive. The Driver is assembled here from its parts — the loop,
+delivery, proposals, network input, transaction ingress, state transfer — with
+the state they share (node/consensus/base.py), and answers queries and status.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
@@ -21,33 +20,20 @@ from typing import Any
 import trio
 
 from medchain.consensus.config import ReplicaConfig
-from medchain.consensus.events import (
-    Action,
-    Broadcast,
-    CancelTimer,
-    Deliver,
-    Event,
-    FetchState,
-    Halt,
-    PendingWork,
-    Persist,
-    Report,
-    Send,
-    SetTimer,
-    Start,
-)
-from medchain.consensus.events import TimerFired as ReplicaTimer
+from medchain.consensus.events import Start
 from medchain.consensus.messages import (
     Commit,
     PrePrepare,
 )
 from medchain.consensus.replica import Replica, Restored
 from medchain.consensus.verify import Ed25519Verifier
-from medchain.contracts.runtime import Executor, nonce_key
+from medchain.contracts.app import Application
 from medchain.node.consensus.base import DriverConfig, DriverState
 from medchain.node.consensus.delivery import DeliveryMixin, commits_from_certificate
 from medchain.node.consensus.inbound import InboundMixin
-from medchain.node.consensus.proposer import BATCH_TIMER, ProposerMixin
+from medchain.node.consensus.inbox import InboxItem
+from medchain.node.consensus.loop import LoopMixin
+from medchain.node.consensus.proposer import ProposerMixin
 from medchain.node.consensus.state_sync import StateSyncMixin
 from medchain.node.consensus.store import ConsensusStore
 from medchain.node.consensus.validation import (
@@ -55,27 +41,33 @@ from medchain.node.consensus.validation import (
 )
 from medchain.node.mempool.ingress import IngressMixin, _Waiters
 from medchain.node.mempool.pool import TxPool
-from medchain.node.net.transport import CHANNEL_CONSENSUS, Incoming, Transport
+from medchain.node.net.transport import Incoming, Transport
 from medchain.node.ops import memory
 from medchain.node.ops.metrics import Metrics
 from medchain.node.rpc.events import EventHub
 from medchain.storage.block import Block
 from medchain.storage.crypto import Signer
 from medchain.storage.genesis import Genesis
-from medchain.storage.kv import KVStore, StoreError
-from medchain.storage.ledger import Ledger, LedgerError
+from medchain.storage.kv import KVStore
+from medchain.storage.ledger import Ledger
 
 __all__ = ["Driver", "DriverConfig"]
 
-log = logging.getLogger("medchain.driver")
 
-
-class Driver(DeliveryMixin, ProposerMixin, InboundMixin, IngressMixin, StateSyncMixin, DriverState):
+class Driver(
+    LoopMixin,
+    DeliveryMixin,
+    ProposerMixin,
+    InboundMixin,
+    IngressMixin,
+    StateSyncMixin,
+    DriverState,
+):
     def __init__(
         self,
         genesis: Genesis,
         ledger: Ledger,
-        executor: Executor,
+        executor: Application,
         signer: Signer,
         transport: Transport,
         config: DriverConfig | None = None,
@@ -119,7 +111,7 @@ class Driver(DeliveryMixin, ProposerMixin, InboundMixin, IngressMixin, StateSync
         self.events = EventHub()
         self.metrics = Metrics()
         self.halted: str | None = None
-        self._inbox_send, self._inbox = trio.open_memory_channel[tuple[str, Any]](100_000)
+        self._inbox_send, self._inbox = trio.open_memory_channel[InboxItem](100_000)
         self._timers: dict[str, float] = {}  # name -> trio deadline
         self._timers_changed = trio.Event()
         self._proposed: set[bytes] = set()
@@ -165,7 +157,7 @@ class Driver(DeliveryMixin, ProposerMixin, InboundMixin, IngressMixin, StateSync
     def _nonce_used(self, sender: bytes, nonce: int) -> bool:
         # Not through the state read cache: each nonce is used once, so a cached
         # one is never asked for again (and replays would fill the cache).
-        return self.ledger.state_get_uncached(nonce_key(sender, nonce)) is not None
+        return self.executor.nonce_used(self.ledger.state_get_uncached, sender, nonce)
 
     # -- running ------------------------------------------------------------------
 
@@ -180,122 +172,7 @@ class Driver(DeliveryMixin, ProposerMixin, InboundMixin, IngressMixin, StateSync
             task_status.started()
             await self._main()
 
-    async def _main(self) -> None:
-        while True:
-            kind, item = await self._inbox.receive()
-            if self.halted:
-                continue
-            try:
-                await self._process(kind, item)
-            except LedgerError as exc:
-                # The ledger refused a write: never carry on with state we cannot keep.
-                self.halted = self.halted or f"ledger error: {exc}"
-                log.critical("HALT: %s", self.halted, extra={"event": "halt"})
-            except StoreError as exc:
-                # A write that did not reach the disk (or a read of damaged data): what
-                # this node promised — a vote, an acknowledged transaction — may be lost
-                # if it carried on, so it stops here.
-                self.halted = self.halted or f"storage failed: {exc}"
-                log.critical("HALT: %s", self.halted, extra={"event": "halt"})
-            except Exception:
-                # A bug triggered by one input must not take the node down: drop it, say so.
-                log.exception(
-                    "driver failed on a %s input; dropped", kind, extra={"event": "driver-error"}
-                )
-
-    async def _process(self, kind: str, item: Any) -> None:
-        if kind == "event":
-            await self._apply(item)
-        elif kind == "pp":
-            pp, block = item
-            self._pending_pp[pp.seq] = (pp, block)
-            self._validated_blocks[pp.digest] = block
-            while len(self._validated_blocks) > 64:
-                del self._validated_blocks[next(iter(self._validated_blocks))]
-            await self._validate_pending()
-        elif kind == "state":
-            await self._consume_state(item)
-        await self._after_input()
-
-    async def _after_input(self) -> None:
-        pending = len(self.pool) > 0
-        if pending != self._pending_flag:
-            self._pending_flag = pending
-            await self._apply(PendingWork(pending))
-        await self._maybe_propose()
-
-    def post(self, kind: str, item: Any = None) -> None:
-        try:
-            self._inbox_send.send_nowait((kind, item))
-        except trio.WouldBlock:
-            log.warning("driver inbox full; dropping %s", kind)
-
-    # -- replica actions ----------------------------------------------------------
-
-    async def _apply(self, event: Event) -> None:
-        actions = self.replica.handle(event, self.clock())
-        await self._carry_out(actions)
-
-    async def _carry_out(self, actions: list[Action]) -> None:
-        for a in actions:
-            if isinstance(a, Persist):
-                self.store.save(a.record)  # type: ignore[arg-type]
-            elif isinstance(a, Broadcast):
-                self.transport.broadcast(self.peers, CHANNEL_CONSENSUS, a.msg.encode())
-            elif isinstance(a, Send):
-                self.transport.send(a.to, CHANNEL_CONSENSUS, a.msg.encode())
-            elif isinstance(a, SetTimer):
-                self._set_timer(a.name, a.delay_ms)
-            elif isinstance(a, CancelTimer):
-                self._timers.pop(a.name, None)
-            elif isinstance(a, Deliver):
-                await self._deliver(a)
-            elif isinstance(a, FetchState):
-                self._fetch(a.from_seq, a.to_seq)
-            elif isinstance(a, Report):
-                self._report(a)
-            elif isinstance(a, Halt):
-                self.halted = a.reason
-                log.critical("HALT: %s", a.reason, extra={"event": "halt", "reason": a.reason})
-
-    def _report(self, r: Report) -> None:
-        level = {"info": logging.INFO, "warning": logging.WARNING}.get(r.level, logging.ERROR)
-        extra: dict[str, Any] = {"event": "consensus"}
-        if r.offender is not None:
-            extra["offender"] = self.genesis.organizations[r.offender].org_id
-        log.log(level, r.text, extra=extra)
-        if r.offender is not None:
-            self.metrics.offenses[r.offender] = self.metrics.offenses.get(r.offender, 0) + 1
-
-    def _set_timer(self, name: str, delay_ms: int) -> None:
-        self._timers[name] = trio.current_time() + delay_ms / 1000
-        self._timers_changed.set()
-
-    async def _timer_loop(self) -> None:
-        while True:
-            self._timers_changed = trio.Event()
-            deadline = min(self._timers.values(), default=float("inf"))
-            with trio.move_on_at(deadline):
-                await self._timers_changed.wait()
-                continue
-            now = trio.current_time()
-            for name, at in list(self._timers.items()):
-                if at <= now:
-                    del self._timers[name]
-                    if name == BATCH_TIMER:
-                        self.post("poke")
-                    else:
-                        self.post("event", ReplicaTimer(name))
-
-    # -- delivery: execute and commit ---------------------------------------------
-
-    # -- proposals (primary) --------------------------------------------------------
-
-    # -- network input ------------------------------------------------------------
-
-    # -- transactions ---------------------------------------------------------------
-
-    # -- state transfer -------------------------------------------------------------
+    # -- queries and status ---------------------------------------------------------
 
     def query(self, contract: str, method: str, args: Any, caller: bytes = b"") -> Any:
         """A read-only chaincode query against the committed state (raises ChaincodeError)."""
@@ -308,8 +185,6 @@ class Driver(DeliveryMixin, ProposerMixin, InboundMixin, IngressMixin, StateSync
             self.ledger.last_timestamp_ms,
             caller=caller,
         )
-
-    # -- status ---------------------------------------------------------------------
 
     def memory(self) -> dict[str, int]:
         """Sizes of everything that grows with traffic: each has a bound (soak test)."""

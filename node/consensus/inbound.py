@@ -23,6 +23,7 @@ from medchain.consensus.messages import (
 )
 from medchain.consensus.verify import verify_message
 from medchain.node.consensus.base import DriverState
+from medchain.node.consensus.inbox import ReplicaInput, ValidatedProposal
 from medchain.node.consensus.validation import (
     decode_and_verify_block,
 )
@@ -86,7 +87,7 @@ class InboundMixin(DriverState):
             if why:
                 self._garbage(peer, why)
                 return
-            self.post("pp", (m, block))
+            self.post(ValidatedProposal(m, block))
             return
         why = (
             await trio.to_thread.run_sync(verify_message, m, chain, self.verifier)
@@ -96,7 +97,7 @@ class InboundMixin(DriverState):
         if why:
             self._garbage(peer, why)
             return
-        self.post("event", MessageReceived(m))
+        self.post(ReplicaInput(MessageReceived(m)))
 
 
 def _heavy(m: Message) -> bool:

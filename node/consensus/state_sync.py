@@ -21,6 +21,7 @@ from medchain.consensus.verify import verify_message
 from medchain.node.consensus.base import DriverState
 from medchain.node.consensus.catchup import CatchUp
 from medchain.node.consensus.delivery import commits_from_certificate
+from medchain.node.consensus.inbox import StateArrived
 from medchain.node.net.transport import CHANNEL_SYNC, Incoming
 
 log = logging.getLogger("medchain.driver")
@@ -67,7 +68,7 @@ class StateSyncMixin(DriverState):
             if why:
                 self._garbage(msg.peer, why)
                 return
-            self.post("state", m)
+            self.post(StateArrived(m))
 
     def _serve_state(self, req: StateRequest) -> None:
         last = self.ledger.seq

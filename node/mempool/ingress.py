@@ -11,6 +11,7 @@ import logging
 import trio
 
 from medchain.node.consensus.base import DriverState
+from medchain.node.consensus.inbox import POKE
 from medchain.node.consensus.validation import (
     MAX_TX_BATCH,
     decode_tx_batch,
@@ -76,7 +77,7 @@ class IngressMixin(DriverState):
         self._wal.add(tx_id)
         self._forward.append(raw)
         self._forward_wake.set()
-        self.post("poke")
+        self.post(POKE)
         return tx_id
 
     def _remember_checked(self, tx_ids: list[bytes]) -> None:
@@ -201,7 +202,7 @@ class IngressMixin(DriverState):
                 self.pool.admit(tx, raw, self.clock())
         if bad:
             self._garbage(msg.peer, f"forwarded {bad} invalid transactions")
-        self.post("poke")
+        self.post(POKE)
 
 
 class _Known:

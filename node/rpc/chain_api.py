@@ -6,7 +6,7 @@ from typing import Any
 
 import trio
 
-from medchain.contracts.runtime import ChaincodeError
+from medchain.contracts.app import ChaincodeError
 from medchain.node.consensus.driver import Driver
 from medchain.node.mempool.pool import PoolReject
 from medchain.node.rpc.connection import Connection

@@ -7,7 +7,7 @@ from typing import Any
 
 import trio
 
-from medchain.contracts.runtime import ChaincodeError
+from medchain.contracts.app import ChaincodeError
 from medchain.node.records.service import RecordService
 from medchain.node.records.store import PutItem, RecordConflict
 from medchain.node.rpc.connection import Connection

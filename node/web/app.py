@@ -22,7 +22,7 @@ from typing import Any
 
 import trio
 
-from medchain.contracts.runtime import ChaincodeError
+from medchain.contracts.app import ChaincodeError
 from medchain.node.consensus.driver import Driver
 from medchain.node.records.service import RecordService
 from medchain.node.rpc.jsonval import to_json

@@ -17,8 +17,8 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Any
 
+from medchain.contracts.app import ChaincodeError
 from medchain.contracts.identity import Identity, resolve
-from medchain.contracts.runtime import ChaincodeError
 from medchain.contracts.sdk import pseudonym_of
 from medchain.node.consensus.driver import Driver
 from medchain.node.rpc.chain_api import block_json, tx_status

@@ -1,10 +1,11 @@
 """Chaincode that a governance majority approves still cannot leave its sandbox,
 on a real consortium: the retester's escapes (frames from a generator, a
-traceback in a match pattern, a format string reaching the private context, a
-chaincode named ``_nonce``, a wall-clock import) are refused at proposal with
-the reason; an approved chaincode that squares an integer 25 times or builds a
-64 MB string fails at once instead of freezing the chain, and a deputy call
-into records fails."""
+traceback in a match pattern, a format string reaching the private context,
+the executor or the overlay named through the context, a chaincode named
+``_nonce``, a wall-clock import) are refused at proposal with the reason;
+an approved chaincode that squares an integer 25 times or builds a 64 MB
+string fails at once instead of freezing the chain, and a deputy call into
+records fails."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ ESCAPES = {
     + "    except Exception as e:\n        match e:\n            case Exception(tb=t):\n"
     + "                return 1\n",
     "format": HEAD + "@transaction\ndef f(ctx, args):\n    return '{0._c}'.format(ctx)\n",
+    "executor": HEAD + "@transaction\ndef f(ctx, args):\n    return ctx.executor.natives\n",
+    "overlay": HEAD + "@transaction\ndef f(ctx, args):\n    ctx.state.writes.clear()\n",
     "clock": "from medchain.contracts.sdk import transaction, datetime\n\n"
     + "@transaction\ndef f(ctx, args):\n    return 1\n",
     "module-state": HEAD + "SEEN = []\n\n@transaction\ndef f(ctx, args):\n    return 1\n",

@@ -9,8 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from medchain.contracts import sdk
 from medchain.contracts.bundle import make_executor
+from medchain.contracts.identity import Identity
 from medchain.contracts.loader import ChaincodeLoadError, check_source, load_module
+from medchain.contracts.runtime import ChaincodeContext
+from medchain.contracts.sandbox import ALLOWED_ATTRIBUTES
 from medchain.node.consensus.chain import replay_ledger
 from tests.chain import Chain
 from tests.helpers import org_consent
@@ -501,3 +505,148 @@ def test_round3_refusals_are_the_same_on_every_node_and_nothing_escapes() -> Non
 def test_round3_sources_refused_at_load(source: str, why: str) -> None:
     with pytest.raises(ChaincodeLoadError, match=re.escape(why)):
         check_source("from medchain.contracts.sdk import transaction\n\n" + source)
+
+
+# -- the context chaincode holds ---------------------------------------------------
+
+# What sits behind the context: the executor (every chaincode, the genesis, the
+# natives), the transaction's overlay (every namespace's writes), the ledger, the
+# event list (events in any contract's name), the namespace and call bookkeeping.
+RUNTIME_INTERNALS = (
+    "executor",
+    "state",
+    "ledger",
+    "events",
+    "namespace",
+    "contract",
+    "read_only",
+    "depth",
+    "natives",
+    "writes",
+    "base",
+)
+
+
+@pytest.mark.parametrize("attr", RUNTIME_INTERNALS)
+def test_chaincode_naming_the_runtime_behind_its_context_is_refused(attr: str) -> None:
+    source = GOOD + f"\n@transaction\ndef peek(ctx, args):\n    return ctx.{attr}\n"
+    with pytest.raises(ChaincodeLoadError, match=f"attribute '{attr}' is not available"):
+        check_source(source, "peek")
+
+
+def test_chaincode_naming_the_context_behind_its_facade_is_refused() -> None:
+    source = GOOD + "\n@transaction\ndef peek(ctx, args):\n    return ctx._c.executor\n"
+    with pytest.raises(ChaincodeLoadError, match="'_c': private and special attributes"):
+        check_source(source, "peek")
+
+
+def test_no_attribute_chaincode_may_name_leads_from_its_context_to_the_runtime() -> None:
+    """At run time, through whatever the checker lets through: from the object a
+    loaded chaincode receives, every chain of allowed attribute names (values taken,
+    nothing called) stays clear of the executor, the overlay, the ledger and the
+    event list, and the object itself carries only the context's API."""
+    from medchain.contracts.identity import ANONYMOUS_IDENTITY
+    from medchain.contracts.runtime import Context, Executor, LoadedChaincode, Overlay
+    from medchain.contracts.sdk import CONTEXT_API
+    from medchain.storage.ledger import Ledger
+
+    c = Chain()
+    events: list[object] = []
+    runtime_ctx = Context(
+        c.executor, "probe", Overlay(c.ledger), ANONYMOUS_IDENTITY, b"t" * 32, 1, 0, events
+    )
+    held: list[object] = []
+    module = load_module(GOOD, "probe")
+    module.transactions["put"] = lambda ctx, args: held.append(ctx)
+    LoadedChaincode(module).invoke(runtime_ctx, "put", {})
+    (ctx,) = held
+    assert {n for n in dir(ctx) if not n.startswith("_")} == set(CONTEXT_API)
+    internal = (Context, Executor, Overlay, Ledger)
+    seen: set[int] = set()
+    kept: list[object] = []  # every value reached stays alive: its id is not reused
+    paths: set[str] = set()
+    frontier: list[tuple[str, object]] = [("ctx", ctx)]
+    for _ in range(4):
+        reached: list[tuple[str, object]] = []
+        for path, obj in frontier:
+            for name in sorted(ALLOWED_ATTRIBUTES):
+                try:
+                    value = getattr(obj, name)
+                except Exception:
+                    continue
+                where = f"{path}.{name}"
+                paths.add(where)
+                if id(value) in seen:
+                    continue
+                seen.add(id(value))
+                kept.append(value)
+                assert not isinstance(value, internal), where
+                assert value is not events and value is not runtime_ctx.state.writes, where
+                reached.append((where, value))
+        frontier = reached
+    assert {"ctx.caller.key", "ctx.genesis.organizations"} <= paths  # the walk went somewhere
+
+
+def public(cls: type) -> set[str]:
+    return {n for n in vars(cls) if not n.startswith("_")}
+
+
+def test_the_context_api_is_one_list() -> None:
+    """sdk.Context (what chaincode is typed against), runtime.ChaincodeContext (what
+    it receives) and the sandbox's allowed attributes name the same members."""
+    assert public(sdk.Context) == public(ChaincodeContext) == set(sdk.CONTEXT_API)
+    assert set(sdk.CONTEXT_API) <= ALLOWED_ATTRIBUTES
+    views = public(Identity) | public(sdk.GenesisView) | public(sdk.OrganizationView)
+    assert views <= ALLOWED_ATTRIBUTES
+    assert set(sdk.TYPES) <= set(sdk.CHAINCODE_API)
+
+
+TYPED = """
+from medchain.contracts.sdk import Args, Context, Identity, Record, Result, Value
+from medchain.contracts.sdk import arg_int, args_dict, query, transaction
+
+
+def who(ctx: Context) -> Identity:
+    return ctx.caller
+
+
+@transaction
+def put(ctx: Context, args: Args) -> Result:
+    a = args_dict(args)
+    rec: Record = {"v": arg_int(a, "v"), "by": who(ctx).kind}
+    ctx.put_obj(b"v", rec)
+    return rec
+
+
+@query
+def get(ctx: Context, args: Args) -> Result:
+    rec: Value = ctx.get_obj(b"v")
+    return rec
+"""
+
+
+@pytest.mark.parametrize("future", ["", "from __future__ import annotations\n"])
+def test_typed_chaincode_loads_and_runs(future: str) -> None:
+    c = Chain()
+    install(c, "typed", future + TYPED)
+    assert c.ok(c.admins["insurer"], "typed", "put", {"v": 3}) == {"v": 3, "by": "org-admin"}
+    assert c.q("typed", "get") == {"v": 3, "by": "org-admin"}
+    assert "v must be an integer" in c.fails(c.admins["insurer"], "typed", "put", {"v": "3"})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "def f(ctx, a):\n    return Record(a)\n",
+        "def f(ctx, a):\n    return Args()\n",
+        "def f(ctx: Context, a: Args) -> Result:\n    return Context.get(ctx, b'k')\n",
+        "KIND = Identity\n",
+        "def f(ctx, a=Value):\n    return 1\n",
+        "def f(ctx, a: Record(zip(range(9), range(9)))):\n    return 1\n",
+        "def f(ctx, a):\n    return isinstance(a, Record)\n",
+    ],
+)
+def test_types_are_named_in_annotations_only(body: str) -> None:
+    head = "from medchain.contracts.sdk import Args, Context, Identity, Record, Result, Value\n"
+    with pytest.raises(ChaincodeLoadError, match="is a type: chaincode names it in annotations"):
+        check_source(head + "\n" + body)

@@ -227,3 +227,19 @@ async def test_forwarded_transaction_already_committed_is_not_verified_again(
         assert checks == [2]  # the committed one (nonce 1) was skipped before its check
         assert drivers[1].metrics.offenses == {}
         nursery.cancel_scope.cancel()
+
+
+def test_a_full_inbox_drops_an_input_and_names_its_kind(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from medchain.consensus.events import TimerFired
+    from medchain.node.consensus.inbox import POKE, ReplicaInput
+
+    c = Consortium.make()
+    d = node_driver(c, 0, MemoryHub().transport(0))
+    for _ in range(d._inbox_send.statistics().max_buffer_size):
+        d.post(POKE)
+    with caplog.at_level(logging.WARNING, "medchain.driver"):
+        d.post(ReplicaInput(TimerFired("view")))
+    assert "driver inbox full; dropping event" in caplog.text
+    assert d._inbox.receive_nowait() is POKE

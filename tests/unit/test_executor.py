@@ -191,3 +191,28 @@ def test_checked_transactions_execute_exactly_as_unchecked_ones(consortium: Cons
     fast = c.executor().execute(ledger, block, checked=set(block.tx_ids()))
     assert fast.results == plain.results and fast.writes == plain.writes
     assert [r.code for r in plain.results].count(0) == 12
+
+
+def test_the_application_tells_the_node_which_nonces_are_spent(consortium: Consortium) -> None:
+    """The node asks the executor (contracts.app.Application), not the state layout:
+    a committed transaction's (sender, nonce) is used, and a block's write set names
+    the pairs it spends — the failed transaction's too, as a replay of it fails."""
+    from medchain.contracts.app import Application
+
+    c = consortium
+    ex: Application = Executor(c.genesis, {"boom": Boom()})
+    ledger = Ledger.in_memory(c.genesis)
+    sender = c.admin_keys[1].public_key
+    txs = [
+        c.tx(c.admin_keys[1], "boom", "ok", None, nonce=7).encode(),
+        c.tx(c.admin_keys[1], "boom", "refuse", None, nonce=9).encode(),
+    ]
+    block = propose_block(ledger, txs, 1, c.node_keys[0].public_key)
+    out = ex.execute(ledger, block)
+    assert sorted(ex.committed_nonces(out.writes)) == [(sender, 7), (sender, 9)]
+    assert list(ex.committed_nonces([b"boom\x00" + bytes(40)])) == []
+    assert not ex.nonce_used(ledger.state_get_uncached, sender, 7)
+    ledger.commit_block(out, c.certify(block))
+    assert ex.nonce_used(ledger.state_get_uncached, sender, 7)
+    assert ex.nonce_used(ledger.state_get, sender, 9)
+    assert not ex.nonce_used(ledger.state_get_uncached, sender, 8)
