@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from medchain.cli import exits
 from medchain.localnet.processes import free_ports
 from medchain.node.ops import memory
 from tests.e2e.scenario import medchain
@@ -76,8 +77,10 @@ def test_net_up_status_tx_block_down() -> None:
             "delete",
             "--args",
             '{"key": "missing"}',
-        ).stdout
-        assert "failed" in failed and "no such key" in failed
+            check=False,
+        )
+        assert failed.returncode == exits.FAILED  # a failed transaction is not a success
+        assert "failed" in failed.stdout and "no such key" in failed.stdout
         blk = json.loads(
             medchain("block", "show", str(sent["height"]), "--config", cfg, "--json").stdout
         )
