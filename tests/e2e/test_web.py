@@ -438,7 +438,8 @@ def test_portal_says_in_words_who_may_see_what_and_who_did_and_grants(tmp_path: 
     """Issue 19, point 6: consents in words (dates, categories, purpose, grantee by
     the registry, the true state of referral, expired and revoked ones), the
     access log naming who accessed with the decision and its reason, one page at
-    a time, and a consent granted from the page (signed in it) committed on chain."""
+    a time, a consent granted from the page (signed in it) committed on chain,
+    and the explorer's record page showing the SHA-256 in hex."""
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -547,6 +548,11 @@ def test_portal_says_in_words_who_may_see_what_and_who_did_and_grants(tmp_path: 
                 assert mine["purpose"] == "payment" and mine["status"] == "active"
                 assert mine["period"] == {"from_day": 20089, "to_day": 20453}
                 assert mine["expires_ms"] - mine["created_ms"] == 90 * 86_400_000
+                # -- the explorer's record page shows the SHA-256 in hex
+                page.goto(f"{base}/#/record/{PORTAL_RECORDS[0]}")
+                digest = hashlib.sha256(f"record {PORTAL_RECORDS[0]}".encode()).hexdigest()
+                expect(page.locator("#record-versions td.sha256")).to_have_text(digest)
+                page.screenshot(path=str(ARTIFACTS / "record-hash.png"), full_page=True)
                 assert not errors, errors
             finally:
                 browser.close()

@@ -28,6 +28,8 @@ function esc(s) {
 const text = (v) => (v && typeof v === "object" && "$bytes" in v ? v.$bytes : v);
 const short = (v, n = 12) => { const h = text(v); return h && h.length > n ? h.slice(0, n) + "…" : h || ""; };
 const time = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) + " UTC" : "");
+// A hash or key as hex, whatever shape it came in: {$bytes: hex}, a hex string, bytes.
+const hexOf = (v) => (v instanceof Uint8Array ? hex(v) : typeof v === "string" ? v : v && typeof v.$bytes === "string" ? v.$bytes : "");
 const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 const unhex = (s) => Uint8Array.from(s.match(/../g) || [], (x) => parseInt(x, 16));
 
@@ -250,7 +252,7 @@ async function txPage(id) {
 
 async function recordPage(id) {
   const r = await api(`/api/records/${encodeURIComponent(id)}`);
-  const row = (v) => `<tr><td>${v.version}</td><td>${esc(v.category)}</td><td>${esc(v.clinical_year)}</td><td>${esc(v.custodian)}</td><td class="mono">${esc(short(v.content_hash, 20))}</td><td class="mono">${esc(short(v.patient, 10))}</td></tr>`;
+  const row = (v) => `<tr><td>${v.version}</td><td>${esc(v.category)}</td><td>${esc(v.clinical_year)}</td><td>${esc(v.custodian)}</td><td class="mono sha256">${esc(hexOf(v.content_hash))}</td><td class="mono">${esc(short(v.patient, 10))}</td></tr>`;
   view().innerHTML = `<h1>Record <span class="mono">${esc(id)}</span></h1>
     <section><p class="muted">The record's content stays encrypted at its custodian; the chain holds its fingerprint.</p>
     <table id="record-versions"><thead><tr><th>Version</th><th>Category</th><th>Clinical year</th><th>Custodian</th><th>SHA-256</th><th>Patient (pseudonym)</th></tr></thead>
@@ -481,7 +483,7 @@ async function openRecord(recordId) {
     const sealed = Uint8Array.from(atob(item.sealed), (c) => c.charCodeAt(0));
     const [, content] = MsgPack.decode(await Nacl.openSealed(sealed, portal.seed));
     const digest = hex(new Uint8Array(await crypto.subtle.digest("SHA-256", content)));
-    const anchored = rec.content_hash?.$bytes ?? String(rec.content_hash);  // bytes travel as {$bytes: hex}
+    const anchored = hexOf(rec.content_hash);  // bytes travel as {$bytes: hex}
     const verified = digest === anchored;
     const resource = JSON.parse(new TextDecoder().decode(content));
     out.innerHTML = `<article class="record" data-record="${esc(recordId)}">
