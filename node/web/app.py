@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -30,7 +31,7 @@ from medchain.node.web.auth import Auth, add_session_routes
 from medchain.node.web.explorer import BlockCache, add_explorer_routes
 from medchain.node.web.limits import WebLimits
 from medchain.node.web.portal import Sessions
-from medchain.node.web.portal_api import add_portal_routes
+from medchain.node.web.portal_api import add_portal_routes, wall_ms
 from medchain.node.web.protocol import (
     HttpError,
     Request,
@@ -102,6 +103,7 @@ def build_app(
     history: History,
     records: RecordService | None = None,
     limits: WebLimits | None = None,
+    clock_ms: Callable[[], int] = wall_ms,
 ) -> Router:
     g = d.genesis
     orgs = g.organizations
@@ -200,5 +202,5 @@ def build_app(
     auth = Auth(d, sessions)
     add_session_routes(r, auth)
     add_explorer_routes(r, d, auth, lim, cache)
-    add_portal_routes(r, d, auth, records, query, lim)
+    add_portal_routes(r, d, auth, records, query, lim, clock_ms)
     return r

@@ -47,6 +47,9 @@ class WebLimits:
     # Block pages: transactions per page.
     tx_page_default: int = 100
     tx_page_max: int = 200
+    # The portal's access log: entries per page.
+    access_page_default: int = 20
+    access_page_max: int = 100
     # Patients: live event streams and sessions per patient (or per organization
     # or regulator signing in); a patient's new session evicts only that same
     # patient's oldest one.
@@ -79,6 +82,8 @@ class WebLimits:
         out = cls(**values)
         if out.tx_page_default > out.tx_page_max:
             raise ValueError("http_limits.tx_page_default must not exceed tx_page_max")
+        if out.access_page_default > out.access_page_max:
+            raise ValueError("http_limits.access_page_default must not exceed access_page_max")
         return out
 
     def to_doc(self) -> dict[str, Any]:

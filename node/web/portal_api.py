@@ -1,8 +1,11 @@
 """The patient portal's API: sign in by signing a challenge with the patient's
-key, see one's records, consents and access log (live, by server-sent events),
-submit one's own consent revocations, and fetch one's records' contents sealed
-to one's key (opened in the browser; the node that serves the page never holds
-them in clear unless it is their custodian).
+key, see one's records, consents and access log (live, by server-sent events;
+the log one page at a time), submit one's own consent grants and revocations,
+and fetch one's records' contents sealed to one's key (opened in the browser;
+the node that serves the page never holds them in clear unless it is their
+custodian). Consents and log entries come with their words beside the
+chaincode's fields (node/web/portal_view.py): dates, categories, purpose, who
+a grantee or requester is by the registry, a consent's true state.
 
 Every route but the challenge and the login needs a patient's session: a
 cookie (or a bearer token for scripts) from ``/api/portal/login`` or
@@ -13,7 +16,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import trio
@@ -27,14 +31,37 @@ from medchain.node.rpc.jsonval import to_json
 from medchain.node.web.auth import CLEAR_COOKIE, Auth, open_session, session_cookie
 from medchain.node.web.limits import WebLimits
 from medchain.node.web.portal import PortalError, Session
-from medchain.node.web.protocol import HttpError, Request, Response, Router, json_response
+from medchain.node.web.portal_view import (
+    Registry,
+    access_page,
+    cursor_of,
+    describe_access,
+    describe_consent,
+    grant_options,
+    parse_cursor,
+)
+from medchain.node.web.protocol import (
+    HttpError,
+    Request,
+    Response,
+    Router,
+    int_param,
+    json_response,
+)
 from medchain.storage.codec import DecodeError
 from medchain.storage.tx import Transaction
 
 # What a patient may submit through the portal (signed in the browser).
-PORTAL_TXS = {("consent", "revoke")}
+PORTAL_TXS = {("consent", "grant"), ("consent", "revoke")}
 # What a patient may send to fetch records: an access request naming them.
 FETCH_TXS = {("access", "request_many")}
+ACCESS_WINDOW = 5000  # entries access.by_patient returns at most (its MAX_LIST)
+# The patient's own data: never cached or shared.
+NO_STORE = [("cache-control", "no-store"), ("vary", "cookie, authorization")]
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def add_portal_routes(
@@ -44,11 +71,39 @@ def add_portal_routes(
     records: RecordService | None,
     query: Callable[..., Any],
     limits: WebLimits,
+    clock_ms: Callable[[], int] = wall_ms,
 ) -> None:
     g = d.genesis
     orgs = g.organizations
+    org_names = {o.org_id: o.name for o in orgs}
     sessions = auth.sessions
     streams: dict[str, int] = {}  # live event streams per patient
+
+    def now_ms() -> int:
+        """What "expired" is judged by: this node's clock (block time when ahead)."""
+        return max(clock_ms(), d.ledger.last_timestamp_ms)
+
+    def practitioner(pid: str) -> Mapping[str, Any] | None:
+        try:
+            rec = query("registry", "practitioner", {"practitioner": pid})
+        except HttpError:
+            return None
+        return rec if isinstance(rec, dict) else None
+
+    def registry() -> Registry:
+        return Registry(org_names, practitioner)
+
+    def consents_of(s: Session, reg: Registry) -> list[Any]:
+        """The patient's consents, each with its words and true state."""
+        args = {"patient": s.subject}
+        consents = query("consent", "list_for_patient", args, s.key)
+        referrals: dict[str, Any] = {}
+        if any(str(c.get("source", "")).startswith("referral/") for c in consents):
+            referrals = {r["id"]: r for r in query("referral", "by_patient", args, s.key)}
+        now = now_ms()
+        for c in consents:
+            c.update(describe_consent(c, referrals, reg, now))
+        return list(consents)
 
     def signed_tx(
         req: Request, s: Session, allowed: set[tuple[str, str]]
@@ -94,18 +149,49 @@ def add_portal_routes(
         s = session(req)
         args = {"patient": s.subject}
         recs = query("records", "by_patient", args, s.key)
-        names = {o.org_id: o.name for o in orgs}
         for rec in recs:
-            rec["custodian_name"] = names.get(rec.get("custodian", ""), "")
+            rec["custodian_name"] = org_names.get(rec.get("custodian", ""), "")
+        options = grant_options(
+            [(o.org_id, o.name, o.role) for o in orgs], [r.get("category") for r in recs]
+        )
         return json_response(
             {
                 "patient": s.subject,
                 "public_key": s.key.hex(),
                 "chain_id": g.chain_id,
                 "records": recs,
-                "consents": query("consent", "list_for_patient", args, s.key),
-                "accesses": query("access", "by_patient", args, s.key),
-            }
+                "consents": consents_of(s, registry()),
+                "grant_options": options,
+            },
+            headers=list(NO_STORE),
+        )
+
+    @r.route("GET", "/api/portal/accesses")
+    async def accesses(req: Request) -> Response:
+        """One page of the patient's access log, newest first: ``limit`` entries
+        older than the cursor ``before`` (the ``next`` of the page before), each
+        with who asked, the decision and its reason in words."""
+        s = session(req)
+        limit = int_param(req.query, "limit", limits.access_page_default, 1, limits.access_page_max)
+        before = None
+        if "before" in req.query:
+            before = parse_cursor(req.query["before"])
+            if before is None:
+                raise HttpError(400, "before is a cursor from a page's next")
+        args: dict[str, Any] = {"patient": s.subject}
+        if before is not None:
+            args["before_ms"] = before[0] + 1  # (the entries of that same block too)
+        entries = query("access", "by_patient", args, s.key)
+        page, older = access_page(entries, before, limit, len(entries) >= ACCESS_WINDOW)
+        reg = registry()
+        consents = {c["id"]: c for c in consents_of(s, reg)} if page else {}
+        return json_response(
+            {
+                "accesses": [describe_access(e, s.subject, reg, consents) for e in page],
+                "next": cursor_of(older) if older is not None else None,
+                "limit": limit,
+            },
+            headers=list(NO_STORE),
         )
 
     @r.route("GET", "/api/portal/events")
@@ -190,4 +276,4 @@ def add_portal_routes(
             }
         )
 
-    del challenge, login, logout, me, events, submit, fetch
+    del challenge, login, logout, me, accesses, events, submit, fetch

@@ -474,6 +474,16 @@ def test_only_patients_and_admins_sign_in_and_bad_logins_are_clear_4xx(world: Wo
     status, out = login(w, w.p1.signer, "/api/portal")
     assert status == 200 and out["patient"] == w.pseudonym["p1"]
     assert get(w, "/api/portal/me", out["token"])[1]["patient"] == w.pseudonym["p1"]
+    # the portal's answers are the patient's own: p1's consents and access log name
+    # p1's record and p1's grantee, nothing of p2's; an admin's session gets none
+    for path in ("/api/portal/me", "/api/portal/accesses"):
+        status, body = get(w, path, out["token"])
+        assert status == 200, (path, body)
+        text = json.dumps(body)
+        assert "pv-a-1" in text and "Hospital B" in text, path
+        for other in (w.pseudonym["p2"], "pv-a-2", "pv-b-1"):
+            assert other not in text, (path, other)
+    assert get(w, "/api/portal/accesses", token)[0] == 401
     # and a patient signed in at the explorer is the same patient in the portal
     assert get(w, "/api/portal/me", token_of(w, w.p1.signer))[0] == 200
 

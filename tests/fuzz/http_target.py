@@ -92,6 +92,7 @@ def world() -> WebWorld:
     patient, pseudonym = c.patient()
     doc, _ = c.practitioner("hospital-a")
     c.anchor(doc, "hospital-a", "rec-1", pseudonym)
+    c.ok(patient, "access", "request", {"record_id": "rec-1", "purpose": "treatment"})
     admin = c.admins["hospital-a"]
     c.block([(admin, "kv", "put", {"key": f"k{i}", "value": "v"}) for i in range(5)])
     d = Driver(
@@ -250,6 +251,8 @@ def routes() -> list[str]:
         "/api/search?q=rec-1",
         "/api/session",
         "/api/portal/me",
+        "/api/portal/accesses?limit=2",
+        "/api/portal/accesses?before=1." + "0" * 64 + ".rec-1",
         "/api/portal/events",
     ]
 
@@ -275,7 +278,7 @@ def samples() -> list[bytes]:
     host = [("host", "x")]
     auth = [("host", "x"), ("authorization", f"Bearer {SESSION}")]
     out = [request_bytes("GET", t, host, b"") for t in routes()]
-    out += [request_bytes("GET", t, auth, b"") for t in routes()[-4:]]
+    out += [request_bytes("GET", t, auth, b"") for t in routes()[-6:]]
     body = json.dumps({"public_key": "00" * 32, "challenge": "00" * 32, "signature": "00" * 64})
     for p in POSTS:
         hs = [*auth, ("content-type", "application/json"), ("content-length", str(len(body)))]

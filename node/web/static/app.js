@@ -28,6 +28,8 @@ function esc(s) {
 const text = (v) => (v && typeof v === "object" && "$bytes" in v ? v.$bytes : v);
 const short = (v, n = 12) => { const h = text(v); return h && h.length > n ? h.slice(0, n) + "…" : h || ""; };
 const time = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) + " UTC" : "");
+// A hash or key as hex, whatever shape it came in: {$bytes: hex}, a hex string, bytes.
+const hexOf = (v) => (v instanceof Uint8Array ? hex(v) : typeof v === "string" ? v : v && typeof v.$bytes === "string" ? v.$bytes : "");
 const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 const unhex = (s) => Uint8Array.from(s.match(/../g) || [], (x) => parseInt(x, 16));
 
@@ -250,7 +252,7 @@ async function txPage(id) {
 
 async function recordPage(id) {
   const r = await api(`/api/records/${encodeURIComponent(id)}`);
-  const row = (v) => `<tr><td>${v.version}</td><td>${esc(v.category)}</td><td>${esc(v.clinical_year)}</td><td>${esc(v.custodian)}</td><td class="mono">${esc(short(v.content_hash, 20))}</td><td class="mono">${esc(short(v.patient, 10))}</td></tr>`;
+  const row = (v) => `<tr><td>${v.version}</td><td>${esc(v.category)}</td><td>${esc(v.clinical_year)}</td><td>${esc(v.custodian)}</td><td class="mono sha256">${esc(hexOf(v.content_hash))}</td><td class="mono">${esc(short(v.patient, 10))}</td></tr>`;
   view().innerHTML = `<h1>Record <span class="mono">${esc(id)}</span></h1>
     <section><p class="muted">The record's content stays encrypted at its custodian; the chain holds its fingerprint.</p>
     <table id="record-versions"><thead><tr><th>Version</th><th>Category</th><th>Clinical year</th><th>Custodian</th><th>SHA-256</th><th>Patient (pseudonym)</th></tr></thead>
@@ -297,16 +299,24 @@ function renderPatient() {
   view().innerHTML = `
     <h1>Your records <span class="muted mono" id="patient-id">${esc(me.patient)}</span></h1>
     <div class="row"><button class="secondary" id="logout">Sign out</button><span class="muted" id="live">live updates: connecting…</span></div>
-    <section><h2>Who used your data</h2><table id="access-log"><thead><tr><th>When</th><th>Record</th><th>By</th><th>Purpose</th><th>Decision</th><th>Under consent</th></tr></thead><tbody></tbody></table></section>
-    <section><h2>Your consents</h2><p id="consent-msg" hidden></p><table id="consents"><thead><tr><th>Consent</th><th>For</th><th>Purpose</th><th>Scope</th><th>Until</th><th>Status</th><th></th></tr></thead><tbody></tbody></table>
-      ${canSign ? "" : '<p class="muted">To revoke from this page, sign in with your key file.</p>'}</section>
+    <section><h2>Who used your data</h2><p id="access-new" class="notice" hidden>New accesses were logged: <a href="#/portal" id="access-newest">see the newest</a>.</p>
+      <table id="access-log"><thead><tr><th>When</th><th>Record</th><th>Who</th><th>Purpose</th><th>Decision</th><th>Why</th><th>Under</th></tr></thead><tbody></tbody></table>
+      <div class="row pager" id="access-pages"><button class="secondary" id="access-prev" disabled>← previous (newer)</button><span class="muted" id="access-where"></span><button class="secondary" id="access-next" disabled>next (older) →</button></div></section>
+    <section><h2>Your consents</h2><p id="consent-msg" hidden></p><table id="consents"><thead><tr><th>Consent</th><th>For</th><th>Purpose</th><th>Which records</th><th>Until</th><th>Status</th><th></th></tr></thead><tbody></tbody></table>
+      ${canSign ? grantForm(me.grant_options) : '<p class="muted">To grant or revoke from this page, sign in with your key file.</p>'}</section>
     <section><h2>Your records across institutions</h2><table id="records"><thead><tr><th>Year</th><th>Category</th><th>Held by</th><th>Record</th><th></th></tr></thead><tbody></tbody></table>
       <p class="muted">${canSign
         ? "Contents stay encrypted at each institution. Open one: this page signs the request with your key, the institution logs the access on chain and sends the record sealed to your key, and it is decrypted and checked against its on-chain fingerprint here."
         : "Contents stay encrypted at each institution. To open them here, sign in with your key file; or use <code>medchain records timeline</code>."}</p>
       <div id="record-view"></div></section>`;
   $("#logout").onclick = async () => { await post("/api/portal/logout"); portal.seed = null; portal.me = null; await refreshSession(); location.hash = "#/portal"; portalPage(); };
-  fillPatient(new Set());
+  if (canSign) wireGrantForm();
+  fillPatient();
+  accessLog.cursors = []; accessLog.cursor = null; accessLog.rows = [];
+  $("#access-next").onclick = () => { accessLog.cursors.push(accessLog.cursor); loadAccesses(accessLog.next); };
+  $("#access-prev").onclick = () => loadAccesses(accessLog.cursors.pop() ?? null);
+  $("#access-newest").onclick = (ev) => { ev.preventDefault(); accessLog.cursors = []; loadAccesses(null); };
+  loadAccesses(null);
   eventSource = new EventSource("/api/portal/events");
   eventSource.onopen = () => { $("#live").textContent = "live updates: on"; };
   // CLOSED: the server refused the stream (e.g. too many views open); the browser will not retry
@@ -315,29 +325,126 @@ function renderPatient() {
     if (l) l.textContent = ev.target.readyState === EventSource.CLOSED ? "live updates: off (reload to retry)" : "live updates: reconnecting…";
   };
   const reload = async () => {
-    const before = new Set(portal.me.accesses.map((a) => a.access_id));
-    try { portal.me = await api("/api/portal/me"); fillPatient(before); } catch (e) { /* session over */ }
+    try { portal.me = await api("/api/portal/me"); fillPatient(); } catch (e) { /* session over */ }
   };
-  ["access", "consent", "records"].forEach((k) => eventSource.addEventListener(k, reload));
+  // a new access shows on the newest page at once; on an older page, a notice says so
+  eventSource.addEventListener("access", () => {
+    if (accessLog.cursor === null) loadAccesses(null, true);
+    else $("#access-new").hidden = false;
+  });
+  ["consent", "records"].forEach((k) => eventSource.addEventListener(k, reload));
 }
 
-function fillPatient(seen) {
+// The access log, one page at a time: the server pages with a cursor (the last
+// entry shown); going back to newer pages retraces the cursors used.
+const accessLog = { cursors: [], cursor: null, next: null, rows: [], asked: 0 };
+
+async function loadAccesses(cursor, live = false) {
+  const before = new Set(accessLog.rows.map((a) => a.access_id));
+  const asked = ++accessLog.asked;
+  let page;
+  try {
+    page = await api(`/api/portal/accesses${cursor ? `?before=${encodeURIComponent(cursor)}` : ""}`);
+  } catch (e) { return; /* session over */ }
+  if (asked !== accessLog.asked) return;  // a later page was asked for meanwhile
+  accessLog.cursor = cursor; accessLog.next = page.next; accessLog.rows = page.accesses;
+  const fresh = (a) => live && before.size && !before.has(a.access_id);
+  const body = $("#access-log tbody");
+  if (!body) return;
+  body.innerHTML = page.accesses.map((a) => `<tr class="${fresh(a) ? "fresh" : ""}" data-access="${esc(a.access_id)}">
+    <td>${time(a.timestamp_ms)}</td><td><span class="mono">${esc(a.record_id)}</span> <span class="muted">at ${esc(a.custodian_name)}</span></td>
+    <td class="who">${esc(a.requester_text)}</td><td>${esc(a.purpose)}</td>
+    <td class="decision ${a.decision === "permit" ? "permit" : "deny"}">${esc(a.decision_text)}</td>
+    <td class="reason">${esc(a.reason_text)}</td><td class="consent">${esc(a.consent_text)}</td></tr>`).join("")
+    || `<tr><td colspan="7" class="muted">${cursor ? "no older accesses" : "nobody has asked for your records yet"}</td></tr>`;
+  const pageNo = accessLog.cursors.length + 1;
+  $("#access-where").textContent = page.accesses.length ? `page ${pageNo} (newest first)` : "";
+  $("#access-prev").disabled = cursor === null;
+  $("#access-next").disabled = !page.next;
+  if (cursor === null) $("#access-new").hidden = true;
+}
+
+function fillPatient() {
   const me = portal.me;
   const canSign = portal.seed !== null && portal.publicKey === me.public_key;
-  const acc = [...me.accesses].sort((a, b) => b.timestamp_ms - a.timestamp_ms);
-  $("#access-log tbody").innerHTML = acc.map((a) => `<tr class="${seen.size && !seen.has(a.access_id) ? "fresh" : ""}" data-access="${esc(a.access_id)}">
-    <td>${time(a.timestamp_ms)}</td><td class="mono">${esc(a.record_id)}</td><td>${esc(a.requester_org || "")} <span class="muted">${esc(a.requester_kind || "")}</span></td>
-    <td>${esc(a.purpose)}</td><td class="${a.decision === "permit" ? "permit" : "deny"}">${esc(a.decision)}${a.reason ? ` — ${esc(a.reason)}` : ""}</td>
-    <td class="mono">${esc(short(a.consent_id || "", 10))}</td></tr>`).join("") || '<tr><td colspan="6" class="muted">nobody has asked for your records yet</td></tr>';
   $("#consents tbody").innerHTML = me.consents.map((c) => `<tr data-consent="${esc(c.id)}">
-    <td class="mono">${esc(short(c.id, 12))}</td><td>${esc(c.grantee)}</td><td>${esc(c.purpose)}</td>
-    <td>${esc((c.categories || []).join(", ") || "all")}${c.period ? ` · ${esc(JSON.stringify(c.period))}` : ""}</td>
-    <td>${time(c.expires_ms)}</td><td class="status">${esc(c.status)}</td>
-    <td>${c.status === "active" ? `<button class="revoke" data-id="${esc(c.id)}" ${canSign ? "" : "disabled"}>Revoke</button>` : ""}</td></tr>`).join("") || '<tr><td colspan="7" class="muted">no consents</td></tr>';
+    <td class="mono">${esc(short(c.id, 12))}</td><td class="grantee">${esc(c.grantee_text)}</td><td class="purpose">${esc(c.purpose_text)}</td>
+    <td class="scope">${esc(c.scope_text)}${c.referral ? `<div class="muted referral">${esc(c.referral.text)}</div>` : ""}</td>
+    <td>${time(c.expires_ms)}</td><td class="status">${esc(c.state)}</td>
+    <td>${c.state === "active" ? `<button class="revoke" data-id="${esc(c.id)}" ${canSign ? "" : "disabled"}>Revoke</button>` : ""}</td></tr>`).join("") || '<tr><td colspan="7" class="muted">no consents</td></tr>';
   document.querySelectorAll("button.revoke").forEach((b) => { b.onclick = () => revoke(b.dataset.id); });
   $("#records tbody").innerHTML = me.records.map((r) => `<tr data-record="${esc(r.record_id)}"><td>${esc(r.clinical_year)}</td><td>${esc(r.category)}</td><td>${esc(r.custodian_name || r.custodian)}</td><td class="mono">${esc(r.record_id)}</td>
     <td><button class="secondary open-record" data-id="${esc(r.record_id)}" ${canSign ? "" : "disabled"}>Open</button></td></tr>`).join("") || '<tr><td colspan="5" class="muted">no records</td></tr>';
   document.querySelectorAll("button.open-record").forEach((b) => { b.onclick = () => openRecord(b.dataset.id); });
+}
+
+// Granting a consent: the page builds and signs consent.grant with the patient's
+// key, as for a revocation; the node only relays it.
+function grantForm(opts) {
+  const option = (o) => `<option value="${esc(o.value ?? o.id)}">${esc(o.text ?? o.name)}</option>`;
+  return `<form id="grant-form" class="grant" autocomplete="off"><h3>Grant a consent</h3>
+    <div class="row"><label>To <select id="grant-org">${opts.organizations.map(option).join("")}</select></label>
+      <label>For <select id="grant-purpose">${opts.purposes.map(option).join("")}</select></label></div>
+    <fieldset id="grant-categories"><legend>Which records</legend>
+      <label><input type="checkbox" value="*"> all your records</label>
+      ${opts.categories.map((c) => `<label><input type="checkbox" value="${esc(c.value)}"> ${esc(c.text)}</label>`).join("")}</fieldset>
+    <div class="row"><label>Dated <select id="grant-period"><option value="any">any date</option><option value="last">in the last days…</option><option value="range">between two dates…</option></select></label>
+      <label id="grant-last" hidden>the last <input type="number" id="grant-last-days" value="730" min="1" max="36500"> days</label>
+      <span id="grant-range" hidden><label>from <input type="date" id="grant-from"></label> <label>to <input type="date" id="grant-to"></label></span></div>
+    <div class="row"><label>Lasting <input type="number" id="grant-days" value="90" min="1" max="36500"> days</label>
+      <button type="button" id="grant">Sign and grant</button></div></form>`;
+}
+
+function wireGrantForm() {
+  $("#grant-period").onchange = () => {
+    $("#grant-last").hidden = $("#grant-period").value !== "last";
+    $("#grant-range").hidden = $("#grant-period").value !== "range";
+  };
+  $("#grant").onclick = grantConsent;
+}
+
+function wholeNumber(sel, what) {
+  const v = $(sel).value.trim();
+  const n = Number(v);
+  if (!/^[0-9]+$/.test(v) || n < 1 || n > 36500) throw new Error(`${what}: a whole number of days from 1 to 36500`);
+  return n;
+}
+
+function grantArgs() {
+  const picked = [...document.querySelectorAll("#grant-categories input:checked")].map((i) => i.value);
+  if (!picked.length) throw new Error("choose which records the consent covers");
+  const kind = $("#grant-period").value;
+  let period = {};
+  if (kind === "last") period = { last_days: wholeNumber("#grant-last-days", "the period") };
+  if (kind === "range") {
+    const from = $("#grant-from").value, to = $("#grant-to").value;
+    if (!from && !to) throw new Error("give the first date, the last date, or both");
+    if (from && to && from > to) throw new Error("the period ends before it starts");
+    if (from) period.from = from;
+    if (to) period.to = to;
+  }
+  return {
+    grantee_kind: "org",
+    grantee: $("#grant-org").value,
+    categories: picked.includes("*") ? ["*"] : picked,
+    purpose: $("#grant-purpose").value,
+    period,
+    days: wholeNumber("#grant-days", "how long it lasts"),
+  };
+}
+
+async function grantConsent() {
+  const msg = $("#consent-msg");
+  msg.hidden = false; msg.className = "notice";
+  try {
+    const args = grantArgs();
+    msg.textContent = "signing and committing…";
+    const res = await post("/api/portal/submit", { tx: await signTx("consent", "grant", args) });
+    if (res.status !== "committed") throw new Error(res.reason || res.status);
+    msg.textContent = `consent granted in block ${res.height}`;
+    portal.me = await api("/api/portal/me");
+    fillPatient();
+  } catch (e) { msg.className = "error"; msg.textContent = e.message || e; }
 }
 
 let lastNonce = 0n;
@@ -376,7 +483,7 @@ async function openRecord(recordId) {
     const sealed = Uint8Array.from(atob(item.sealed), (c) => c.charCodeAt(0));
     const [, content] = MsgPack.decode(await Nacl.openSealed(sealed, portal.seed));
     const digest = hex(new Uint8Array(await crypto.subtle.digest("SHA-256", content)));
-    const anchored = rec.content_hash?.$bytes ?? String(rec.content_hash);  // bytes travel as {$bytes: hex}
+    const anchored = hexOf(rec.content_hash);  // bytes travel as {$bytes: hex}
     const verified = digest === anchored;
     const resource = JSON.parse(new TextDecoder().decode(content));
     out.innerHTML = `<article class="record" data-record="${esc(recordId)}">
@@ -398,7 +505,7 @@ async function revoke(consentId) {
     if (res.status !== "committed") throw new Error(res.reason || res.status);
     msg.textContent = `consent revoked in block ${res.height}`;
     portal.me = await api("/api/portal/me");
-    fillPatient(new Set(portal.me.accesses.map((a) => a.access_id)));
+    fillPatient();
   } catch (e) { msg.className = "error"; msg.textContent = e.message || e; }
 }
 
