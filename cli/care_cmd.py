@@ -210,7 +210,12 @@ def claim() -> None:
 @click.option("--name", required=True)
 @click.option("--catalog", type=JSON_FILE, required=True, help="JSON list of covered items.")
 @click.option("--deductible-cents", type=click.IntRange(0), default=0, show_default=True)
-@click.option("--annual-limit-cents", type=click.IntRange(0), default=0, show_default=True)
+@click.option(
+    "--annual-limit-cents",
+    type=click.IntRange(0),
+    required=True,
+    help="What the product pays at most per patient and year.",
+)
 @socket_options
 @json_option
 @rpc_errors
@@ -294,7 +299,8 @@ def submit(
         res,
         as_json,
         lambda: click.echo(
-            f"claim {res.get('claim_id')}: {res.get('status')}, payable {res.get('payable_cents', 0) / 100:.2f}"
+            f"claim {res.get('claim_id')}: {res.get('outcome')}, benefit "
+            f"{_money(res.get('total_benefit_cents'))} of {_money(res.get('total_submitted_cents'))}"
         ),
     )
 
@@ -319,7 +325,9 @@ def pay(
     """Record a payment of a claim."""
     with session(key, socket_path, config) as mc:
         res = mc.claim_pay(claim_id, amount_cents, reference)
-    output(res, as_json, lambda: click.echo(f"claim {claim_id}: {res.get('status')}"))
+    output(
+        res, as_json, lambda: click.echo(f"claim {claim_id}: paid {_money(res.get('paid_cents'))}")
+    )
 
 
 @claim.command("show")
@@ -335,17 +343,47 @@ def claim_show(
     with session(key, socket_path, config) as mc:
         c = mc.claim_show(claim_id)
         names = Names(mc)
+        output(c, as_json, lambda: click.echo("\n".join(_claim_lines(c, names))))
 
-    def human() -> None:
-        click.echo(f"claim {claim_id}  {c.get('status')}")
-        click.echo(
-            f"  by {names.org(c.get('claimant_org') or c.get('org'))} to {names.org(c.get('insurer'))}, product {c.get('product_id')}, {c.get('encounter_month')}"
-        )
-        for k in ("claimed_cents", "payable_cents", "paid_cents"):
-            if k in c:
-                click.echo(f"  {k[:-6]:<8} {c[k] / 100:.2f}")
 
-    output(c, as_json, human)
+def _money(cents: object) -> str:
+    return f"{cents / 100:,.2f}" if isinstance(cents, int) else "-"
+
+
+def _claim_lines(c: dict[str, Any], names: Names) -> list[str]:
+    return [
+        f"claim {c.get('claim_id')}  {c.get('status')}, {c.get('outcome', '-')}"
+        + (f" ({c['disposition']})" if c.get("disposition") else ""),
+        f"  {names.org(c.get('hospital'))} -> {names.org(c.get('insurer'))}, product "
+        f"{c.get('product_id')}, encounter month {c.get('encounter_month')}",
+        f"  submitted {_money(c.get('total_submitted_cents'))}, benefit "
+        f"{_money(c.get('total_benefit_cents'))}, co-pay {_money(c.get('total_copay_cents'))}, "
+        f"paid {_money(c.get('paid_cents'))}; on {when(c.get('submitted_ms'))}",
+    ]
+
+
+@claim.command("list")
+@key_option("The patient's, the hospital's, the insurer's or a regulator's key file.")
+@click.option("--patient", default=None, help="Pseudonym (default: the key's own).")
+@socket_options
+@json_option
+@rpc_errors
+def claim_list(
+    key: Path, patient: str | None, socket_path: Path | None, config: Path | None, as_json: bool
+) -> None:
+    """A patient's claims (those the key may read)."""
+    from medchain.contracts.sdk import pseudonym_of
+
+    with session(key, socket_path, config) as mc:
+        rows = mc.claim_list(patient or pseudonym_of(mc.signer.public_key, "patient"))
+        names = Names(mc)
+        if as_json:
+            output(rows, True, lambda: None)
+            return
+        for c in rows:
+            click.echo("\n".join(_claim_lines(c, names)))
+        if not rows:
+            click.echo("no claims")
 
 
 # -- dictionary -----------------------------------------------------------------------

@@ -297,6 +297,10 @@ class _Operations(Generic[R]):
     def claim_show(self, claim_id: str) -> R:
         return self._run(Call("settlement", "claim", {"claim_id": claim_id}, query=True))
 
+    def claim_list(self, patient: str) -> R:
+        """A patient's claims that the signer may read."""
+        return self._run(Call("settlement", "claims", {"patient": patient}, query=True))
+
     def product_show(self, product_id: str) -> R:
         return self._run(Call("settlement", "product", {"product_id": product_id}, query=True))
 

@@ -346,6 +346,7 @@ def submit_claim(ctx: Context, args: Args) -> Result:
         ctx.put(enc_key, claim_id.encode())
         claim = adjudicate(ctx, claim, product, diagnoses, items)
     ctx.put_obj(b"claim/" + claim_id.encode(), claim)
+    ctx.put(b"pclaim/" + patient.encode() + b"/" + claim_id.encode(), b"")
     ctx.emit(
         "adjudicated",
         {
@@ -416,15 +417,33 @@ def claim(ctx: Context, args: Args) -> Result:
     c = ctx.get_obj(b"claim/" + arg_id(args_dict(args), "claim_id").encode())
     if c is None:
         raise Reject("no such claim")
+    if not readable(ctx, c):
+        raise Reject("only the patient, the hospital, the insurer or a regulator may read a claim")
+    return c
+
+
+def readable(ctx: Context, c: Record) -> bool:
     who = ctx.caller
-    if not (
+    return bool(
         (who.kind == "patient" and who.id == c["patient"])
         or who.acts_for(c["hospital"])
         or who.acts_for(c["insurer"])
         or (who.is_admin_of() and who.org_role == "regulator")
-    ):
-        raise Reject("only the patient, the hospital, the insurer or a regulator may read a claim")
-    return c
+    )
+
+
+@query
+def claims(ctx: Context, args: Args) -> Result:
+    """A patient's claims the caller may read (the patient, the claiming hospital, the
+    insurer, a regulator), in claim id order."""
+    patient = arg_id(args_dict(args), "patient")
+    prefix = b"pclaim/" + patient.encode() + b"/"
+    out: list[Record] = []
+    for k, _ in ctx.scan(prefix):
+        c = ctx.get_obj(b"claim/" + k[len(prefix) :])
+        if c is not None and readable(ctx, c):
+            out.append(c)
+    return out
 
 
 @query

@@ -289,3 +289,82 @@ def test_sdk_sync_and_asyncio_give_the_same_answers(net: Cli) -> None:
             ]
 
     assert asyncio.run(via_asyncio()) == ["revoked"]
+
+
+def test_claim_from_product_to_payment(net: Cli) -> None:
+    cli = net
+    key, me = patient_key(net)
+    ins = ("--key", "net/insurer/admin.key", "--config", "net/insurer/node.toml")
+    item = {"system": "urn:example:items", "code": "VISIT"}
+    (cli.cwd / "catalog.json").write_text(
+        json.dumps(
+            [
+                {
+                    **item,
+                    "unit_price_cents": 8_000,
+                    "coverage_bp": 8_000,
+                    "per_item_cap_cents": 8_000,
+                    "per_year_cap_cents": 20_000,
+                }
+            ]
+        )
+    )
+    cli(
+        "claim",
+        "product-add",
+        "--id",
+        "basic",
+        "--name",
+        "Basic care",
+        "--catalog",
+        "catalog.json",
+        "--annual-limit-cents",
+        "500000",
+        *ins,
+    )
+    cli(
+        "claim",
+        "enroll",
+        "--product",
+        "basic",
+        "--patient",
+        me,
+        "--from",
+        "2025-01",
+        "--to",
+        "2027-12",
+        *ins,
+    )
+    rows = cli.json(
+        "records",
+        "timeline",
+        "--patient",
+        me,
+        "--key",
+        "net/hospital-a/admin.key",
+        "--no-fetch",
+        *A,
+    )
+    assert isinstance(rows, list)
+    record = next(r["record_id"] for r in rows if r["custodian"] == "hospital-a")
+    (cli.cwd / "claim.json").write_text(
+        json.dumps(
+            {
+                "claim_id": "cl-1",
+                "product_id": "basic",
+                "patient": me,
+                "encounter_id": "e-1",
+                "encounter_month": "2026-11",
+                "records": [record],
+                "diagnoses": [],
+                "items": [{**item, "quantity": 1}],
+            }
+        )
+    )
+    out = cli("claim", "submit", "--claim", "claim.json", "--key", "net/hospital-a/admin.key", *A)
+    assert "benefit 64.00 of 80.00" in out.stdout, out.stdout
+    cli("claim", "pay", "cl-1", "--amount-cents", "6400", "--reference", "SEPA-1", *ins)
+    shown = cli("claim", "show", "cl-1", "--key", key, *A).stdout
+    assert "Hospital A -> Insurer" in shown and "paid 64.00" in shown
+    assert [c["claim_id"] for c in cli.json("claim", "list", "--key", key, *A)] == ["cl-1"]  # type: ignore[union-attr]
+    assert cli.json("claim", "list", "--patient", me, "--key", "net/hospital-b/admin.key", *B) == []
