@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from medchain.cli.bench_cmd import bench
-from medchain.cli.care_cmd import claim, dictionary, query, referral
+from medchain.cli.care_cmd import claim, dictionary, query
 from medchain.cli.consent_cmd import access, consent
 from medchain.cli.consortium import consortium
 from medchain.cli.demo import demo
@@ -20,6 +20,7 @@ from medchain.cli.node_cmd import node
 from medchain.cli.people_cmd import patient, practitioner, rotate_key
 from medchain.cli.portal_cmd import portal
 from medchain.cli.records_cmd import records
+from medchain.cli.referral_cmd import referral
 from medchain.cli.status_cmds import block, status, tx
 
 DEBUG_ENV = "MEDCHAIN_DEBUG"  # set: an unexpected error shows its traceback

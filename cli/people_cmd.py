@@ -151,7 +151,12 @@ def practitioner_list(
 
 
 def _status_change(action: str) -> Any:
-    @practitioner.command(action)
+    @practitioner.command(
+        action,
+        help="Suspend a practitioner: their requests are denied (and logged) until reinstated."
+        if action == "suspend"
+        else "Reinstate a suspended practitioner.",
+    )
     @click.option("--admin-key", type=click.Path(path_type=Path), required=True)
     @click.argument("practitioner_id")
     @socket_options
@@ -169,11 +174,6 @@ def _status_change(action: str) -> Any:
             res = run(practitioner_id)
         output(res, as_json, lambda: click.echo(f"practitioner {practitioner_id}: {action}ed"))
 
-    command.__doc__ = (
-        "Suspend a practitioner: their requests are denied (and logged) until reinstated."
-        if action == "suspend"
-        else "Reinstate a suspended practitioner."
-    )
     return command
 
 
