@@ -138,3 +138,16 @@ def org_dirs(directory: Path) -> list[Path]:
 
     g = Genesis.load(directory / "genesis.toml")
     return [directory / o.org_id for o in g.organizations]
+
+
+def create_key(out: Path) -> Any:
+    """A new key in a new 0600 file ``out`` (a clear error if it cannot be made)."""
+    from medchain.storage.crypto import Signer
+    from medchain.storage.keyfile import KeyFileError, save_key
+
+    signer = Signer.generate()
+    try:
+        save_key(out, signer)
+    except KeyFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    return signer

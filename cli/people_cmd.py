@@ -11,6 +11,7 @@ import click
 
 from medchain.cli.common import (
     connect,
+    create_key,
     echo_json,
     json_option,
     load_signer,
@@ -18,7 +19,6 @@ from medchain.cli.common import (
     socket_options,
 )
 from medchain.cli.present import Names, key_option, output, session, when
-from medchain.cli.records_cmd import _new_key
 
 
 @click.group()
@@ -60,7 +60,7 @@ def practitioner_add(
     admin_signer = load_signer(admin_key)
     with connect(socket_path, config) as c:
         admin = TxBuilder(admin_signer, c.status()["chain_id"])
-        signer = _new_key(out)
+        signer = create_key(out)
         res = c.submit(
             admin.build(
                 "registry",
@@ -107,7 +107,7 @@ def patient_register(
     from medchain.client.signing import TxBuilder
 
     with connect(socket_path, config) as c:
-        signer = _new_key(out)
+        signer = create_key(out)
         res = c.submit(
             TxBuilder(signer, c.status()["chain_id"]).build("registry", "register_patient", {}),
             wait=True,
@@ -202,7 +202,7 @@ def rotate_key(
     old = load_signer(key)
     with connect(socket_path, config) as c:
         chain = c.status()["chain_id"]
-        new = _new_key(out)
+        new = create_key(out)
         proof = new.sign(rotation_sign_bytes(chain, old.public_key, new.public_key))
         res = c.submit(
             TxBuilder(old, chain).build(
