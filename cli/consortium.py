@@ -7,8 +7,11 @@ from pathlib import Path
 
 import click
 
+from medchain.cli.common import create_key
 from medchain.node.consortium import GENESIS_FILE, OrgSpec, init_consortium
 from medchain.storage.genesis import GenesisError
+
+CARE_PROVIDERS = ("hospital", "clinic", "exam-centre")  # the roles that hold records
 
 
 @click.group()
@@ -35,6 +38,12 @@ def consortium() -> None:
     show_default=True,
     help="Turn on each node's web UI (explorer, patient portal) on 127.0.0.1 from this port; 0 = off.",
 )
+@click.option(
+    "--import-keys",
+    is_flag=True,
+    help="Also create each care provider's import-system key (DIR/<org>/importer.key, "
+    "0600); `records import` registers it with the org's admin key on first use.",
+)
 @click.option("--json", "as_json", is_flag=True)
 def init(
     directory: Path,
@@ -42,6 +51,7 @@ def init(
     chain_id: str | None,
     base_port: int,
     http_base_port: int,
+    import_keys: bool,
     as_json: bool,
 ) -> None:
     """Create keys, node configs and the genesis for a new consortium."""
@@ -53,6 +63,10 @@ def init(
         )
     except GenesisError as exc:
         raise click.ClickException(str(exc)) from None
+    if import_keys:
+        for o in genesis.organizations:
+            if o.role in CARE_PROVIDERS:
+                create_key(directory / o.org_id / "importer.key")
     if as_json:
         click.echo(
             json.dumps(

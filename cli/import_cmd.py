@@ -25,22 +25,28 @@ def _builder(key: Path, chain_id: str) -> Any:
 
 
 def _import_system(c: Any, org_dir: Path, name: str, quiet: bool) -> Any:
-    """The organization's import system: its key file, or (for a consortium whose
-    admin keys are at hand, as `consortium init` leaves them) one registered now."""
+    """The organization's import system: its key file (registered now if it is not
+    yet and the org's admin key is at hand, as `consortium init` leaves it), or a
+    new key registered now."""
     from medchain.client.signing import TxBuilder
 
     chain_id = c.status()["chain_id"]
     key = org_dir / name
-    if key.exists():
-        return _builder(key, chain_id)
     admin_key = org_dir / "admin.key"
-    if not admin_key.exists():
+    if key.exists():
+        builder = _builder(key, chain_id)
+        known = c.query("registry", "whoami", {}, builder)
+        if known.get("kind") != "unknown" or not admin_key.exists():
+            return builder  # registered (or for its admin to register: anchoring says so)
+        signer, created = builder.signer, False
+    elif not admin_key.exists():
         raise click.ClickException(
             f"no import system key {key}: create one with `medchain practitioner add "
             f"--role system --out {key} ...` signed by the organization's admin"
         )
+    else:
+        signer, created = create_key(key), True
     admin = TxBuilder(load_signer(admin_key), chain_id)
-    signer = create_key(key)
     res = c.submit(
         admin.build(
             "registry",
@@ -55,7 +61,8 @@ def _import_system(c: Any, org_dir: Path, name: str, quiet: bool) -> Any:
         wait=True,
     )
     if res["status"] != "committed":
-        key.unlink()
+        if created:
+            key.unlink()
         raise click.ClickException(f"registering the import system failed: {res.get('reason')}")
     if not quiet:
         click.echo(f"  registered an import system for {org_dir.name}; key in {key}")

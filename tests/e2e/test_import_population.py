@@ -33,7 +33,10 @@ def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_import_registers_patients_and_anchors_99_percent(tmp_path: Path) -> None:
     pop = write_population(tmp_path / "export", patients=8, institutions=6, per_patient=40)
     orgs = [a for o in ORGS for a in ("--org", o)]
-    assert cli(tmp_path, "consortium", "init", "--dir", "net", *orgs).returncode == 0
+    init = cli(tmp_path, "consortium", "init", "--dir", "net", "--import-keys", *orgs)
+    assert init.returncode == 0, init.stderr
+    made = {p.parent.name for p in (tmp_path / "net").glob("*/importer.key")}
+    assert made == {"hospital-a", "hospital-b"}  # care providers only; registered on first use
     names = pop["institutions"]
     (tmp_path / "map.toml").write_text(
         "[providers]\n"
