@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from medchain.cli.common import json_option, rpc_errors, socket_options
-from medchain.cli.present import Names, key_option, output, session, when
+from medchain.cli.present import Names, key_option, output, own_patient_id, session, when
 
 
 def json_file(path: Path, what: str) -> Any:
@@ -212,10 +212,9 @@ def claim_list(
     key: Path, patient: str | None, socket_path: Path | None, config: Path | None, as_json: bool
 ) -> None:
     """A patient's claims (those the key may read)."""
-    from medchain.contracts.sdk import pseudonym_of
 
     with session(key, socket_path, config) as mc:
-        rows = mc.claim_list(patient or pseudonym_of(mc.signer.public_key, "patient"))
+        rows = mc.claim_list(patient or own_patient_id(mc))
         names = Names(mc)
         if as_json:
             output(rows, True, lambda: None)

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from medchain.cli.common import json_option, rpc_errors, socket_options
-from medchain.cli.present import Names, key_option, output, period, session, when
+from medchain.cli.present import Names, key_option, output, own_patient_id, period, session, when
 
 PURPOSES = click.Choice(["treatment", "payment", "research"])
 
@@ -130,10 +130,9 @@ def list_(
     key: Path, patient: str | None, socket_path: Path | None, config: Path | None, as_json: bool
 ) -> None:
     """A patient's consents: to whom, which records, what for, until when."""
-    from medchain.contracts.sdk import pseudonym_of
 
     with session(key, socket_path, config) as mc:
-        who = patient or pseudonym_of(mc.signer.public_key, "patient")
+        who = patient or own_patient_id(mc)
         rows = mc.consent_list(who)
         names = Names(mc)
         if as_json:
@@ -190,10 +189,9 @@ def log(
     as_json: bool,
 ) -> None:
     """Who asked for which record, when, under which consent, and the decision."""
-    from medchain.contracts.sdk import pseudonym_of
 
     with session(key, socket_path, config) as mc:
-        who = None if everyone else patient or pseudonym_of(mc.signer.public_key, "patient")
+        who = None if everyone else patient or own_patient_id(mc)
         rows = mc.access_log(who, before_ms=before_ms)
         names = Names(mc)
         if as_json:

@@ -26,6 +26,17 @@ def session(key: Path, socket_path: Path | None, config: Path | None) -> Iterato
         yield Medchain(c, TxBuilder(signer, c.status()["chain_id"]))
 
 
+def own_patient_id(mc: Any) -> str:
+    """The signing patient's pseudonym, as the registry knows it (it stays the same
+    when the patient rotates their key)."""
+    who = mc.whoami()
+    if who.get("kind") != "patient":
+        raise click.UsageError("this key is not a patient's: say which patient with --patient")
+    if who.get("status") != "active":
+        raise click.ClickException("this key is revoked (rotated): sign with the current one")
+    return str(who["id"])
+
+
 def key_option(help: str) -> Callable[[Any], Any]:
     return click.option("--key", type=click.Path(path_type=Path), required=True, help=help)
 

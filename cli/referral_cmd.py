@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from medchain.cli.common import json_option, rpc_errors, socket_options
-from medchain.cli.present import Names, key_option, output, session, when
+from medchain.cli.present import Names, key_option, output, own_patient_id, session, when
 
 
 @click.group()
@@ -154,10 +154,9 @@ def list_(
     key: Path, patient: str | None, socket_path: Path | None, config: Path | None, as_json: bool
 ) -> None:
     """A patient's referrals."""
-    from medchain.contracts.sdk import pseudonym_of
 
     with session(key, socket_path, config) as mc:
-        rows = mc.referral_list(patient or pseudonym_of(mc.signer.public_key, "patient"))
+        rows = mc.referral_list(patient or own_patient_id(mc))
         names = Names(mc)
         if as_json:
             output(rows, True, lambda: None)

@@ -361,6 +361,10 @@ class _Operations(Generic[R]):
             Call("registry", "practitioner", {"practitioner": practitioner}, query=True)
         )
 
+    def whoami(self) -> R:
+        """The signer's identity: kind, id (a patient's pseudonym), org, role, status."""
+        return self._run(Call("registry", "whoami", {}, query=True))
+
     def organizations(self) -> R:
         return self._run(Call("registry", "organizations", {}, query=True))
 

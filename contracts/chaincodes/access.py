@@ -295,7 +295,7 @@ def by_patient(ctx: Context, args: Args) -> Result:
     a = args_dict(args)
     patient = arg_id(a, "patient")
     who = ctx.caller
-    if not ((who.kind == "patient" and who.id == patient) or is_regulator(ctx)):
+    if not ((who.kind == "patient" and who.active and who.id == patient) or is_regulator(ctx)):
         raise Reject(
             "only the patient (signed query) or a regulator may read a patient's access log"
         )

@@ -140,7 +140,7 @@ def revoke(ctx: Context, args: Args) -> Result:
     c = load(ctx, arg_id(a, "consent_id"))
     who = ctx.caller
     require(
-        who.kind == "patient" and who.id == c["patient"],
+        who.kind == "patient" and who.active and who.id == c["patient"],
         "only the patient who granted it may revoke a consent",
     )
     require(c["status"] == "active", f"consent is already {c['status']}")
@@ -368,7 +368,7 @@ def check(ctx: Context, args: Args) -> Result:
 
 def visible_to(ctx: Context, patient: str) -> bool:
     who = ctx.caller
-    return (who.kind == "patient" and who.id == patient) or (
+    return (who.kind == "patient" and who.active and who.id == patient) or (
         who.is_admin_of() and who.org_role == "regulator"
     )
 

@@ -154,7 +154,7 @@ def issue(ctx: Context, args: Args) -> Result:
 def agree(ctx: Context, args: Args) -> Result:
     r = load(ctx, arg_id(args_dict(args), "referral_id"))
     who = ctx.caller
-    require(who.kind == "patient" and who.id == r["patient"], "only the referred patient agrees")
+    require(who.kind == "patient" and who.active and who.id == r["patient"], "only the referred patient agrees")
     require(r["status"] == "awaiting-patient", f"the referral is {r['status']}")
     r["status"] = "agreed"
     save(ctx, r, "agreed")
@@ -207,7 +207,7 @@ def cancel(ctx: Context, args: Args) -> Result:
     a = args_dict(args)
     r = load(ctx, arg_id(a, "referral_id"))
     who = ctx.caller
-    patient = who.kind == "patient" and who.id == r["patient"]
+    patient = who.kind == "patient" and who.active and who.id == r["patient"]
     require(
         patient or who.acts_for(r["source"]) or who.acts_for(r["target"] or "-"),
         "only the patient or the organizations involved cancel",
@@ -226,7 +226,7 @@ def get(ctx: Context, args: Args) -> Result:
     r = load(ctx, arg_id(args_dict(args), "referral_id"))
     who = ctx.caller
     if not (
-        (who.kind == "patient" and who.id == r["patient"])
+        (who.kind == "patient" and who.active and who.id == r["patient"])
         or who.acts_for(r["source"])
         or who.acts_for(r["target"] or "-")
     ):
@@ -239,7 +239,7 @@ def by_patient(ctx: Context, args: Args) -> Result:
     patient = arg_id(args_dict(args), "patient")
     who = ctx.caller
     if not (
-        (who.kind == "patient" and who.id == patient)
+        (who.kind == "patient" and who.active and who.id == patient)
         or (who.is_admin_of() and who.org_role == "regulator")
     ):
         raise Reject(

@@ -425,7 +425,7 @@ def claim(ctx: Context, args: Args) -> Result:
 def readable(ctx: Context, c: Record) -> bool:
     who = ctx.caller
     return bool(
-        (who.kind == "patient" and who.id == c["patient"])
+        (who.kind == "patient" and who.active and who.id == c["patient"])
         or who.acts_for(c["hospital"])
         or who.acts_for(c["insurer"])
         or (who.is_admin_of() and who.org_role == "regulator")

@@ -368,3 +368,24 @@ def test_claim_from_product_to_payment(net: Cli) -> None:
     assert "Hospital A -> Insurer" in shown and "paid 64.00" in shown
     assert [c["claim_id"] for c in cli.json("claim", "list", "--key", key, *A)] == ["cl-1"]  # type: ignore[union-attr]
     assert cli.json("claim", "list", "--patient", me, "--key", "net/hospital-b/admin.key", *B) == []
+
+
+def test_a_rotated_patient_key_reads_nothing_and_the_new_one_everything(net: Cli) -> None:
+    cli = net
+    old = str(key_path(cli.cwd / "net" / "patients", "pat-002").relative_to(cli.cwd))
+    cli("consent", "grant", "--key", old, "--to", "hospital-b", "--for", "P7D", *A)
+    cli("key-rotate", "--key", old, "--out", "pat-002-new.key", *A)
+    for command in (
+        ["consent", "list"],
+        ["access", "log"],
+        ["referral", "list"],
+        ["claim", "list"],
+    ):
+        r = cli(*command, "--key", old, *A, code=exits.ERROR)
+        assert "revoked" in r.stderr
+        assert cli(*command, "--key", "pat-002-new.key", *A).returncode == 0
+    # signed by the revoked key, naming the patient outright: the chaincode refuses too
+    me = json.loads((cli.cwd / "net" / "patients.json").read_text())["pat-002"]
+    r = cli("consent", "list", "--key", old, "--patient", me, *A, code=exits.REJECTED)
+    assert "only the patient" in r.stderr
+    assert "Hospital B" in cli("consent", "list", "--key", "pat-002-new.key", *A).stdout
