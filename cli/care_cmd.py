@@ -29,7 +29,7 @@ def json_arg(text: str, option: str) -> Any:
 
     try:
         return from_json(json.loads(text))
-    except (ValueError, RecursionError, JsonValueError) as exc:
+    except (ValueError, TypeError, RecursionError, JsonValueError) as exc:
         raise click.BadParameter(f"not valid JSON: {str(exc)[:120]}", param_hint=option) from None
 
 
@@ -234,7 +234,7 @@ def dictionary() -> None:
 
 
 @dictionary.command("add-system")
-@key_option("An organization admin's key file.")
+@key_option("The regulator admin's key file (the dictionary is the regulator's).")
 @click.option("--system", required=True, help="The system URI (http://hl7.org/fhir/sid/icd-10).")
 @click.option("--name", required=True)
 @click.option("--version", "version", required=True, help="The release (e.g. 2026).")
@@ -257,7 +257,7 @@ def add_system(
 
 
 @dictionary.command("add-codes")
-@key_option("An organization admin's key file.")
+@key_option("The regulator admin's key file (the dictionary is the regulator's).")
 @click.option("--system", required=True)
 @click.option(
     "--codes",
@@ -287,7 +287,7 @@ def add_codes(
 
 
 @dictionary.command("map")
-@key_option("An organization admin's key file.")
+@key_option("The regulator admin's key file (the dictionary is the regulator's).")
 @click.option("--from", "source", required=True, help="Source system URI.")
 @click.option("--to", "target", required=True, help="Target system URI.")
 @click.option(
@@ -338,7 +338,17 @@ def translate(
     """Translate a code into another system."""
     with session(key, socket_path, config) as mc:
         res = mc.dictionary_translate(system, code, target)
-    output(res, as_json, lambda: click.echo(json.dumps(res, indent=2)))
+
+    def human() -> None:
+        rows = res if isinstance(res, list) else [res]
+        for m in rows:
+            click.echo(
+                f"{system}|{code} -> {m.get('system')}|{m.get('code')} ({m.get('equivalence')})"
+            )
+        if not rows:
+            click.echo(f"no mapping of {system}|{code} to {target}")
+
+    output(res, as_json, human)
 
 
 # -- any read -------------------------------------------------------------------------

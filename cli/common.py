@@ -104,6 +104,9 @@ def load_signer(path: Path) -> Any:
     return load_key(path, ask=ask)
 
 
+BAD_INPUT_CODES = (-32700, -32600, -32602)  # JSON-RPC: parse error, invalid request/params
+
+
 def rpc_errors(fn: F) -> F:
     """Errors from talking to a node as one line and their exit status (cli/exits.py)."""
 
@@ -115,6 +118,8 @@ def rpc_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except RpcError as exc:
+            if exc.code in BAD_INPUT_CODES:
+                raise click.ClickException(f"node refused the request: {exc.message}") from None
             raise Rejected(f"node refused: {exc.message}") from None
         except TxFailed as exc:
             raise Failed(f"failed: {exc}") from None

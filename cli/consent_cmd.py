@@ -10,6 +10,7 @@ import click
 from medchain.cli.common import json_option, rpc_errors, socket_options
 from medchain.cli.present import Names, key_option, output, own_patient_id, period, session, when
 
+LOG_PAGE = 5000  # entries the access chaincode returns at most per query (MAX_LIST)
 PURPOSES = click.Choice(["treatment", "payment", "research"])
 
 
@@ -208,5 +209,5 @@ def log(
                 f"{when(e.get('timestamp_ms'))}  {mark:<7} {e.get('record_id')}  by {by}"
                 f"  for {e.get('purpose', '-')}: {e.get('reason')}"
             )
-        if rows:
+        if len(rows) >= LOG_PAGE:
             click.echo(f"(older entries: --before {rows[0].get('timestamp_ms')})", err=True)

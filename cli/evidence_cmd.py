@@ -59,14 +59,20 @@ def genesis_options(fn: Any) -> Any:
     )(fn)
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner may read (0600), replacing any old one."""
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.chmod(path, 0o600)
+
+
 def pinned_hash(genesis_hash: str | None, genesis_file: Path | None) -> bytes | None:
     from medchain.storage.genesis import Genesis, GenesisError
 
-    if genesis_file is not None:
-        try:
-            return Genesis.load(genesis_file).hash()
-        except (GenesisError, OSError, ValueError) as exc:
-            raise click.ClickException(f"{genesis_file}: {exc}") from None
+    pinned: bytes | None = None
     if genesis_hash:
         try:
             pinned = bytes.fromhex(genesis_hash)
@@ -74,8 +80,19 @@ def pinned_hash(genesis_hash: str | None, genesis_file: Path | None) -> bytes | 
             raise click.BadParameter("--genesis-hash must be hex") from None
         if len(pinned) != 32:
             raise click.BadParameter("--genesis-hash must be 32 bytes (64 hex digits)")
-        return pinned
-    return None
+    if genesis_file is not None:
+        try:
+            from_file = Genesis.load(genesis_file).hash()
+        except (GenesisError, OSError, ValueError) as exc:
+            raise click.ClickException(f"{genesis_file}: {exc}") from None
+        if pinned is not None and pinned != from_file:
+            # Both pins must agree: a supplied genesis file is not trusted over the hash.
+            raise click.UsageError(
+                f"--genesis {genesis_file} has hash {from_file.hex()}, not the "
+                f"--genesis-hash {pinned.hex()}: which one is your consortium's?"
+            )
+        pinned = from_file
+    return pinned
 
 
 def unpinned_note(genesis_hex: str) -> None:
@@ -105,7 +122,7 @@ def verify(
     as_json: bool,
 ) -> None:
     """Verify a certificate fully offline: no node, no network. Exit 0 if it verifies
-    against the pinned genesis, 1 if anything fails, 3 if it holds but no genesis was
+    against the pinned genesis, 7 if anything fails, 3 if it holds but no genesis was
     pinned (docs/evidence.md says what is checked)."""
     from medchain.storage.evidence import verify_evidence
 
@@ -201,7 +218,7 @@ def disclose(
                 ).to_json()
             except FhirError as exc:
                 raise click.ClickException(str(exc)) from None
-    out.write_text(json.dumps(doc, indent=2))
+    write_private(out, json.dumps(doc, indent=2).encode())  # it holds a clinical value
     click.echo(
         f"wrote {out}: field {field_name!r} of {record_id}, {len(doc['path'])} Merkle steps, other fields hidden"
     )

@@ -194,7 +194,8 @@ def fetch(
             else:
                 click.echo(f"{f.status:<7} {f.record_id}  {f.reason}")
     if not any(f.status == "ok" for f in got):
-        raise SystemExit(exits.REJECTED if any(f.status == "denied" for f in got) else exits.ERROR)
+        denied = any(f.status == "denied" for f in got)
+        raise SystemExit(exits.REJECTED if denied else exits.FAILED)
 
 
 @records.command("show")

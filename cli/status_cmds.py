@@ -82,7 +82,7 @@ def send(
 
     try:
         args = from_json(json.loads(args_json))
-    except (ValueError, RecursionError, JsonValueError) as exc:
+    except (ValueError, TypeError, RecursionError, JsonValueError) as exc:
         raise click.BadParameter(f"--args is not valid JSON: {str(exc)[:120]}") from None
     signer = load_signer(key)
     with connect(socket_path, config) as c:
